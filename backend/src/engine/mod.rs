@@ -1,0 +1,212 @@
+//! The delivery engine: the backend's MQTT subscriber.
+//!
+//! ```text
+//! broker ─▶ rumqttc event loop (this task) ─▶ shard by device (N tasks, in order per device)
+//!        ─▶ op handler (ops/*.rs) ─▶ store (one transaction) ─▶ answer on rsp
+//!        ─▶ publisher: the committed updates on `in` of every recipient device
+//! ```
+//!
+//! Requests of one device are handled strictly in arrival order (their shard is a queue);
+//! different devices run concurrently. The ordering that matters for correctness (seq, useq)
+//! is decided by the database, so any number of backends can share the request stream.
+
+mod ops;
+
+use crate::publisher::Publisher;
+use crate::store::Store;
+use bytes::Bytes;
+use protocol::ops::Op;
+use protocol::topic::{DeviceTopic, Stream, PRESENCE_FILTER, REQUEST_FILTER};
+use protocol::{DeviceId, ErrorBody, ErrorCode, Response, UserId};
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Event, EventLoop};
+use serde_json::Value;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Largest request payload handled; bigger ones get `payload_too_large`.
+    pub max_request_bytes: usize,
+    /// Number of request queues (devices are hashed onto them).
+    pub shards: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 64 * 1024,
+            shards: 64,
+        }
+    }
+}
+
+/// Who sent a request: taken from the topic, which the broker's ACL guarantees.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: UserId,
+    pub device: DeviceId,
+}
+
+pub struct Engine {
+    pub store: Store,
+    pub publisher: Publisher,
+    pub config: EngineConfig,
+    typing: ops::typing::Throttle,
+}
+
+impl Engine {
+    pub fn new(store: Store, publisher: Publisher, config: EngineConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            publisher,
+            config,
+            typing: Default::default(),
+        })
+    }
+
+    /// Polls the MQTT connection until shutdown, (re)subscribing on every CONNACK and feeding
+    /// requests to the shards. rumqttc reconnects on the next poll after an error.
+    pub async fn run(self: Arc<Self>, mut eventloop: EventLoop, shutdown: CancellationToken) {
+        let shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>> = (0..self.config.shards.max(1))
+            .map(|_| {
+                let (tx, mut rx) = mpsc::unbounded_channel::<(DeviceTopic, Bytes)>();
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    while let Some((topic, payload)) = rx.recv().await {
+                        engine.handle(topic, payload).await;
+                    }
+                });
+                tx
+            })
+            .collect();
+        let mut failures = 0u32;
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                e = eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
+                    tracing::info!("backend connected to the broker");
+                    let client = self.publisher.client().clone();
+                    tokio::spawn(async move {
+                        let share = format!("$share/courier/{REQUEST_FILTER}");
+                        for filter in [share.as_str(), PRESENCE_FILTER] {
+                            if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                                tracing::error!(error = %e, filter, "subscribe failed");
+                            }
+                        }
+                    });
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Ok(topic) = std::str::from_utf8(&p.topic).map(DeviceTopic::parse) else {
+                        continue;
+                    };
+                    let Ok(topic) = topic else {
+                        tracing::debug!("ignoring publish on a foreign topic");
+                        continue;
+                    };
+                    let mut h = DefaultHasher::new();
+                    topic.device.hash(&mut h);
+                    let shard = (h.finish() % shards.len() as u64) as usize;
+                    let _ = shards[shard].send((topic, p.payload));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failures += 1;
+                    let wait = Duration::from_millis(100 * u64::from(failures.min(50)));
+                    tracing::warn!(error = %e, ?wait, "broker connection lost; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        let _ = self.publisher.client().disconnect().await;
+    }
+
+    async fn handle(&self, topic: DeviceTopic, payload: Bytes) {
+        let caller = Caller {
+            user: topic.user,
+            device: topic.device,
+        };
+        match topic.stream {
+            Stream::Req(op) => self.request(&caller, &op, &payload).await,
+            Stream::Presence => {
+                tracing::debug!(user = %caller.user, device = %caller.device, "presence event");
+            }
+            _ => {}
+        }
+    }
+
+    /// Parses, dispatches and answers one request: exactly one answer, except for `typing`.
+    async fn request(&self, caller: &Caller, op: &str, payload: &[u8]) {
+        let op = Op::parse(op);
+        let parsed: Result<Value, _> = serde_json::from_slice(payload);
+        if op == Some(Op::Typing) {
+            if let Ok(body) = parsed {
+                if payload.len() <= self.config.max_request_bytes {
+                    ops::typing::handle(self, caller, body).await;
+                }
+            }
+            return;
+        }
+        let mut deliver = Vec::new();
+        let (id, result) = match parsed {
+            Err(e) => (
+                Value::Null,
+                Err(ErrorBody::new(ErrorCode::BadJson, format!("payload is not JSON: {e}"))),
+            ),
+            Ok(body) => {
+                let id = body.get("id").cloned().unwrap_or(Value::Null);
+                let result = if payload.len() > self.config.max_request_bytes {
+                    Err(ErrorBody::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("requests are limited to {} bytes", self.config.max_request_bytes),
+                    ))
+                } else if !body.is_object() {
+                    Err(ErrorBody::new(ErrorCode::BadRequest, "a request is a JSON object"))
+                } else if id.is_null() {
+                    Err(ErrorBody::new(ErrorCode::BadRequest, "a request needs an `id`"))
+                } else {
+                    match op {
+                        None => Err(ErrorBody::new(ErrorCode::UnknownOp, "no such op")),
+                        Some(op) => match self.dispatch(op, caller, body).await {
+                            Ok(done) => {
+                                deliver = done.deliver;
+                                Ok(done.result)
+                            }
+                            Err(e) => Err(e.body()),
+                        },
+                    }
+                };
+                (id, result)
+            }
+        };
+        let rsp = match result {
+            Ok(value) => Response::ok(id, value),
+            Err(body) => Response::err(id, body),
+        };
+        self.publisher.respond(&caller.user, &caller.device, &rsp).await;
+        for out in &deliver {
+            self.publisher.deliver(out).await;
+        }
+    }
+
+    async fn dispatch(&self, op: Op, caller: &Caller, body: Value) -> crate::error::Result<ops::Done> {
+        match op {
+            Op::Send => ops::send::handle(self, caller, body).await,
+            Op::Ack => ops::ack::handle(self, caller, body).await,
+            Op::Read => ops::read::handle(self, caller, body).await,
+            Op::Sync => ops::sync::handle(self, caller, body).await,
+            Op::Typing => unreachable!("typing is never answered"),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! One file per op; `Engine::dispatch` is the one match over them.
+
+pub mod ack;
+pub mod read;
+pub mod send;
+pub mod sync;
+pub mod typing;
+
+use crate::error::{Error, Result};
+use crate::store::log::Outgoing;
+use protocol::ErrorCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A handled request: the answer for `rsp`, then the committed updates to publish.
+pub struct Done {
+    pub result: Value,
+    pub deliver: Vec<Outgoing>,
+}
+
+impl Done {
+    pub fn answer(result: impl serde::Serialize) -> Self {
+        Self {
+            result: serde_json::to_value(result).expect("result serialises"),
+            deliver: vec![],
+        }
+    }
+
+    pub fn and_deliver(mut self, out: impl IntoIterator<Item = Outgoing>) -> Self {
+        self.deliver.extend(out);
+        self
+    }
+}
+
+/// The request body as the op's type; field errors become `bad_request`.
+pub fn parse<T: DeserializeOwned>(body: Value) -> Result<T> {
+    serde_json::from_value(body).map_err(|e| Error::client(ErrorCode::BadRequest, e.to_string()))
+}

@@ -1,0 +1,22 @@
+//! Table `devices`. A user's devices; `cursor` is the highest useq the device acknowledged.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "devices")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub platform: String,
+    pub token_hash: String,
+    pub cursor: i64,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

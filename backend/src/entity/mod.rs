@@ -1,0 +1,8 @@
+//! SeaORM entities, one per table created by the migrations crate.
+
+pub mod conversations;
+pub mod devices;
+pub mod members;
+pub mod messages;
+pub mod updates;
+pub mod users;

@@ -1,0 +1,69 @@
+//! The backend's one error type. Client mistakes carry a wire [`ErrorCode`]; storage failures
+//! become `unavailable`/`internal` (and are logged, while client mistakes are not). The HTTP
+//! mapping lives in `http::error`, the MQTT one in `engine::respond`.
+
+use protocol::{ErrorBody, ErrorCode};
+use sea_orm::DbErr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{code}: {message}")]
+    Client { code: ErrorCode, message: String },
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn client(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Client {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Client { code, .. } => *code,
+            Self::Db(e) if is_unavailable(e) => ErrorCode::Unavailable,
+            Self::Db(_) | Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The body sent to the client: client errors verbatim, server errors without internals.
+    pub fn body(&self) -> ErrorBody {
+        match self {
+            Self::Client { code, message } => ErrorBody::new(*code, message.clone()),
+            other => {
+                tracing::error!(error = %other, "request failed");
+                let code = other.code();
+                let message = match code {
+                    ErrorCode::Unavailable => "storage is unavailable; nothing was stored, retry",
+                    _ => "internal error; nothing was stored",
+                };
+                ErrorBody::new(code, message)
+            }
+        }
+    }
+}
+
+impl From<ErrorBody> for Error {
+    fn from(body: ErrorBody) -> Self {
+        Self::client(body.code, body.message)
+    }
+}
+
+fn is_unavailable(e: &DbErr) -> bool {
+    matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
+}
+
+/// A unique-constraint violation (a concurrent duplicate insert).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

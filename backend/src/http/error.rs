@@ -1,0 +1,58 @@
+//! HTTP error mapping: one status per wire code, JSON bodies, and a JSON extractor whose
+//! rejections speak the same codes.
+
+use crate::error::Error;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::{ErrorBody, ErrorCode};
+use serde::de::DeserializeOwned;
+
+pub fn status(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        BadJson | BadRequest | UnknownOp | InvalidMessage | UnsupportedKind => StatusCode::BAD_REQUEST,
+        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Unauthorized | BadCredentials => StatusCode::UNAUTHORIZED,
+        NotMember | Forbidden => StatusCode::FORBIDDEN,
+        NotFound => StatusCode::NOT_FOUND,
+        UsernameTaken | AckAhead | CursorExpired => StatusCode::CONFLICT,
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        (status(body.code), Json(serde_json::json!({ "error": body }))).into_response()
+    }
+}
+
+pub async fn not_found() -> Error {
+    Error::client(ErrorCode::NotFound, "no such route")
+}
+
+/// `Json<T>` whose rejections are Courier errors (`bad_json`, `bad_request`, …).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => {
+                let code = match &rejection {
+                    JsonRejection::JsonSyntaxError(_) => ErrorCode::BadJson,
+                    JsonRejection::BytesRejection(_) => ErrorCode::PayloadTooLarge,
+                    _ => ErrorCode::BadRequest,
+                };
+                Err(ErrorBody::new(code, rejection.body_text()).into())
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The HTTP API under `/v1` (axum): accounts, devices, conversations, history.
+//! One file per resource; errors become `{"error":{"code","message"}}` in `error.rs`.
+
+mod auth;
+mod conversations;
+mod devices;
+mod error;
+mod users;
+
+use crate::publisher::Publisher;
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use std::sync::Arc;
+
+pub use auth::Authed;
+pub use error::ApiJson;
+
+/// Closes a device's MQTT connection (the embedded broker does; an external one is told by
+/// the operator's tooling).
+pub trait Kicker: Send + Sync {
+    fn kick(&self, device: &str);
+}
+
+/// Where devices reach MQTT, for the log-in answer.
+#[derive(Clone, Debug)]
+pub struct MqttPorts {
+    /// Host to advertise; `None` means the host the client used for HTTP.
+    pub public_host: Option<String>,
+    pub tcp: u16,
+    pub ws: u16,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub publisher: Publisher,
+    pub mqtt: MqttPorts,
+    pub kicker: Option<Arc<dyn Kicker>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/users", post(users::sign_up))
+        .route("/sessions", post(users::log_in))
+        .route("/devices/{id}", delete(devices::revoke))
+        .route(
+            "/conversations",
+            post(conversations::create).get(conversations::list),
+        )
+        .route("/conversations/{id}", get(conversations::one))
+        .route("/conversations/{id}/messages", get(conversations::history))
+        .route("/conversations/{id}/members", post(conversations::add_members))
+        .route(
+            "/conversations/{id}/members/{user}",
+            delete(conversations::remove_member),
+        );
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}

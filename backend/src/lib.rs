@@ -1,0 +1,44 @@
+//! Courier's backend: storage, the delivery engine and the HTTP API.
+//!
+//! ```text
+//! device ─MQTT─▶ broker ─MQTT (rumqttc, service identity)─▶ engine ─▶ store (SeaORM)
+//!                                                   engine ─▶ publisher ─MQTT─▶ broker ─▶ devices
+//! app ─HTTP─▶ http (axum) ─▶ store; membership changes ─▶ publisher
+//! ```
+//!
+//! The backend reaches the broker as an ordinary MQTT 5 client, so the same code runs against
+//! Courier's embedded broker or an external one. All state that must survive is in the database.
+
+pub mod db;
+pub mod engine;
+pub mod entity;
+pub mod error;
+pub mod http;
+pub mod mqtt_auth;
+pub mod publisher;
+pub mod store;
+pub mod util;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::Error;
+pub use store::Store;
+
+use rumqttc::v5::{AsyncClient, EventLoop, MqttOptions};
+use std::time::Duration;
+
+/// MQTT options for the backend's own connection to the broker at `host:port`.
+pub fn mqtt_options(host: &str, port: u16, service_secret: &str) -> MqttOptions {
+    let mut opts = MqttOptions::new(format!("courier-backend-{}", util::new_id('b')), host, port);
+    opts.set_credentials(mqtt_auth::SERVICE_USERNAME, service_secret)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_start(true)
+        .set_max_packet_size(Some(1 << 20))
+        .set_request_channel_capacity(100_000)
+        .set_outgoing_inflight_upper_limit(1000);
+    opts
+}
+
+/// The backend's MQTT client and the event loop the engine must poll.
+pub fn mqtt_client(opts: MqttOptions) -> (AsyncClient, EventLoop) {
+    AsyncClient::new(opts, 100_000)
+}

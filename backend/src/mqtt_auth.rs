@@ -1,0 +1,53 @@
+//! How the embedded broker authenticates CONNECT: devices by id + token, the backend itself by
+//! the service secret.
+
+use crate::store::accounts::TokenCheck;
+use crate::store::Store;
+use crate::util::constant_time_eq;
+use broker::{AuthFuture, Authenticator, Identity, Kick, Refusal};
+
+/// The MQTT username of Courier's backend (and other trusted services).
+pub const SERVICE_USERNAME: &str = "courier-backend";
+
+pub struct DeviceAuthenticator {
+    pub store: Store,
+    pub service_secret: String,
+}
+
+impl Authenticator for DeviceAuthenticator {
+    fn authenticate<'a>(&'a self, client_id: &'a str, username: &'a str, password: &'a str) -> AuthFuture<'a> {
+        Box::pin(async move {
+            if username == SERVICE_USERNAME {
+                return if !self.service_secret.is_empty()
+                    && constant_time_eq(password.as_bytes(), self.service_secret.as_bytes())
+                {
+                    Ok(Identity::Service)
+                } else {
+                    Err(Refusal::BadCredentials)
+                };
+            }
+            // MQTT client id = username = device id.
+            if client_id != username {
+                return Err(Refusal::NotAuthorized);
+            }
+            match self.store.check_device_token(username, password).await {
+                Ok(TokenCheck::Valid(d)) => Ok(Identity::Device {
+                    user: d.user.into_string(),
+                    device: d.device.into_string(),
+                }),
+                Ok(TokenCheck::Revoked) => Err(Refusal::NotAuthorized),
+                Ok(TokenCheck::Invalid) => Err(Refusal::BadCredentials),
+                Err(e) => {
+                    tracing::error!(error = %e, "token check failed");
+                    Err(Refusal::Unavailable)
+                }
+            }
+        })
+    }
+}
+
+impl crate::http::Kicker for broker::Broker {
+    fn kick(&self, device: &str) {
+        broker::Broker::kick(self, device, Kick::Revoked);
+    }
+}

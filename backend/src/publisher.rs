@@ -1,0 +1,73 @@
+//! Everything the backend sends to devices goes out here, over its MQTT client:
+//! log updates on `in` (QoS 1) to every active device of each recipient, answers on `rsp`
+//! (QoS 1), ephemeral events on `eph` (QoS 0).
+//!
+//! Publishing happens after the commit and is best effort: a device that misses a publish
+//! (offline, broker restart) gets the update from its log on `sync`.
+
+use crate::store::log::Outgoing;
+use crate::store::Store;
+use protocol::{DeviceId, Response, UserId};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::AsyncClient;
+use std::collections::HashMap;
+
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    store: Store,
+}
+
+fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
+    format!("u/{user}/d/{device}/{stream}")
+}
+
+impl Publisher {
+    pub fn new(client: AsyncClient, store: Store) -> Self {
+        Self { client, store }
+    }
+
+    pub fn client(&self) -> &AsyncClient {
+        &self.client
+    }
+
+    /// Publishes each recipient's copy of `out` to all of their active devices.
+    pub async fn deliver(&self, out: &Outgoing) {
+        let users: Vec<UserId> = out.to.iter().map(|a| a.user.clone()).collect();
+        let devices = match self.store.active_devices(&users).await {
+            Ok(d) => d,
+            Err(e) => {
+                // Devices will get it from their log on the next sync.
+                tracing::warn!(error = %e, "device lookup failed; update left for sync");
+                return;
+            }
+        };
+        let mut by_user: HashMap<&UserId, Vec<&DeviceId>> = HashMap::new();
+        for (u, d) in &devices {
+            by_user.entry(u).or_default().push(d);
+        }
+        for a in &out.to {
+            let Some(devs) = by_user.get(&a.user) else { continue };
+            let payload = out.for_user(a.useq);
+            for d in devs {
+                self.publish(topic(&a.user, d, "in"), QoS::AtLeastOnce, payload.clone().into_bytes())
+                    .await;
+            }
+        }
+    }
+
+    pub async fn respond(&self, user: &UserId, device: &DeviceId, rsp: &Response) {
+        let payload = serde_json::to_vec(rsp).expect("response serialises");
+        self.publish(topic(user, device, "rsp"), QoS::AtLeastOnce, payload).await;
+    }
+
+    pub async fn ephemeral(&self, user: &UserId, device: &DeviceId, payload: Vec<u8>) {
+        self.publish(topic(user, device, "eph"), QoS::AtMostOnce, payload).await;
+    }
+
+    async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {
+        if let Err(e) = self.client.publish(topic, qos, false, payload).await {
+            tracing::warn!(error = %e, "MQTT publish failed");
+        }
+    }
+}

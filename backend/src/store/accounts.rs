@@ -1,0 +1,197 @@
+//! Users and devices: sign-up, log-in, token checks, revocation.
+
+use super::Store;
+use crate::entity::{devices, users};
+use crate::error::{is_unique_violation, Error, Result};
+use crate::util::{constant_time_eq, new_id, new_token, now_ms, token_hash};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use protocol::{DeviceId, ErrorCode, UserId};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+/// A device's identity once its token checked out.
+#[derive(Clone, Debug)]
+pub struct DeviceAuth {
+    pub user: UserId,
+    pub device: DeviceId,
+}
+
+pub enum TokenCheck {
+    Valid(DeviceAuth),
+    Revoked,
+    Invalid,
+}
+
+fn validate_username(name: &str) -> Result<()> {
+    let ok = (3..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    ok.then_some(()).ok_or_else(|| {
+        Error::client(
+            ErrorCode::BadRequest,
+            "username must be 3-32 characters of letters, digits, '.', '_' or '-'",
+        )
+    })
+}
+
+impl Store {
+    pub async fn create_user(&self, username: &str, password: &str) -> Result<UserId> {
+        validate_username(username)?;
+        if !(8..=256).contains(&password.len()) {
+            return Err(Error::client(
+                ErrorCode::BadRequest,
+                "password must be 8-256 bytes",
+            ));
+        }
+        let password = password.to_owned();
+        // Argon2 is deliberately slow; keep it off the async workers.
+        let hash = tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let id = new_id('u');
+        let user = users::ActiveModel {
+            id: Set(id.clone()),
+            username: Set(username.to_lowercase()),
+            password_hash: Set(hash),
+            last_useq: Set(0),
+            created_at: Set(now_ms()),
+        };
+        match users::Entity::insert(user).exec(&self.db).await {
+            Ok(_) => Ok(UserId::from_trusted(id)),
+            Err(e) if is_unique_violation(&e) => Err(Error::client(
+                ErrorCode::UsernameTaken,
+                "that username is taken",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks the password and registers a new device with a fresh token.
+    pub async fn log_in(
+        &self,
+        username: &str,
+        password: &str,
+        device_name: &str,
+        platform: &str,
+    ) -> Result<(DeviceAuth, String)> {
+        if device_name.is_empty() || device_name.len() > 128 || platform.len() > 32 {
+            return Err(Error::client(
+                ErrorCode::BadRequest,
+                "device_name must be 1-128 bytes and platform at most 32",
+            ));
+        }
+        let bad = || Error::client(ErrorCode::BadCredentials, "wrong username or password");
+        let user = users::Entity::find()
+            .filter(users::Column::Username.eq(username.to_lowercase()))
+            .one(&self.db)
+            .await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || match stored {
+            Some(stored) => PasswordHash::new(&stored)
+                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false),
+            None => {
+                // Unknown user: spend the same time as a check, so timing does not tell.
+                let salt = SaltString::generate(&mut OsRng);
+                let _ = Argon2::default().hash_password(password.as_bytes(), &salt);
+                false
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let user = match (user, ok) {
+            (Some(user), true) => user,
+            _ => return Err(bad()),
+        };
+        let token = new_token();
+        let device_id = new_id('d');
+        devices::ActiveModel {
+            id: Set(device_id.clone()),
+            user_id: Set(user.id.clone()),
+            name: Set(device_name.to_owned()),
+            platform: Set(platform.to_owned()),
+            token_hash: Set(token_hash(&token)),
+            cursor: Set(0),
+            created_at: Set(now_ms()),
+            revoked_at: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        let auth = DeviceAuth {
+            user: UserId::from_trusted(user.id),
+            device: DeviceId::from_trusted(device_id),
+        };
+        Ok((auth, token))
+    }
+
+    /// MQTT CONNECT: the device id and its token.
+    pub async fn check_device_token(&self, device: &str, token: &str) -> Result<TokenCheck> {
+        let Some(row) = devices::Entity::find_by_id(device).one(&self.db).await? else {
+            return Ok(TokenCheck::Invalid);
+        };
+        if !constant_time_eq(row.token_hash.as_bytes(), token_hash(token).as_bytes()) {
+            return Ok(TokenCheck::Invalid);
+        }
+        if row.revoked_at.is_some() {
+            return Ok(TokenCheck::Revoked);
+        }
+        Ok(TokenCheck::Valid(DeviceAuth {
+            user: UserId::from_trusted(row.user_id),
+            device: DeviceId::from_trusted(row.id),
+        }))
+    }
+
+    /// HTTP bearer token → device.
+    pub async fn device_by_token(&self, token: &str) -> Result<Option<DeviceAuth>> {
+        let row = devices::Entity::find()
+            .filter(devices::Column::TokenHash.eq(token_hash(token)))
+            .filter(devices::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?;
+        Ok(row.map(|row| DeviceAuth {
+            user: UserId::from_trusted(row.user_id),
+            device: DeviceId::from_trusted(row.id),
+        }))
+    }
+
+    /// Revokes one of `user`'s devices. Returns false when it is not theirs (or not found).
+    pub async fn revoke_device(&self, user: &UserId, device: &str) -> Result<bool> {
+        let result = devices::Entity::update_many()
+            .col_expr(devices::Column::RevokedAt, now_ms().into())
+            .filter(devices::Column::Id.eq(device))
+            .filter(devices::Column::UserId.eq(user.as_str()))
+            .filter(devices::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// The active devices of `users`, as (user, device) pairs.
+    pub async fn active_devices(&self, users: &[UserId]) -> Result<Vec<(UserId, DeviceId)>> {
+        let rows = devices::Entity::find()
+            .filter(devices::Column::UserId.is_in(users.iter().map(UserId::as_str)))
+            .filter(devices::Column::RevokedAt.is_null())
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|d| (UserId::from_trusted(d.user_id), DeviceId::from_trusted(d.id)))
+            .collect())
+    }
+
+    pub async fn user_exists(&self, ids: &[UserId]) -> Result<bool> {
+        let found = users::Entity::find()
+            .filter(users::Column::Id.is_in(ids.iter().map(UserId::as_str)))
+            .all(&self.db)
+            .await?;
+        Ok(found.len() == ids.len())
+    }
+}

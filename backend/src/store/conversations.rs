@@ -1,0 +1,379 @@
+//! Conversations and membership: create (direct is one per pair), list with unread counts,
+//! add/remove members (group admins), history pages.
+
+use super::log::{append, message_from_row, Appended, Entry, Outgoing};
+use super::Store;
+use crate::entity::{conversations, members, messages};
+use crate::error::{is_unique_violation, Error, Result};
+use crate::util::{new_id, now_ms};
+use protocol::http::{ConvKind, Conversation};
+use protocol::update::MemberAction;
+use protocol::{ConvId, ErrorCode, Message, UpdateBody, UserId};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
+use std::collections::{BTreeSet, HashMap};
+
+pub const MAX_GROUP_MEMBERS: usize = 1000;
+pub const MAX_HISTORY_PAGE: u64 = 200;
+
+fn kind_str(kind: ConvKind) -> &'static str {
+    match kind {
+        ConvKind::Direct => "direct",
+        ConvKind::Group => "group",
+    }
+}
+
+/// The caller's membership row, or `not_member`.
+pub async fn membership<C: ConnectionTrait>(
+    db: &C,
+    conv: &ConvId,
+    user: &UserId,
+) -> Result<members::Model> {
+    members::Entity::find_by_id((conv.to_string(), user.to_string()))
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::client(ErrorCode::NotMember, "you are not a member of that conversation"))
+}
+
+pub async fn member_ids<C: ConnectionTrait>(db: &C, conv: &ConvId) -> Result<Vec<UserId>> {
+    Ok(members::Entity::find()
+        .filter(members::Column::ConvId.eq(conv.as_str()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| UserId::from_trusted(m.user_id))
+        .collect())
+}
+
+impl Store {
+    /// Creates a conversation; a direct one that already exists for the pair is returned as is.
+    /// Returns the conversation and, when it was created, the `member` updates to deliver.
+    pub async fn create_conversation(
+        &self,
+        creator: &UserId,
+        kind: ConvKind,
+        members_in: &[UserId],
+        title: Option<String>,
+    ) -> Result<(Conversation, Option<Outgoing>)> {
+        let mut set: BTreeSet<UserId> = members_in.iter().cloned().collect();
+        set.insert(creator.clone());
+        let all: Vec<UserId> = set.into_iter().collect();
+        if let Some(t) = &title {
+            if t.chars().count() > 256 {
+                return Err(Error::client(ErrorCode::BadRequest, "title is longer than 256 characters"));
+            }
+        }
+        let direct_key = match kind {
+            ConvKind::Direct => {
+                if all.len() != 2 || title.is_some() {
+                    return Err(Error::client(
+                        ErrorCode::BadRequest,
+                        "a direct conversation has exactly one other member and no title",
+                    ));
+                }
+                Some(format!("{}:{}", all[0], all[1]))
+            }
+            ConvKind::Group => {
+                if all.len() > MAX_GROUP_MEMBERS {
+                    return Err(Error::client(
+                        ErrorCode::BadRequest,
+                        format!("a group has at most {MAX_GROUP_MEMBERS} members"),
+                    ));
+                }
+                None
+            }
+        };
+        if !self.user_exists(&all).await? {
+            return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
+        }
+        if let Some(key) = &direct_key {
+            if let Some(existing) = self.find_direct(key).await? {
+                return Ok((self.conversation_for(&existing, creator).await?, None));
+            }
+        }
+        let id = new_id('c');
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        let inserted = conversations::Entity::insert(conversations::ActiveModel {
+            id: Set(id.clone()),
+            kind: Set(kind_str(kind).to_owned()),
+            title: Set(title.clone()),
+            direct_key: Set(direct_key.clone()),
+            created_by: Set(creator.to_string()),
+            last_seq: Set(0),
+            created_at: Set(now),
+        })
+        .exec(&txn)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) && direct_key.is_some() => {
+                // The other side created the pair at the same moment.
+                drop(txn);
+                let key = direct_key.expect("checked");
+                let existing = self
+                    .find_direct(&key)
+                    .await?
+                    .ok_or_else(|| Error::Internal("direct conversation vanished".into()))?;
+                return Ok((self.conversation_for(&existing, creator).await?, None));
+            }
+            other => other?,
+        };
+        let rows = all.iter().map(|u| {
+            let admin = kind == ConvKind::Group && u == creator;
+            members::ActiveModel {
+                conv_id: Set(id.clone()),
+                user_id: Set(u.to_string()),
+                role: Set(if admin { "admin" } else { "member" }.to_owned()),
+                delivered_seq: Set(0),
+                read_seq: Set(0),
+                joined_at: Set(now),
+            }
+        });
+        members::Entity::insert_many(rows).exec(&txn).await?;
+        let conv = ConvId::from_trusted(id.clone());
+        let entry = Entry {
+            ts: now,
+            body: UpdateBody::Member {
+                conv: conv.clone(),
+                action: MemberAction::Created,
+                users: all.clone(),
+                by: creator.clone(),
+            },
+        };
+        let to = append(&txn, &all, &entry).await?;
+        txn.commit().await?;
+        let admins = match kind {
+            ConvKind::Group => vec![creator.clone()],
+            ConvKind::Direct => vec![],
+        };
+        let summary = Conversation {
+            id: conv,
+            kind,
+            title,
+            members: all,
+            admins,
+            created_at: now,
+            last_seq: 0,
+            read_seq: 0,
+            unread: 0,
+        };
+        Ok((summary, Some(Outgoing::new(&entry, to))))
+    }
+
+    async fn find_direct(&self, key: &str) -> Result<Option<conversations::Model>> {
+        Ok(conversations::Entity::find()
+            .filter(conversations::Column::DirectKey.eq(key))
+            .one(&self.db)
+            .await?)
+    }
+
+    async fn conversation_for(&self, conv: &conversations::Model, user: &UserId) -> Result<Conversation> {
+        let mut list = self.summaries(vec![conv.clone()], user).await?;
+        list.pop().ok_or_else(|| Error::client(ErrorCode::NotMember, "not a member"))
+    }
+
+    /// The user's conversations, most recently created first.
+    pub async fn list_conversations(&self, user: &UserId) -> Result<Vec<Conversation>> {
+        let mine = members::Entity::find()
+            .filter(members::Column::UserId.eq(user.as_str()))
+            .all(&self.db)
+            .await?;
+        if mine.is_empty() {
+            return Ok(vec![]);
+        }
+        let convs = conversations::Entity::find()
+            .filter(conversations::Column::Id.is_in(mine.iter().map(|m| m.conv_id.clone())))
+            .order_by_desc(conversations::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        self.summaries(convs, user).await
+    }
+
+    async fn summaries(&self, convs: Vec<conversations::Model>, user: &UserId) -> Result<Vec<Conversation>> {
+        let rows = members::Entity::find()
+            .filter(members::Column::ConvId.is_in(convs.iter().map(|c| c.id.clone())))
+            .order_by_asc(members::Column::UserId)
+            .all(&self.db)
+            .await?;
+        let mut by_conv: HashMap<String, Vec<members::Model>> = HashMap::new();
+        for m in rows {
+            by_conv.entry(m.conv_id.clone()).or_default().push(m);
+        }
+        let mut out = Vec::with_capacity(convs.len());
+        for c in convs {
+            let ms = by_conv.remove(&c.id).unwrap_or_default();
+            let Some(me) = ms.iter().find(|m| m.user_id == user.as_str()) else {
+                continue;
+            };
+            let read_seq = me.read_seq;
+            out.push(Conversation {
+                id: ConvId::from_trusted(c.id),
+                kind: if c.kind == "group" { ConvKind::Group } else { ConvKind::Direct },
+                title: c.title,
+                admins: ms
+                    .iter()
+                    .filter(|m| m.role == "admin")
+                    .map(|m| UserId::from_trusted(m.user_id.clone()))
+                    .collect(),
+                members: ms.into_iter().map(|m| UserId::from_trusted(m.user_id)).collect(),
+                created_at: c.created_at,
+                last_seq: c.last_seq,
+                read_seq,
+                unread: (c.last_seq - read_seq).max(0),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn conversation(&self, conv: &ConvId, user: &UserId) -> Result<Conversation> {
+        let row = conversations::Entity::find_by_id(conv.as_str())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
+        membership(&self.db, conv, user).await?;
+        self.conversation_for(&row, user).await
+    }
+
+    async fn require_admin_group<C: ConnectionTrait>(&self, db: &C, conv: &ConvId, user: &UserId) -> Result<()> {
+        let row = conversations::Entity::find_by_id(conv.as_str())
+            .one(db)
+            .await?
+            .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
+        let me = membership(db, conv, user).await?;
+        if row.kind != "group" {
+            return Err(Error::client(ErrorCode::BadRequest, "direct conversations have fixed members"));
+        }
+        if me.role != "admin" {
+            return Err(Error::client(ErrorCode::Forbidden, "only group admins can change members"));
+        }
+        Ok(())
+    }
+
+    /// Adds members to a group (admins only). New members see messages from their join on.
+    pub async fn add_members(&self, conv: &ConvId, by: &UserId, new: &[UserId]) -> Result<(Conversation, Option<Outgoing>)> {
+        if new.is_empty() {
+            return Err(Error::client(ErrorCode::BadRequest, "`members` is empty"));
+        }
+        if !self.user_exists(new).await? {
+            return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
+        }
+        let txn = self.db.begin().await?;
+        self.require_admin_group(&txn, conv, by).await?;
+        let existing = member_ids(&txn, conv).await?;
+        let added: Vec<UserId> = new
+            .iter()
+            .filter(|u| !existing.contains(u))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if existing.len() + added.len() > MAX_GROUP_MEMBERS {
+            return Err(Error::client(
+                ErrorCode::BadRequest,
+                format!("a group has at most {MAX_GROUP_MEMBERS} members"),
+            ));
+        }
+        let mut out = None;
+        if !added.is_empty() {
+            let last_seq = conversations::Entity::find_by_id(conv.as_str())
+                .one(&txn)
+                .await?
+                .map(|c| c.last_seq)
+                .unwrap_or(0);
+            let now = now_ms();
+            members::Entity::insert_many(added.iter().map(|u| members::ActiveModel {
+                conv_id: Set(conv.to_string()),
+                user_id: Set(u.to_string()),
+                role: Set("member".to_owned()),
+                // Joining members start caught up: earlier history is not theirs to count.
+                delivered_seq: Set(last_seq),
+                read_seq: Set(last_seq),
+                joined_at: Set(now),
+            }))
+            .exec(&txn)
+            .await?;
+            let entry = Entry {
+                ts: now,
+                body: UpdateBody::Member {
+                    conv: conv.clone(),
+                    action: MemberAction::Added,
+                    users: added.clone(),
+                    by: by.clone(),
+                },
+            };
+            let everyone: Vec<UserId> = existing.iter().chain(&added).cloned().collect();
+            let to = append(&txn, &everyone, &entry).await?;
+            out = Some(Outgoing::new(&entry, to));
+        }
+        txn.commit().await?;
+        Ok((self.conversation(conv, by).await?, out))
+    }
+
+    /// Removes a member: admins remove anyone, any member may remove themself (leave).
+    pub async fn remove_member(&self, conv: &ConvId, by: &UserId, who: &UserId) -> Result<Option<Outgoing>> {
+        let txn = self.db.begin().await?;
+        if by != who {
+            self.require_admin_group(&txn, conv, by).await?;
+        } else {
+            let row = conversations::Entity::find_by_id(conv.as_str())
+                .one(&txn)
+                .await?
+                .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
+            membership(&txn, conv, by).await?;
+            if row.kind != "group" {
+                return Err(Error::client(ErrorCode::BadRequest, "direct conversations have fixed members"));
+            }
+        }
+        let existing = member_ids(&txn, conv).await?;
+        if !existing.contains(who) {
+            return Err(Error::client(ErrorCode::NotFound, "that user is not a member"));
+        }
+        members::Entity::delete_by_id((conv.to_string(), who.to_string()))
+            .exec(&txn)
+            .await?;
+        let entry = Entry {
+            ts: now_ms(),
+            body: UpdateBody::Member {
+                conv: conv.clone(),
+                action: MemberAction::Removed,
+                users: vec![who.clone()],
+                by: by.clone(),
+            },
+        };
+        // The removed user hears about it too, then nothing more from this conversation.
+        let to: Vec<Appended> = append(&txn, &existing, &entry).await?;
+        txn.commit().await?;
+        Ok(Some(Outgoing::new(&entry, to)))
+    }
+
+    /// History, newest first: messages with `seq < before` (all when `before` is None).
+    pub async fn history(
+        &self,
+        conv: &ConvId,
+        user: &UserId,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<(Vec<Message>, Option<i64>)> {
+        membership(&self.db, conv, user).await?;
+        let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+        let mut q = messages::Entity::find().filter(messages::Column::ConvId.eq(conv.as_str()));
+        if let Some(b) = before {
+            q = q.filter(messages::Column::Seq.lt(b));
+        }
+        let rows = q
+            .order_by_desc(messages::Column::Seq)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await?;
+        let more = rows.len() as u64 > limit;
+        let msgs = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let next = if more { msgs.last().map(|m| m.seq) } else { None };
+        Ok((msgs, next))
+    }
+}

@@ -1,0 +1,28 @@
+//! Storage operations, each one transaction over the SeaORM entities. The engine and the HTTP
+//! API call these; nothing else touches the database.
+//!
+//! Gapless counters: `conversations.last_seq` and `users.last_useq` are bumped with
+//! `UPDATE … SET n = n + 1 … RETURNING n` inside the writing transaction. The row lock that
+//! takes (PostgreSQL) or the single writer (SQLite) orders concurrent writers, and a rolled-back
+//! transaction takes its number with it, so readers never see a hole. Users are always locked
+//! in sorted id order to avoid deadlocks.
+
+pub mod accounts;
+pub mod conversations;
+pub mod log;
+pub mod messages;
+pub mod receipts;
+
+use sea_orm::DatabaseConnection;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub db: DatabaseConnection,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}

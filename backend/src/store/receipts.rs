@@ -1,0 +1,148 @@
+//! `ack` and `read`: device cursors and the per-member watermarks they move.
+//!
+//! A device's `ack` of useq N says it holds every update up to N. The messages among the
+//! newly acknowledged updates move the user's `delivered_seq` in their conversations (✓✓ for
+//! the senders). `read` moves `read_seq` (and `delivered_seq` with it). A watermark that moved
+//! becomes one `receipt` update for the other members — and, for reads, for the reader's own
+//! devices — however many messages it covers.
+
+use super::conversations::{member_ids, membership};
+use super::log::{append, Entry, Outgoing};
+use super::Store;
+use crate::entity::{conversations, devices, members, updates, users};
+use crate::error::{Error, Result};
+use crate::util::now_ms;
+use protocol::{ConvId, DeviceId, ErrorCode, UpdateBody, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
+
+impl Store {
+    /// Moves the device cursor to `useq` (never backwards). Returns the cursor and the
+    /// receipts to deliver.
+    pub async fn ack(&self, user: &UserId, device: &DeviceId, useq: i64) -> Result<(i64, Vec<Outgoing>)> {
+        if useq < 0 {
+            return Err(Error::client(ErrorCode::BadRequest, "`useq` must be >= 0"));
+        }
+        let txn = self.db.begin().await?;
+        let head = users::Entity::find_by_id(user.as_str())
+            .one(&txn)
+            .await?
+            .map(|u| u.last_useq)
+            .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown user"))?;
+        if useq > head {
+            return Err(Error::client(
+                ErrorCode::AckAhead,
+                format!("useq {useq} is past the head of your log ({head})"),
+            ));
+        }
+        let dev = devices::Entity::find_by_id(device.as_str())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown device"))?;
+        if useq <= dev.cursor {
+            return Ok((dev.cursor, vec![]));
+        }
+        devices::Entity::update_many()
+            .col_expr(devices::Column::Cursor, Expr::value(useq))
+            .filter(devices::Column::Id.eq(device.as_str()))
+            .filter(devices::Column::Cursor.lt(useq))
+            .exec(&txn)
+            .await?;
+        // Highest message seq per conversation among the newly acknowledged updates.
+        let delivered: Vec<(Option<String>, Option<i64>)> = updates::Entity::find()
+            .select_only()
+            .column(updates::Column::ConvId)
+            .column_as(updates::Column::Seq.max(), "seq")
+            .filter(updates::Column::UserId.eq(user.as_str()))
+            .filter(updates::Column::Useq.gt(dev.cursor))
+            .filter(updates::Column::Useq.lte(useq))
+            .filter(updates::Column::Kind.eq("message"))
+            .group_by(updates::Column::ConvId)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let mut out = Vec::new();
+        for (conv, seq) in delivered {
+            let (Some(conv), Some(seq)) = (conv, seq) else { continue };
+            let conv = ConvId::from_trusted(conv);
+            if let Some(o) = self.move_watermarks(&txn, &conv, user, seq, None).await? {
+                out.push(o);
+            }
+        }
+        txn.commit().await?;
+        Ok((useq, out))
+    }
+
+    /// The user has read `conv` up to `seq` (clamped to the newest message).
+    pub async fn read(&self, user: &UserId, conv: &ConvId, seq: i64) -> Result<(i64, Option<Outgoing>)> {
+        if seq < 0 {
+            return Err(Error::client(ErrorCode::BadRequest, "`seq` must be >= 0"));
+        }
+        let txn = self.db.begin().await?;
+        let me = membership(&txn, conv, user).await?;
+        let last = conversations::Entity::find_by_id(conv.as_str())
+            .one(&txn)
+            .await?
+            .map(|c| c.last_seq)
+            .unwrap_or(0);
+        let seq = seq.min(last);
+        if seq <= me.read_seq {
+            return Ok((me.read_seq, None));
+        }
+        let out = self.move_watermarks(&txn, conv, user, seq, Some(seq)).await?;
+        txn.commit().await?;
+        Ok((seq, out))
+    }
+
+    /// Raises the member's `delivered_seq` to `delivered` (and `read_seq` to `read`, which
+    /// implies delivery). If anything moved, appends one receipt to the other members' logs
+    /// (and to the reader's own log for reads, so their other devices sync).
+    async fn move_watermarks<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        conv: &ConvId,
+        user: &UserId,
+        delivered: i64,
+        read: Option<i64>,
+    ) -> Result<Option<Outgoing>> {
+        let Some(me) = members::Entity::find_by_id((conv.to_string(), user.to_string()))
+            .one(db)
+            .await?
+        else {
+            // Left the conversation since: nothing to acknowledge there.
+            return Ok(None);
+        };
+        let new_delivered = me.delivered_seq.max(delivered);
+        let new_read = me.read_seq.max(read.unwrap_or(0));
+        let new_delivered = new_delivered.max(new_read);
+        if new_delivered == me.delivered_seq && new_read == me.read_seq {
+            return Ok(None);
+        }
+        members::Entity::update_many()
+            .col_expr(members::Column::DeliveredSeq, Expr::value(new_delivered))
+            .col_expr(members::Column::ReadSeq, Expr::value(new_read))
+            .filter(members::Column::ConvId.eq(conv.as_str()))
+            .filter(members::Column::UserId.eq(user.as_str()))
+            .exec(db)
+            .await?;
+        let read_moved = new_read != me.read_seq;
+        let to: Vec<UserId> = member_ids(db, conv)
+            .await?
+            .into_iter()
+            .filter(|u| read_moved || u != user)
+            .collect();
+        let entry = Entry {
+            ts: now_ms(),
+            body: UpdateBody::Receipt {
+                conv: conv.clone(),
+                user: user.clone(),
+                delivered_seq: new_delivered,
+                read_seq: new_read,
+            },
+        };
+        let appended = append(db, &to, &entry).await?;
+        Ok(Some(Outgoing::new(&entry, appended)))
+    }
+}

@@ -1,0 +1,90 @@
+//! Accept loops. Every accepted socket gets its own task at once, so a slow or idle client
+//! (one that never finishes its WebSocket handshake or never sends CONNECT) holds only its
+//! own task until its timeout, never the loop.
+
+use crate::connection;
+use crate::transport::Transport;
+use crate::Shared;
+use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tracing::{debug, warn};
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Tcp,
+    WebSocket,
+}
+
+pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+            debug!(%peer, "connection limit reached");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let io = match kind {
+                Kind::Tcp => Transport::Tcp(stream),
+                Kind::WebSocket => match timeout(shared.config.connect_timeout, upgrade(stream)).await {
+                    Ok(Ok(ws)) => ws,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "WebSocket handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "WebSocket handshake timed out");
+                        return;
+                    }
+                },
+            };
+            connection::serve(io, peer, shared).await;
+        });
+    }
+}
+
+/// HTTP upgrade on path `/mqtt`, echoing the `mqtt` subprotocol that MQTT clients ask for.
+async fn upgrade(stream: TcpStream) -> Result<Transport, async_tungstenite::tungstenite::Error> {
+    let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() != "/mqtt" {
+            let mut err = ErrorResponse::new(Some("MQTT is served on /mqtt".into()));
+            *err.status_mut() = StatusCode::NOT_FOUND;
+            return Err(err);
+        }
+        let asked = req
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if let Some(proto) = asked
+            .split(',')
+            .map(str::trim)
+            .find(|p| matches!(*p, "mqtt" | "mqttv3.1"))
+        {
+            if let Ok(v) = HeaderValue::from_str(proto) {
+                resp.headers_mut().insert("sec-websocket-protocol", v);
+            }
+        }
+        Ok(resp)
+    };
+    let ws = async_tungstenite::tokio::accept_hdr_async(stream, check).await?;
+    Ok(Transport::Ws(Box::new(ws)))
+}

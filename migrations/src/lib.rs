@@ -1,0 +1,15 @@
+//! Courier's schema, one migration per step (`mYYYYMMDD_NNNNNN_verb_noun.rs`). The server runs
+//! pending migrations at start; `courier migrate` (or this crate's binary) runs them alone.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_core_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_core_tables::Migration)]
+    }
+}

@@ -1,0 +1,123 @@
+//! Answers on `rsp`: `{"id":…, "ok":true, "result":{…}}` or
+//! `{"id":…, "ok":false, "error":{"code":"not_member", "message":"…"}}`.
+//! HTTP errors use the same [`ErrorBody`] inside `{"error":{…}}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// Stable snake_case error codes, shared by MQTT answers and HTTP errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The payload is not valid UTF-8 JSON (the answer's id is null).
+    BadJson,
+    /// A field is missing, has the wrong type or an invalid value.
+    BadRequest,
+    /// The topic names an op Courier does not have.
+    UnknownOp,
+    /// The request payload is over the server's request size limit.
+    PayloadTooLarge,
+    /// The message content is invalid for its kind (empty text, text too long, …).
+    InvalidMessage,
+    /// The kind is not one Courier knows, or needs a capability not enabled here.
+    UnsupportedKind,
+    /// The user is not a member of the conversation.
+    NotMember,
+    /// The referenced thing does not exist (or is not visible to the caller).
+    NotFound,
+    /// The caller is not allowed to do this (e.g. not a group admin).
+    Forbidden,
+    /// `ack` names an update past the head of the user's log.
+    AckAhead,
+    /// The device's cursor is below the trimmed part of the log.
+    CursorExpired,
+    /// The request is over a rate limit; retry later.
+    RateLimited,
+    /// HTTP: no or bad bearer token.
+    Unauthorized,
+    /// HTTP: wrong username or password.
+    BadCredentials,
+    /// HTTP: the username is already registered.
+    UsernameTaken,
+    /// Storage is unavailable; nothing was committed, retry later.
+    Unavailable,
+    /// An unexpected server error; nothing was committed.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::BadRequest => "bad_request",
+            Self::UnknownOp => "unknown_op",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidMessage => "invalid_message",
+            Self::UnsupportedKind => "unsupported_kind",
+            Self::NotMember => "not_member",
+            Self::NotFound => "not_found",
+            Self::Forbidden => "forbidden",
+            Self::AckAhead => "ack_ahead",
+            Self::CursorExpired => "cursor_expired",
+            Self::RateLimited => "rate_limited",
+            Self::Unauthorized => "unauthorized",
+            Self::BadCredentials => "bad_credentials",
+            Self::UsernameTaken => "username_taken",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One answer on `rsp`. `id` echoes the request's id (any JSON value; null when unknown).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: Value,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Response {
+    pub fn ok(id: Value, result: Value) -> Self {
+        Self {
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn err(id: Value, error: ErrorBody) -> Self {
+        Self {
+            id,
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Request and result bodies, one per op (`u/{user}/d/{device}/req/{op}`).
+
+use crate::envelope::{ErrorBody, ErrorCode};
+use crate::ids::{is_id, ConvId, MsgId};
+use crate::update::{Contact, Content, Location, Update};
+use serde::{Deserialize, Serialize};
+
+/// The ops Courier answers; the topic's last level names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Send,
+    Ack,
+    Read,
+    Sync,
+    Typing,
+}
+
+impl Op {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "send" => Self::Send,
+            "ack" => Self::Ack,
+            "read" => Self::Read,
+            "sync" => Self::Sync,
+            "typing" => Self::Typing,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Ack => "ack",
+            Self::Read => "read",
+            Self::Sync => "sync",
+            Self::Typing => "typing",
+        }
+    }
+}
+
+/// Longest text (in characters) a text message or caption may carry.
+pub const MAX_TEXT_CHARS: usize = 4000;
+/// Longest client message id.
+pub const MAX_CMID_LEN: usize = 64;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SendReq {
+    pub conv: ConvId,
+    pub cmid: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Contact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MsgId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_of: Option<MsgId>,
+}
+
+fn invalid(message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidMessage, message)
+}
+
+impl SendReq {
+    /// Checks the client message id and turns the kind-specific fields into [`Content`],
+    /// refusing fields that do not belong to the kind.
+    pub fn content(&self) -> Result<Content, ErrorBody> {
+        if self.cmid.is_empty() || self.cmid.len() > MAX_CMID_LEN {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("cmid must be 1..={MAX_CMID_LEN} bytes"),
+            ));
+        }
+        let extra = |allowed: &[&str]| -> Result<(), ErrorBody> {
+            let present = [
+                ("text", self.text.is_some()),
+                ("sticker", self.sticker.is_some()),
+                ("location", self.location.is_some()),
+                ("contact", self.contact.is_some()),
+                ("attachments", self.attachments.is_some()),
+            ];
+            match present
+                .iter()
+                .find(|(name, here)| *here && !allowed.contains(name))
+            {
+                Some((name, _)) => Err(invalid(format!(
+                    "a {} message cannot carry `{name}`",
+                    self.kind
+                ))),
+                None => Ok(()),
+            }
+        };
+        match self.kind.as_str() {
+            "text" => {
+                extra(&["text"])?;
+                let text = self.text.as_deref().unwrap_or_default();
+                if text.trim().is_empty() {
+                    return Err(invalid("a text message needs non-empty `text`"));
+                }
+                if text.chars().count() > MAX_TEXT_CHARS {
+                    return Err(invalid(format!(
+                        "`text` is longer than {MAX_TEXT_CHARS} characters"
+                    )));
+                }
+                Ok(Content::Text { text: text.into() })
+            }
+            "sticker" => {
+                extra(&["sticker"])?;
+                match self.sticker.as_deref() {
+                    Some(id) if is_id(id) => Ok(Content::Sticker { sticker: id.into() }),
+                    _ => Err(invalid("a sticker message needs a `sticker` id")),
+                }
+            }
+            "location" => {
+                extra(&["location"])?;
+                let location = self
+                    .location
+                    .clone()
+                    .ok_or_else(|| invalid("a location message needs `location`"))?;
+                location.validate()?;
+                Ok(Content::Location { location })
+            }
+            "contact" => {
+                extra(&["contact"])?;
+                let contact = self
+                    .contact
+                    .clone()
+                    .ok_or_else(|| invalid("a contact message needs `contact`"))?;
+                contact.validate()?;
+                Ok(Content::Contact { contact })
+            }
+            "image" | "video" | "voice" | "file" => Err(ErrorBody::new(
+                ErrorCode::UnsupportedKind,
+                format!("`{}` messages need media uploads, which this server does not have yet", self.kind),
+            )),
+            "system" => Err(invalid("system messages are made by the server only")),
+            other => Err(ErrorBody::new(
+                ErrorCode::UnsupportedKind,
+                format!("unknown message kind `{}`", other.chars().take(32).collect::<String>()),
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SendResult {
+    pub msg: MsgId,
+    pub conv: ConvId,
+    pub seq: i64,
+    pub ts: i64,
+    pub cmid: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AckReq {
+    pub useq: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AckResult {
+    pub useq: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadReq {
+    pub conv: ConvId,
+    pub seq: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadResult {
+    pub conv: ConvId,
+    pub read_seq: i64,
+}
+
+/// Largest page `sync` returns.
+pub const MAX_SYNC_LIMIT: u32 = 500;
+pub const DEFAULT_SYNC_LIMIT: u32 = 100;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncReq {
+    pub after: i64,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncResult {
+    pub updates: Vec<Update>,
+    /// More updates follow after the last one in `updates`.
+    pub more: bool,
+    /// The user's newest `useq` when the page was read.
+    pub head: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TypingReq {
+    pub conv: ConvId,
+    pub on: bool,
+}
+
+/// The event on `eph` for typing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Ephemeral {
+    Typing {
+        conv: ConvId,
+        user: crate::UserId,
+        on: bool,
+    },
+}

@@ -1,0 +1,135 @@
+//! Updates: the entries of a user's ordered log, delivered on `in` and returned by `sync`.
+//! Each is `{"useq":N, "ts":…, "type":…, …}`.
+
+use crate::envelope::{ErrorBody, ErrorCode};
+use crate::ids::{ConvId, DeviceId, MsgId, UserId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    pub useq: i64,
+    pub ts: i64,
+    #[serde(flatten)]
+    pub body: UpdateBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UpdateBody {
+    /// A new message in one of the user's conversations (the user's own included).
+    Message { msg: Message },
+    /// A member's watermarks moved: `delivered_seq` (✓✓) and `read_seq` (read).
+    Receipt {
+        conv: ConvId,
+        user: UserId,
+        delivered_seq: i64,
+        read_seq: i64,
+    },
+    /// Membership changed: the user joined a new conversation, or members were added or removed.
+    Member {
+        conv: ConvId,
+        action: MemberAction,
+        users: Vec<UserId>,
+        by: UserId,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberAction {
+    /// The conversation was created with these members.
+    Created,
+    Added,
+    Removed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MsgId,
+    pub conv: ConvId,
+    pub seq: i64,
+    pub sender: UserId,
+    pub device: DeviceId,
+    pub ts: i64,
+    pub cmid: String,
+    #[serde(flatten)]
+    pub content: Content,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MsgId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_of: Option<MsgId>,
+}
+
+/// What a message carries, by kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Content {
+    Text { text: String },
+    Sticker { sticker: String },
+    Location { location: Location },
+    Contact { contact: Contact },
+}
+
+impl Content {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Text { .. } => "text",
+            Self::Sticker { .. } => "sticker",
+            Self::Location { .. } => "location",
+            Self::Contact { .. } => "contact",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lng: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Location {
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        let ok = self.lat.is_finite()
+            && self.lng.is_finite()
+            && (-90.0..=90.0).contains(&self.lat)
+            && (-180.0..=180.0).contains(&self.lng)
+            && self.name.as_ref().is_none_or(|n| n.chars().count() <= 200);
+        ok.then_some(()).ok_or_else(|| {
+            ErrorBody::new(
+                ErrorCode::InvalidMessage,
+                "`location` needs lat in [-90, 90], lng in [-180, 180] and a name of at most 200 characters",
+            )
+        })
+    }
+}
+
+/// A shared contact card: a Courier user, or a name with a phone number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+impl Contact {
+    pub fn validate(&self) -> Result<(), ErrorBody> {
+        let name_ok = !self.name.trim().is_empty() && self.name.chars().count() <= 200;
+        let phone_ok = self.phone.as_ref().is_none_or(|p| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.chars()
+                    .all(|c| c.is_ascii_digit() || "+-() ".contains(c))
+        });
+        if !name_ok || !phone_ok || (self.user.is_none() && self.phone.is_none()) {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidMessage,
+                "`contact` needs a name (1..=200 characters) and a user id or a phone number",
+            ));
+        }
+        Ok(())
+    }
+}

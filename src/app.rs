@@ -1,0 +1,125 @@
+//! `courier serve`: binds every listener first (so a taken port fails fast, naming its flag),
+//! then runs the broker, the backend engine and the HTTP API until shutdown.
+
+use crate::settings::{redact_url, Settings};
+use anyhow::Context;
+use backend::http::{AppState, Kicker};
+use backend::mqtt_auth::DeviceAuthenticator;
+use backend::{db, Engine, EngineConfig, Store};
+use broker::{Broker, BrokerConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A server with its listeners bound and its database migrated, ready to [`App::run`].
+pub struct App {
+    settings: Settings,
+    store: Store,
+    http: TcpListener,
+    mqtt: TcpListener,
+    mqtt_ws: TcpListener,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    pub http: SocketAddr,
+    pub mqtt: SocketAddr,
+    pub mqtt_ws: SocketAddr,
+}
+
+async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "is in use".to_owned()
+        } else {
+            format!("cannot be bound ({e})")
+        };
+        anyhow::anyhow!("{what} address {addr} {why}; choose another with {flag}")
+    })
+}
+
+impl App {
+    pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
+        let http = bind(settings.http, "HTTP", "--http").await?;
+        let mqtt = bind(settings.mqtt, "MQTT", "--mqtt").await?;
+        let mqtt_ws = bind(settings.mqtt_ws, "MQTT WebSocket", "--mqtt-ws").await?;
+        if settings.database_url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+        }
+        let db = db::open(&settings.database_url)
+            .await
+            .with_context(|| format!("cannot open database {}", redact_url(&settings.database_url)))?;
+        Ok(Self {
+            settings,
+            store: Store::new(db),
+            http,
+            mqtt,
+            mqtt_ws,
+        })
+    }
+
+    pub fn addrs(&self) -> Addrs {
+        Addrs {
+            http: self.http.local_addr().expect("bound"),
+            mqtt: self.mqtt.local_addr().expect("bound"),
+            mqtt_ws: self.mqtt_ws.local_addr().expect("bound"),
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets every task finish.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addrs = self.addrs();
+        let s = &self.settings;
+        let secret = s.service_secret.clone().unwrap_or_else(backend::util::new_token);
+        let auth = Arc::new(DeviceAuthenticator {
+            store: self.store.clone(),
+            service_secret: secret.clone(),
+        });
+        let broker_config = BrokerConfig {
+            max_packet_size: s.max_packet_size,
+            connect_timeout: s.connect_timeout,
+            ..Default::default()
+        };
+        let broker = Broker::start(broker_config, auth, shutdown.clone())?;
+        let mut tasks = tokio::task::JoinSet::new();
+        let b = broker.clone();
+        tasks.spawn(async move { b.serve_tcp(self.mqtt).await });
+        let b = broker.clone();
+        tasks.spawn(async move { b.serve_ws(self.mqtt_ws).await });
+
+        let opts = backend::mqtt_options("127.0.0.1", addrs.mqtt.port(), &secret);
+        let (client, eventloop) = backend::mqtt_client(opts);
+        let publisher = backend::publisher::Publisher::new(client, self.store.clone());
+        let engine_config = EngineConfig {
+            max_request_bytes: s.max_request_size,
+            ..Default::default()
+        };
+        let engine = Engine::new(self.store.clone(), publisher.clone(), engine_config);
+        tasks.spawn(engine.run(eventloop, shutdown.clone()));
+
+        let state = AppState {
+            store: self.store.clone(),
+            publisher,
+            mqtt: backend::http::MqttPorts {
+                public_host: s.public_host.clone(),
+                tcp: addrs.mqtt.port(),
+                ws: addrs.mqtt_ws.port(),
+            },
+            kicker: Some(Arc::new(broker) as Arc<dyn Kicker>),
+        };
+        let router = backend::http::router(state);
+        tracing::info!(
+            http = %addrs.http, mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws,
+            database = %redact_url(&s.database_url), "courier is serving"
+        );
+        let stop = shutdown.clone();
+        axum::serve(self.http, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! `courier`: the all-in-one binary. `courier serve` (the default) runs the broker, backend and
+//! HTTP API; `courier migrate` applies pending database migrations and exits.
+
+use clap::{Parser, Subcommand};
+use courier::settings::{ServeArgs, Settings};
+use courier::App;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "courier", version, about = "Self-hosted messaging server: MQTT for devices, HTTP for accounts and media")]
+struct Cli {
+    /// TOML settings file (keys as the flags, snake_case)
+    #[arg(long, env = "COURIER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (default)
+    Serve,
+    /// Apply pending database migrations and exit
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    courier::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let migrate_only = matches!(cli.command, Some(Command::Migrate));
+    let settings = Settings::load(cli.serve, cli.config.as_deref())?;
+    if migrate_only {
+        if settings.database_url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&settings.data_dir)?;
+        }
+        backend::db::open(&settings.database_url).await?;
+        println!("migrations applied");
+        return Ok(());
+    }
+    let app = App::bind(settings).await?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    app.run(shutdown).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -45,12 +45,16 @@ impl App {
         let mqtt = bind(settings.mqtt, "MQTT", "--mqtt").await?;
         let mqtt_ws = bind(settings.mqtt_ws, "MQTT WebSocket", "--mqtt-ws").await?;
         if settings.database_url.starts_with("sqlite:") {
-            std::fs::create_dir_all(&settings.data_dir)
-                .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!("cannot create data dir {}", settings.data_dir.display())
+            })?;
         }
-        let db = db::open(&settings.database_url)
-            .await
-            .with_context(|| format!("cannot open database {}", redact_url(&settings.database_url)))?;
+        let db = db::open(&settings.database_url).await.with_context(|| {
+            format!(
+                "cannot open database {}",
+                redact_url(&settings.database_url)
+            )
+        })?;
         Ok(Self {
             settings,
             store: Store::new(db),
@@ -72,7 +76,10 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addrs = self.addrs();
         let s = &self.settings;
-        let secret = s.service_secret.clone().unwrap_or_else(backend::util::new_token);
+        let secret = s
+            .service_secret
+            .clone()
+            .unwrap_or_else(backend::util::new_token);
         let auth = Arc::new(DeviceAuthenticator {
             store: self.store.clone(),
             service_secret: secret.clone(),
@@ -97,6 +104,7 @@ impl App {
             ..Default::default()
         };
         let engine = Engine::new(self.store.clone(), publisher.clone(), engine_config);
+        let engine_ready = engine.ready.clone();
         tasks.spawn(engine.run(eventloop, shutdown.clone()));
 
         let state = AppState {
@@ -108,6 +116,7 @@ impl App {
                 ws: addrs.mqtt_ws.port(),
             },
             kicker: Some(Arc::new(broker) as Arc<dyn Kicker>),
+            engine_ready,
         };
         let router = backend::http::router(state);
         tracing::info!(

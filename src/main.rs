@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "courier", version, about = "Self-hosted messaging server: MQTT for devices, HTTP for accounts and media")]
+#[command(
+    name = "courier",
+    version,
+    about = "Self-hosted messaging server: MQTT for devices, HTTP for accounts and media"
+)]
 struct Cli {
     /// TOML settings file (keys as the flags, snake_case)
     #[arg(long, env = "COURIER_CONFIG", global = true)]

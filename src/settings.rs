@@ -30,16 +30,33 @@ pub struct ServeArgs {
     #[arg(long = "public-host", env = "COURIER_PUBLIC_HOST", global = true)]
     pub public_host: Option<String>,
     /// Password of the backend's MQTT service identity (default: random per start)
-    #[arg(long = "service-secret", env = "COURIER_SERVICE_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long = "service-secret",
+        env = "COURIER_SERVICE_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub service_secret: Option<String>,
     /// Largest MQTT packet in bytes
-    #[arg(long = "max-packet-size", env = "COURIER_MAX_PACKET_SIZE", global = true)]
+    #[arg(
+        long = "max-packet-size",
+        env = "COURIER_MAX_PACKET_SIZE",
+        global = true
+    )]
     pub max_packet_size: Option<usize>,
     /// Largest request payload the backend handles, in bytes
-    #[arg(long = "max-request-size", env = "COURIER_MAX_REQUEST_SIZE", global = true)]
+    #[arg(
+        long = "max-request-size",
+        env = "COURIER_MAX_REQUEST_SIZE",
+        global = true
+    )]
     pub max_request_size: Option<usize>,
     /// Seconds allowed for the WebSocket handshake and for CONNECT
-    #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true)]
+    #[arg(
+        long = "connect-timeout",
+        env = "COURIER_CONNECT_TIMEOUT",
+        global = true
+    )]
     pub connect_timeout: Option<u64>,
 }
 
@@ -82,7 +99,10 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("public_host", &self.public_host)
-            .field("service_secret", &self.service_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "service_secret",
+                &self.service_secret.as_ref().map(|_| "<set>"),
+            )
             .field("max_packet_size", &self.max_packet_size)
             .field("max_request_size", &self.max_request_size)
             .field("connect_timeout", &self.connect_timeout)
@@ -122,7 +142,8 @@ impl Settings {
         let file = match config {
             None => FileSettings::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Read(path.into(), e))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| SettingsError::Read(path.into(), e))?;
                 toml::from_str(&text).map_err(|e| SettingsError::Parse(path.into(), e))?
             }
         };
@@ -130,21 +151,38 @@ impl Settings {
     }
 
     fn resolve(a: ServeArgs, f: FileSettings) -> Self {
-        let data_dir = a.data_dir.or(f.data_dir).unwrap_or_else(|| "courier-data".into());
+        let data_dir = a
+            .data_dir
+            .or(f.data_dir)
+            .unwrap_or_else(|| "courier-data".into());
         let database_url = a.database_url.or(f.database_url).unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", data_dir.join("courier.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("courier.db").display()
+            )
         });
         Self {
             http: a.http.or(f.http).unwrap_or(([127, 0, 0, 1], 8080).into()),
             mqtt: a.mqtt.or(f.mqtt).unwrap_or(([0, 0, 0, 0], 1883).into()),
-            mqtt_ws: a.mqtt_ws.or(f.mqtt_ws).unwrap_or(([0, 0, 0, 0], 8083).into()),
+            mqtt_ws: a
+                .mqtt_ws
+                .or(f.mqtt_ws)
+                .unwrap_or(([0, 0, 0, 0], 8083).into()),
             data_dir,
             database_url,
             public_host: a.public_host.or(f.public_host),
             service_secret: a.service_secret.or(f.service_secret),
-            max_packet_size: a.max_packet_size.or(f.max_packet_size).unwrap_or(256 * 1024),
-            max_request_size: a.max_request_size.or(f.max_request_size).unwrap_or(64 * 1024),
-            connect_timeout: Duration::from_secs(a.connect_timeout.or(f.connect_timeout).unwrap_or(10)),
+            max_packet_size: a
+                .max_packet_size
+                .or(f.max_packet_size)
+                .unwrap_or(256 * 1024),
+            max_request_size: a
+                .max_request_size
+                .or(f.max_request_size)
+                .unwrap_or(64 * 1024),
+            connect_timeout: Duration::from_secs(
+                a.connect_timeout.or(f.connect_timeout).unwrap_or(10),
+            ),
         }
     }
 }
@@ -155,7 +193,8 @@ mod tests {
 
     #[test]
     fn layers_flags_over_file_over_defaults() {
-        let file: FileSettings = toml::from_str("http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"").unwrap();
+        let file: FileSettings =
+            toml::from_str("http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"").unwrap();
         let args = ServeArgs {
             mqtt: Some("127.0.0.1:9999".parse().unwrap()),
             ..Default::default()

@@ -20,12 +20,14 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         // Full sync: a send is acknowledged only once it would survive a power cut.
         // One writer at a time is SQLite's model; a single pooled connection serialises
         // transactions in-process instead of failing them with SQLITE_BUSY.
-        opts.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-        });
+        opts.max_connections(1)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
     } else {
         opts.max_connections(16).min_connections(1);
     }

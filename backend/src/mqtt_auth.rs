@@ -15,7 +15,12 @@ pub struct DeviceAuthenticator {
 }
 
 impl Authenticator for DeviceAuthenticator {
-    fn authenticate<'a>(&'a self, client_id: &'a str, username: &'a str, password: &'a str) -> AuthFuture<'a> {
+    fn authenticate<'a>(
+        &'a self,
+        client_id: &'a str,
+        username: &'a str,
+        password: &'a str,
+    ) -> AuthFuture<'a> {
         Box::pin(async move {
             if username == SERVICE_USERNAME {
                 return if !self.service_secret.is_empty()

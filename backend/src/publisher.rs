@@ -47,22 +47,30 @@ impl Publisher {
             by_user.entry(u).or_default().push(d);
         }
         for a in &out.to {
-            let Some(devs) = by_user.get(&a.user) else { continue };
+            let Some(devs) = by_user.get(&a.user) else {
+                continue;
+            };
             let payload = out.for_user(a.useq);
             for d in devs {
-                self.publish(topic(&a.user, d, "in"), QoS::AtLeastOnce, payload.clone().into_bytes())
-                    .await;
+                self.publish(
+                    topic(&a.user, d, "in"),
+                    QoS::AtLeastOnce,
+                    payload.clone().into_bytes(),
+                )
+                .await;
             }
         }
     }
 
     pub async fn respond(&self, user: &UserId, device: &DeviceId, rsp: &Response) {
         let payload = serde_json::to_vec(rsp).expect("response serialises");
-        self.publish(topic(user, device, "rsp"), QoS::AtLeastOnce, payload).await;
+        self.publish(topic(user, device, "rsp"), QoS::AtLeastOnce, payload)
+            .await;
     }
 
     pub async fn ephemeral(&self, user: &UserId, device: &DeviceId, payload: Vec<u8>) {
-        self.publish(topic(user, device, "eph"), QoS::AtMostOnce, payload).await;
+        self.publish(topic(user, device, "eph"), QoS::AtMostOnce, payload)
+            .await;
     }
 
     async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {

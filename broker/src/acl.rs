@@ -7,7 +7,10 @@ use protocol::topic::{DeviceTopic, Stream};
 /// An authenticated MQTT identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
-    Device { user: String, device: String },
+    Device {
+        user: String,
+        device: String,
+    },
     /// Courier's own backend (or another trusted service): full access.
     Service,
 }

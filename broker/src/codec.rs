@@ -129,7 +129,13 @@ fn strip_properties(packet: Packet) -> Packet {
 
 /// Builds a PUBLISH of any QoS through rumqttd's public wire-independent serialisation
 /// (its constructor only makes QoS 0).
-pub fn make_publish(topic: &[u8], payload: &[u8], qos: u8, retain: bool, pkid: u16) -> protocol::Publish {
+pub fn make_publish(
+    topic: &[u8],
+    payload: &[u8],
+    qos: u8,
+    retain: bool,
+    pkid: u16,
+) -> protocol::Publish {
     let mut raw = BytesMut::with_capacity(5 + topic.len() + payload.len());
     raw.extend_from_slice(&[0x30 | (qos << 1) | retain as u8]);
     raw.extend_from_slice(&pkid.to_be_bytes());

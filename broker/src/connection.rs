@@ -89,7 +89,10 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         (_, true) => Err(ConnectReturnCode::ClientIdentifierNotValid),
         (None, _) => Err(ConnectReturnCode::BadUserNamePassword),
         (Some(login), _) => {
-            let auth = shared.auth.authenticate(&connect.client_id, &login.username, &login.password);
+            let auth =
+                shared
+                    .auth
+                    .authenticate(&connect.client_id, &login.username, &login.password);
             match timeout(shared.config.connect_timeout, auth).await {
                 Ok(Ok(identity)) => Ok(identity),
                 Ok(Err(r)) => Err(refusal(r)),
@@ -175,7 +178,14 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
     };
     let end = relay
-        .run(&mut io, &mut buf, out, &mut link_rx, &mut registration.kicked, &shared)
+        .run(
+            &mut io,
+            &mut buf,
+            out,
+            &mut link_rx,
+            &mut registration.kicked,
+            &shared,
+        )
         .await;
 
     // Goodbye: will first (if due), then leave the router, then let a successor in.
@@ -380,8 +390,14 @@ impl Relay<'_> {
     async fn say_disconnect(&mut self, io: &mut Transport, reason: DisconnectReasonCode) {
         if self.codec.version == Version::V5 {
             let mut out = BytesMut::new();
-            let bye = Disconnect { reason_code: reason };
-            if self.codec.write(Packet::Disconnect(bye, None), &mut out).is_ok() {
+            let bye = Disconnect {
+                reason_code: reason,
+            };
+            if self
+                .codec
+                .write(Packet::Disconnect(bye, None), &mut out)
+                .is_ok()
+            {
                 let _ = io.write(out.freeze()).await;
             }
         }
@@ -403,8 +419,8 @@ impl Relay<'_> {
     ) -> Option<End> {
         match packet {
             Packet::Publish(mut publish, props) => {
-                let allowed = std::str::from_utf8(&publish.topic)
-                    .is_ok_and(|t| self.identity.may_publish(t));
+                let allowed =
+                    std::str::from_utf8(&publish.topic).is_ok_and(|t| self.identity.may_publish(t));
                 if allowed {
                     if *self.identity != Identity::Service {
                         // Devices only send requests; a retained request would replay.
@@ -421,7 +437,9 @@ impl Relay<'_> {
                             Version::V5 => PubAckReason::NotAuthorized,
                             Version::V311 => PubAckReason::Success,
                         };
-                        let _ = self.codec.write(Packet::PubAck(PubAck { pkid, reason }, None), out);
+                        let _ = self
+                            .codec
+                            .write(Packet::PubAck(PubAck { pkid, reason }, None), out);
                         None
                     }
                     2 if self.codec.version == Version::V5 => {
@@ -442,7 +460,8 @@ impl Relay<'_> {
                 None
             }
             Packet::Disconnect(disconnect, _) => {
-                let will = disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
+                let will =
+                    disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
                 Some(End::Clean { will })
             }
             p @ (Packet::PubAck(..)
@@ -503,7 +522,10 @@ impl Relay<'_> {
                     let mut granted = ack.return_codes.into_iter();
                     ack.return_codes = codes
                         .into_iter()
-                        .map(|c| c.or_else(|| granted.next()).unwrap_or(SubscribeReasonCode::Failure))
+                        .map(|c| {
+                            c.or_else(|| granted.next())
+                                .unwrap_or(SubscribeReasonCode::Failure)
+                        })
                         .collect();
                 }
                 Packet::SubAck(ack, props)

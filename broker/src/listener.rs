@@ -44,17 +44,19 @@ pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>)
             let _permit = permit;
             let io = match kind {
                 Kind::Tcp => Transport::Tcp(stream),
-                Kind::WebSocket => match timeout(shared.config.connect_timeout, upgrade(stream)).await {
-                    Ok(Ok(ws)) => ws,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "WebSocket handshake failed");
-                        return;
+                Kind::WebSocket => {
+                    match timeout(shared.config.connect_timeout, upgrade(stream)).await {
+                        Ok(Ok(ws)) => ws,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "WebSocket handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "WebSocket handshake timed out");
+                            return;
+                        }
                     }
-                    Err(_) => {
-                        debug!(%peer, "WebSocket handshake timed out");
-                        return;
-                    }
-                },
+                }
             };
             connection::serve(io, peer, shared).await;
         });

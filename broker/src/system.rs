@@ -39,7 +39,13 @@ impl SystemLink {
         // Packet ids 1..=65535, wrapping; the router only needs them to be non-zero.
         let pkid = self.pkid.fetch_add(1, Ordering::Relaxed).max(1);
         let publish = make_publish(topic.as_bytes(), payload.as_bytes(), 1, false, pkid);
-        if let Err(e) = self.tx.lock().await.send(Packet::Publish(publish, None)).await {
+        if let Err(e) = self
+            .tx
+            .lock()
+            .await
+            .send(Packet::Publish(publish, None))
+            .await
+        {
             tracing::warn!(error = %e, "presence event not published");
         }
     }

@@ -1,1 +1,55 @@
+//! Courier's Rust client SDK, over rumqttc (MQTT 3.1.1 or 5, TCP or WebSocket).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), courier_client::ClientError> {
+//! use courier_client::{Api, Client, ClientOptions};
+//! let api = Api::new("http://127.0.0.1:8080");
+//! let session = api.log_in("alice", "secret-password", "phone", "ios").await?;
+//! let (client, mut events) = Client::connect(ClientOptions::tcp(&session)).await?;
+//! let conv = api.create_direct(&session.token, &"ubob".parse_id()?).await?;
+//! client.send_text(&conv.id, "hi").await?;
+//! while let Some(event) = events.recv().await { /* updates, typing… */ }
+//! # Ok(()) }
+//! # trait P { fn parse_id(&self) -> Result<protocol::UserId, courier_client::ClientError>; }
+//! # impl P for &str { fn parse_id(&self) -> Result<protocol::UserId, courier_client::ClientError> { unimplemented!() } }
+//! ```
+//!
+//! The client keeps its session alive: after a lost connection it reconnects with backoff and
+//! jitter and re-subscribes. Updates arrive as [`Event::Update`]; the app acknowledges them with
+//! [`Client::ack`] and fills gaps with [`Client::sync`].
 
+mod api;
+mod client;
+mod mqtt;
+
+pub use api::Api;
+pub use client::{text_req, Client, ClientOptions, Event, MqttVersion, Transport};
+pub use protocol;
+
+use protocol::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("server refused: {} ({})", .0.code, .0.message)]
+    Server(ErrorBody),
+    #[error("no answer within the request timeout")]
+    Timeout,
+    #[error("MQTT: {0}")]
+    Mqtt(String),
+    #[error("connection refused: {0}")]
+    Refused(String),
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The server's error code, when the server answered with one.
+    pub fn code(&self) -> Option<protocol::ErrorCode> {
+        match self {
+            Self::Server(b) => Some(b.code),
+            _ => None,
+        }
+    }
+}

@@ -138,12 +138,18 @@ impl SendReq {
             }
             "image" | "video" | "voice" | "file" => Err(ErrorBody::new(
                 ErrorCode::UnsupportedKind,
-                format!("`{}` messages need media uploads, which this server does not have yet", self.kind),
+                format!(
+                    "`{}` messages need media uploads, which this server does not have yet",
+                    self.kind
+                ),
             )),
             "system" => Err(invalid("system messages are made by the server only")),
             other => Err(ErrorBody::new(
                 ErrorCode::UnsupportedKind,
-                format!("unknown message kind `{}`", other.chars().take(32).collect::<String>()),
+                format!(
+                    "unknown message kind `{}`",
+                    other.chars().take(32).collect::<String>()
+                ),
             )),
         }
     }

@@ -121,8 +121,7 @@ impl Contact {
         let phone_ok = self.phone.as_ref().is_none_or(|p| {
             !p.is_empty()
                 && p.len() <= 32
-                && p.chars()
-                    .all(|c| c.is_ascii_digit() || "+-() ".contains(c))
+                && p.chars().all(|c| c.is_ascii_digit() || "+-() ".contains(c))
         });
         if !name_ok || !phone_ok || (self.user.is_none() && self.phone.is_none()) {
             return Err(ErrorBody::new(

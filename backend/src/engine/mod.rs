@@ -18,11 +18,12 @@ use bytes::Bytes;
 use protocol::ops::Op;
 use protocol::topic::{DeviceTopic, Stream, PRESENCE_FILTER, REQUEST_FILTER};
 use protocol::{DeviceId, ErrorBody, ErrorCode, Response, UserId};
-use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Event, EventLoop};
 use serde_json::Value;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -56,6 +57,8 @@ pub struct Engine {
     pub store: Store,
     pub publisher: Publisher,
     pub config: EngineConfig,
+    /// True while the engine is connected and subscribed to the request stream.
+    pub ready: Arc<AtomicBool>,
     typing: ops::typing::Throttle,
 }
 
@@ -65,6 +68,7 @@ impl Engine {
             store,
             publisher,
             config,
+            ready: Arc::new(AtomicBool::new(false)),
             typing: Default::default(),
         })
     }
@@ -72,18 +76,19 @@ impl Engine {
     /// Polls the MQTT connection until shutdown, (re)subscribing on every CONNACK and feeding
     /// requests to the shards. rumqttc reconnects on the next poll after an error.
     pub async fn run(self: Arc<Self>, mut eventloop: EventLoop, shutdown: CancellationToken) {
-        let shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>> = (0..self.config.shards.max(1))
-            .map(|_| {
-                let (tx, mut rx) = mpsc::unbounded_channel::<(DeviceTopic, Bytes)>();
-                let engine = self.clone();
-                tokio::spawn(async move {
-                    while let Some((topic, payload)) = rx.recv().await {
-                        engine.handle(topic, payload).await;
-                    }
-                });
-                tx
-            })
-            .collect();
+        let shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>> =
+            (0..self.config.shards.max(1))
+                .map(|_| {
+                    let (tx, mut rx) = mpsc::unbounded_channel::<(DeviceTopic, Bytes)>();
+                    let engine = self.clone();
+                    tokio::spawn(async move {
+                        while let Some((topic, payload)) = rx.recv().await {
+                            engine.handle(topic, payload).await;
+                        }
+                    });
+                    tx
+                })
+                .collect();
         let mut failures = 0u32;
         loop {
             let event = tokio::select! {
@@ -96,13 +101,25 @@ impl Engine {
                     tracing::info!("backend connected to the broker");
                     let client = self.publisher.client().clone();
                     tokio::spawn(async move {
-                        let share = format!("$share/courier/{REQUEST_FILTER}");
-                        for filter in [share.as_str(), PRESENCE_FILTER] {
-                            if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
-                                tracing::error!(error = %e, filter, "subscribe failed");
-                            }
+                        let filters = [
+                            format!("$share/courier/{REQUEST_FILTER}"),
+                            PRESENCE_FILTER.to_owned(),
+                        ]
+                        .map(|f| Filter::new(f, QoS::AtLeastOnce));
+                        if let Err(e) = client.subscribe_many(filters).await {
+                            tracing::error!(error = %e, "subscribe failed");
                         }
                     });
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let granted = ack
+                        .return_codes
+                        .iter()
+                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                    if !granted {
+                        tracing::error!(codes = ?ack.return_codes, "broker refused the backend's subscriptions");
+                    }
+                    self.ready.store(granted, Ordering::Relaxed);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let Ok(topic) = std::str::from_utf8(&p.topic).map(DeviceTopic::parse) else {
@@ -119,6 +136,7 @@ impl Engine {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.ready.store(false, Ordering::Relaxed);
                     failures += 1;
                     let wait = Duration::from_millis(100 * u64::from(failures.min(50)));
                     tracing::warn!(error = %e, ?wait, "broker connection lost; reconnecting");
@@ -162,19 +180,31 @@ impl Engine {
         let (id, result) = match parsed {
             Err(e) => (
                 Value::Null,
-                Err(ErrorBody::new(ErrorCode::BadJson, format!("payload is not JSON: {e}"))),
+                Err(ErrorBody::new(
+                    ErrorCode::BadJson,
+                    format!("payload is not JSON: {e}"),
+                )),
             ),
             Ok(body) => {
                 let id = body.get("id").cloned().unwrap_or(Value::Null);
                 let result = if payload.len() > self.config.max_request_bytes {
                     Err(ErrorBody::new(
                         ErrorCode::PayloadTooLarge,
-                        format!("requests are limited to {} bytes", self.config.max_request_bytes),
+                        format!(
+                            "requests are limited to {} bytes",
+                            self.config.max_request_bytes
+                        ),
                     ))
                 } else if !body.is_object() {
-                    Err(ErrorBody::new(ErrorCode::BadRequest, "a request is a JSON object"))
+                    Err(ErrorBody::new(
+                        ErrorCode::BadRequest,
+                        "a request is a JSON object",
+                    ))
                 } else if id.is_null() {
-                    Err(ErrorBody::new(ErrorCode::BadRequest, "a request needs an `id`"))
+                    Err(ErrorBody::new(
+                        ErrorCode::BadRequest,
+                        "a request needs an `id`",
+                    ))
                 } else {
                     match op {
                         None => Err(ErrorBody::new(ErrorCode::UnknownOp, "no such op")),
@@ -194,13 +224,20 @@ impl Engine {
             Ok(value) => Response::ok(id, value),
             Err(body) => Response::err(id, body),
         };
-        self.publisher.respond(&caller.user, &caller.device, &rsp).await;
+        self.publisher
+            .respond(&caller.user, &caller.device, &rsp)
+            .await;
         for out in &deliver {
             self.publisher.deliver(out).await;
         }
     }
 
-    async fn dispatch(&self, op: Op, caller: &Caller, body: Value) -> crate::error::Result<ops::Done> {
+    async fn dispatch(
+        &self,
+        op: Op,
+        caller: &Caller,
+        body: Value,
+    ) -> crate::error::Result<ops::Done> {
         match op {
             Op::Send => ops::send::handle(self, caller, body).await,
             Op::Ack => ops::ack::handle(self, caller, body).await,

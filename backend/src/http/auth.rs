@@ -13,7 +13,8 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let unauthorized = || Error::client(ErrorCode::Unauthorized, "missing or invalid bearer token");
+        let unauthorized =
+            || Error::client(ErrorCode::Unauthorized, "missing or invalid bearer token");
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

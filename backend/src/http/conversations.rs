@@ -34,7 +34,10 @@ pub async fn create(
 }
 
 /// `GET /v1/conversations`
-pub async fn list(State(state): State<AppState>, Authed(me): Authed) -> Result<Json<Vec<Conversation>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+) -> Result<Json<Vec<Conversation>>> {
     Ok(Json(state.store.list_conversations(&me.user).await?))
 }
 
@@ -44,7 +47,9 @@ pub async fn one(
     Authed(me): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>> {
-    Ok(Json(state.store.conversation(&conv_id(&id)?, &me.user).await?))
+    Ok(Json(
+        state.store.conversation(&conv_id(&id)?, &me.user).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -93,8 +98,13 @@ pub async fn remove_member(
     Authed(me): Authed,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let who = UserId::parse(&user).ok_or_else(|| Error::client(ErrorCode::NotFound, "no such member"))?;
-    if let Some(out) = state.store.remove_member(&conv_id(&id)?, &me.user, &who).await? {
+    let who =
+        UserId::parse(&user).ok_or_else(|| Error::client(ErrorCode::NotFound, "no such member"))?;
+    if let Some(out) = state
+        .store
+        .remove_member(&conv_id(&id)?, &me.user, &who)
+        .await?
+    {
         state.publisher.deliver(&out).await;
     }
     Ok(StatusCode::NO_CONTENT)

@@ -13,7 +13,10 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     if !state.store.revoke_device(&me.user, &id).await? {
-        return Err(Error::client(ErrorCode::NotFound, "no such device of yours"));
+        return Err(Error::client(
+            ErrorCode::NotFound,
+            "no such device of yours",
+        ));
     }
     if let Some(kicker) = &state.kicker {
         kicker.kick(&id);

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 pub fn status(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
-        BadJson | BadRequest | UnknownOp | InvalidMessage | UnsupportedKind => StatusCode::BAD_REQUEST,
+        BadJson | BadRequest | UnknownOp | InvalidMessage | UnsupportedKind => {
+            StatusCode::BAD_REQUEST
+        }
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Unauthorized | BadCredentials => StatusCode::UNAUTHORIZED,
         NotMember | Forbidden => StatusCode::FORBIDDEN,
@@ -28,7 +30,11 @@ pub fn status(code: ErrorCode) -> StatusCode {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let body = self.body();
-        (status(body.code), Json(serde_json::json!({ "error": body }))).into_response()
+        (
+            status(body.code),
+            Json(serde_json::json!({ "error": body })),
+        )
+            .into_response()
     }
 }
 

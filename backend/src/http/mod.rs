@@ -12,6 +12,7 @@ use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use auth::Authed;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub mqtt: MqttPorts,
     pub kicker: Option<Arc<dyn Kicker>>,
+    /// Set by the engine once it is subscribed to the request stream.
+    pub engine_ready: Arc<AtomicBool>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -51,7 +54,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/conversations/{id}", get(conversations::one))
         .route("/conversations/{id}/messages", get(conversations::history))
-        .route("/conversations/{id}/members", post(conversations::add_members))
+        .route(
+            "/conversations/{id}/members",
+            post(conversations::add_members),
+        )
         .route(
             "/conversations/{id}/members/{user}",
             delete(conversations::remove_member),
@@ -59,7 +65,25 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// `GET /readyz`: 200 when the database answers and the engine is subscribed, else 503.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    if !state.engine_ready.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine not subscribed to the broker",
+        );
+    }
+    if state.store.db.ping().await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable");
+    }
+    (StatusCode::OK, "ready")
 }

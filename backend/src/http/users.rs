@@ -11,7 +11,10 @@ pub async fn sign_up(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignUp>,
 ) -> Result<(StatusCode, Json<SignedUp>)> {
-    let user = state.store.create_user(&body.username, &body.password).await?;
+    let user = state
+        .store
+        .create_user(&body.username, &body.password)
+        .await?;
     Ok((StatusCode::CREATED, Json(SignedUp { user })))
 }
 
@@ -22,7 +25,12 @@ pub async fn log_in(
 ) -> Result<Json<Session>> {
     let (auth, token) = state
         .store
-        .log_in(&body.username, &body.password, &body.device_name, &body.platform)
+        .log_in(
+            &body.username,
+            &body.password,
+            &body.device_name,
+            &body.platform,
+        )
         .await?;
     Ok(Json(Session {
         user: auth.user,

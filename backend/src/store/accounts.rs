@@ -4,7 +4,9 @@ use super::Store;
 use crate::entity::{devices, users};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::util::{constant_time_eq, new_id, new_token, now_ms, token_hash};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use protocol::{DeviceId, ErrorCode, UserId};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
@@ -96,7 +98,11 @@ impl Store {
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || match stored {
             Some(stored) => PasswordHash::new(&stored)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false),
             None => {
                 // Unknown user: spend the same time as a check, so timing does not tell.
@@ -183,7 +189,12 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|d| (UserId::from_trusted(d.user_id), DeviceId::from_trusted(d.id)))
+            .map(|d| {
+                (
+                    UserId::from_trusted(d.user_id),
+                    DeviceId::from_trusted(d.id),
+                )
+            })
             .collect())
     }
 

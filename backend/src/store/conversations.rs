@@ -34,7 +34,12 @@ pub async fn membership<C: ConnectionTrait>(
     members::Entity::find_by_id((conv.to_string(), user.to_string()))
         .one(db)
         .await?
-        .ok_or_else(|| Error::client(ErrorCode::NotMember, "you are not a member of that conversation"))
+        .ok_or_else(|| {
+            Error::client(
+                ErrorCode::NotMember,
+                "you are not a member of that conversation",
+            )
+        })
 }
 
 pub async fn member_ids<C: ConnectionTrait>(db: &C, conv: &ConvId) -> Result<Vec<UserId>> {
@@ -62,7 +67,10 @@ impl Store {
         let all: Vec<UserId> = set.into_iter().collect();
         if let Some(t) = &title {
             if t.chars().count() > 256 {
-                return Err(Error::client(ErrorCode::BadRequest, "title is longer than 256 characters"));
+                return Err(Error::client(
+                    ErrorCode::BadRequest,
+                    "title is longer than 256 characters",
+                ));
             }
         }
         let direct_key = match kind {
@@ -169,9 +177,14 @@ impl Store {
             .await?)
     }
 
-    async fn conversation_for(&self, conv: &conversations::Model, user: &UserId) -> Result<Conversation> {
+    async fn conversation_for(
+        &self,
+        conv: &conversations::Model,
+        user: &UserId,
+    ) -> Result<Conversation> {
         let mut list = self.summaries(vec![conv.clone()], user).await?;
-        list.pop().ok_or_else(|| Error::client(ErrorCode::NotMember, "not a member"))
+        list.pop()
+            .ok_or_else(|| Error::client(ErrorCode::NotMember, "not a member"))
     }
 
     /// The user's conversations, most recently created first.
@@ -191,7 +204,11 @@ impl Store {
         self.summaries(convs, user).await
     }
 
-    async fn summaries(&self, convs: Vec<conversations::Model>, user: &UserId) -> Result<Vec<Conversation>> {
+    async fn summaries(
+        &self,
+        convs: Vec<conversations::Model>,
+        user: &UserId,
+    ) -> Result<Vec<Conversation>> {
         let rows = members::Entity::find()
             .filter(members::Column::ConvId.is_in(convs.iter().map(|c| c.id.clone())))
             .order_by_asc(members::Column::UserId)
@@ -210,14 +227,21 @@ impl Store {
             let read_seq = me.read_seq;
             out.push(Conversation {
                 id: ConvId::from_trusted(c.id),
-                kind: if c.kind == "group" { ConvKind::Group } else { ConvKind::Direct },
+                kind: if c.kind == "group" {
+                    ConvKind::Group
+                } else {
+                    ConvKind::Direct
+                },
                 title: c.title,
                 admins: ms
                     .iter()
                     .filter(|m| m.role == "admin")
                     .map(|m| UserId::from_trusted(m.user_id.clone()))
                     .collect(),
-                members: ms.into_iter().map(|m| UserId::from_trusted(m.user_id)).collect(),
+                members: ms
+                    .into_iter()
+                    .map(|m| UserId::from_trusted(m.user_id))
+                    .collect(),
                 created_at: c.created_at,
                 last_seq: c.last_seq,
                 read_seq,
@@ -236,23 +260,39 @@ impl Store {
         self.conversation_for(&row, user).await
     }
 
-    async fn require_admin_group<C: ConnectionTrait>(&self, db: &C, conv: &ConvId, user: &UserId) -> Result<()> {
+    async fn require_admin_group<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        conv: &ConvId,
+        user: &UserId,
+    ) -> Result<()> {
         let row = conversations::Entity::find_by_id(conv.as_str())
             .one(db)
             .await?
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
         let me = membership(db, conv, user).await?;
         if row.kind != "group" {
-            return Err(Error::client(ErrorCode::BadRequest, "direct conversations have fixed members"));
+            return Err(Error::client(
+                ErrorCode::BadRequest,
+                "direct conversations have fixed members",
+            ));
         }
         if me.role != "admin" {
-            return Err(Error::client(ErrorCode::Forbidden, "only group admins can change members"));
+            return Err(Error::client(
+                ErrorCode::Forbidden,
+                "only group admins can change members",
+            ));
         }
         Ok(())
     }
 
     /// Adds members to a group (admins only). New members see messages from their join on.
-    pub async fn add_members(&self, conv: &ConvId, by: &UserId, new: &[UserId]) -> Result<(Conversation, Option<Outgoing>)> {
+    pub async fn add_members(
+        &self,
+        conv: &ConvId,
+        by: &UserId,
+        new: &[UserId],
+    ) -> Result<(Conversation, Option<Outgoing>)> {
         if new.is_empty() {
             return Err(Error::client(ErrorCode::BadRequest, "`members` is empty"));
         }
@@ -312,7 +352,12 @@ impl Store {
     }
 
     /// Removes a member: admins remove anyone, any member may remove themself (leave).
-    pub async fn remove_member(&self, conv: &ConvId, by: &UserId, who: &UserId) -> Result<Option<Outgoing>> {
+    pub async fn remove_member(
+        &self,
+        conv: &ConvId,
+        by: &UserId,
+        who: &UserId,
+    ) -> Result<Option<Outgoing>> {
         let txn = self.db.begin().await?;
         if by != who {
             self.require_admin_group(&txn, conv, by).await?;
@@ -323,12 +368,18 @@ impl Store {
                 .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
             membership(&txn, conv, by).await?;
             if row.kind != "group" {
-                return Err(Error::client(ErrorCode::BadRequest, "direct conversations have fixed members"));
+                return Err(Error::client(
+                    ErrorCode::BadRequest,
+                    "direct conversations have fixed members",
+                ));
             }
         }
         let existing = member_ids(&txn, conv).await?;
         if !existing.contains(who) {
-            return Err(Error::client(ErrorCode::NotFound, "that user is not a member"));
+            return Err(Error::client(
+                ErrorCode::NotFound,
+                "that user is not a member",
+            ));
         }
         members::Entity::delete_by_id((conv.to_string(), who.to_string()))
             .exec(&txn)
@@ -373,7 +424,11 @@ impl Store {
             .take(limit as usize)
             .map(message_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let next = if more { msgs.last().map(|m| m.seq) } else { None };
+        let next = if more {
+            msgs.last().map(|m| m.seq)
+        } else {
+            None
+        };
         Ok((msgs, next))
     }
 }

@@ -5,7 +5,9 @@ use crate::entity::{messages, updates, users};
 use crate::error::{Error, Result};
 use protocol::{ErrorCode, Message, Update, UpdateBody, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use std::collections::HashMap;
 
 /// One update body to append to several users' logs; only `useq` differs between them.
@@ -52,7 +54,11 @@ impl Outgoing {
 }
 
 /// Bumps each user's `last_useq` (sorted order: no deadlocks) and stores the entry for each.
-pub async fn append<C: ConnectionTrait>(db: &C, users_to: &[UserId], entry: &Entry) -> Result<Vec<Appended>> {
+pub async fn append<C: ConnectionTrait>(
+    db: &C,
+    users_to: &[UserId],
+    entry: &Entry,
+) -> Result<Vec<Appended>> {
     let mut sorted: Vec<&UserId> = users_to.iter().collect();
     sorted.sort();
     sorted.dedup();
@@ -83,7 +89,10 @@ pub async fn append<C: ConnectionTrait>(db: &C, users_to: &[UserId], entry: &Ent
     let mut rows = Vec::with_capacity(sorted.len());
     for user in sorted {
         let bumped = users::Entity::update_many()
-            .col_expr(users::Column::LastUseq, Expr::col(users::Column::LastUseq).add(1))
+            .col_expr(
+                users::Column::LastUseq,
+                Expr::col(users::Column::LastUseq).add(1),
+            )
             .filter(users::Column::Id.eq(user.as_str()))
             .exec_with_returning(db)
             .await?;
@@ -138,7 +147,9 @@ pub struct Page {
 
 impl Store {
     pub async fn head(&self, user: &UserId) -> Result<i64> {
-        let row = users::Entity::find_by_id(user.as_str()).one(&self.db).await?;
+        let row = users::Entity::find_by_id(user.as_str())
+            .one(&self.db)
+            .await?;
         row.map(|u| u.last_useq)
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown user"))
     }

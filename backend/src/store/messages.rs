@@ -31,7 +31,11 @@ fn ack_of(m: &Message) -> SendResult {
 }
 
 impl Store {
-    async fn find_by_cmid<C: ConnectionTrait>(db: &C, device: &DeviceId, cmid: &str) -> Result<Option<Message>> {
+    async fn find_by_cmid<C: ConnectionTrait>(
+        db: &C,
+        device: &DeviceId,
+        cmid: &str,
+    ) -> Result<Option<Message>> {
         let row = messages::Entity::find()
             .filter(messages::Column::DeviceId.eq(device.as_str()))
             .filter(messages::Column::Cmid.eq(cmid))
@@ -50,10 +54,16 @@ impl Store {
     ) -> Result<()> {
         let row = messages::Entity::find_by_id(id.as_str()).one(db).await?;
         let Some(row) = row else {
-            return Err(Error::client(ErrorCode::NotFound, format!("no message {id}")));
+            return Err(Error::client(
+                ErrorCode::NotFound,
+                format!("no message {id}"),
+            ));
         };
         if same_conv.is_some_and(|c| c.as_str() != row.conv_id) {
-            return Err(Error::client(ErrorCode::BadRequest, "`reply_to` must be in the same conversation"));
+            return Err(Error::client(
+                ErrorCode::BadRequest,
+                "`reply_to` must be in the same conversation",
+            ));
         }
         let conv = ConvId::from_trusted(row.conv_id);
         membership(db, &conv, user)
@@ -62,7 +72,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn send(&self, user: &UserId, device: &DeviceId, req: &SendReq, content: Content) -> Result<Sent> {
+    pub async fn send(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        req: &SendReq,
+        content: Content,
+    ) -> Result<Sent> {
         if let Some(m) = Self::find_by_cmid(&self.db, device, &req.cmid).await? {
             return Ok(Sent::Duplicate(ack_of(&m)));
         }
@@ -76,7 +92,10 @@ impl Store {
         }
         // The conversation row is the seq counter and the lock that orders senders.
         let bumped = conversations::Entity::update_many()
-            .col_expr(conversations::Column::LastSeq, Expr::col(conversations::Column::LastSeq).add(1))
+            .col_expr(
+                conversations::Column::LastSeq,
+                Expr::col(conversations::Column::LastSeq).add(1),
+            )
             .filter(conversations::Column::Id.eq(req.conv.as_str()))
             .exec_with_returning(&txn)
             .await?;

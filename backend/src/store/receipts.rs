@@ -21,7 +21,12 @@ use sea_orm::{
 impl Store {
     /// Moves the device cursor to `useq` (never backwards). Returns the cursor and the
     /// receipts to deliver.
-    pub async fn ack(&self, user: &UserId, device: &DeviceId, useq: i64) -> Result<(i64, Vec<Outgoing>)> {
+    pub async fn ack(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        useq: i64,
+    ) -> Result<(i64, Vec<Outgoing>)> {
         if useq < 0 {
             return Err(Error::client(ErrorCode::BadRequest, "`useq` must be >= 0"));
         }
@@ -65,7 +70,9 @@ impl Store {
             .await?;
         let mut out = Vec::new();
         for (conv, seq) in delivered {
-            let (Some(conv), Some(seq)) = (conv, seq) else { continue };
+            let (Some(conv), Some(seq)) = (conv, seq) else {
+                continue;
+            };
             let conv = ConvId::from_trusted(conv);
             if let Some(o) = self.move_watermarks(&txn, &conv, user, seq, None).await? {
                 out.push(o);
@@ -76,7 +83,12 @@ impl Store {
     }
 
     /// The user has read `conv` up to `seq` (clamped to the newest message).
-    pub async fn read(&self, user: &UserId, conv: &ConvId, seq: i64) -> Result<(i64, Option<Outgoing>)> {
+    pub async fn read(
+        &self,
+        user: &UserId,
+        conv: &ConvId,
+        seq: i64,
+    ) -> Result<(i64, Option<Outgoing>)> {
         if seq < 0 {
             return Err(Error::client(ErrorCode::BadRequest, "`seq` must be >= 0"));
         }
@@ -91,7 +103,9 @@ impl Store {
         if seq <= me.read_seq {
             return Ok((me.read_seq, None));
         }
-        let out = self.move_watermarks(&txn, conv, user, seq, Some(seq)).await?;
+        let out = self
+            .move_watermarks(&txn, conv, user, seq, Some(seq))
+            .await?;
         txn.commit().await?;
         Ok((seq, out))
     }

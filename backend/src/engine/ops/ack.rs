@@ -9,6 +9,9 @@ use serde_json::Value;
 
 pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Done> {
     let req: AckReq = parse(body)?;
-    let (useq, receipts) = engine.store.ack(&caller.user, &caller.device, req.useq).await?;
+    let (useq, receipts) = engine
+        .store
+        .ack(&caller.user, &caller.device, req.useq)
+        .await?;
     Ok(Done::answer(AckResult { useq }).and_deliver(receipts))
 }

@@ -11,7 +11,11 @@ use serde_json::Value;
 pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Done> {
     let req: SendReq = parse(body)?;
     let content = req.content()?;
-    match engine.store.send(&caller.user, &caller.device, &req, content).await? {
+    match engine
+        .store
+        .send(&caller.user, &caller.device, &req, content)
+        .await?
+    {
         Sent::New { ack, out } => Ok(Done::answer(ack).and_deliver([out])),
         Sent::Duplicate(ack) => Ok(Done::answer(ack)),
     }

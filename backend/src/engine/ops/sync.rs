@@ -17,7 +17,10 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Don
             format!("`limit` must be 1..={MAX_SYNC_LIMIT}"),
         ));
     }
-    let page = engine.store.read_log(&caller.user, req.after, limit).await?;
+    let page = engine
+        .store
+        .read_log(&caller.user, req.after, limit)
+        .await?;
     Ok(Done::answer(SyncResult {
         updates: page.updates,
         more: page.more,

@@ -38,16 +38,25 @@ impl Throttle {
 }
 
 pub async fn handle(engine: &Engine, caller: &Caller, body: Value) {
-    let Ok(req) = parse::<TypingReq>(body) else { return };
+    let Ok(req) = parse::<TypingReq>(body) else {
+        return;
+    };
     if !engine.typing.admit(&caller.device, &req.conv, req.on) {
         return;
     }
-    if membership(&engine.store.db, &req.conv, &caller.user).await.is_err() {
+    if membership(&engine.store.db, &req.conv, &caller.user)
+        .await
+        .is_err()
+    {
         return;
     }
-    let Ok(members) = member_ids(&engine.store.db, &req.conv).await else { return };
+    let Ok(members) = member_ids(&engine.store.db, &req.conv).await else {
+        return;
+    };
     let others: Vec<_> = members.into_iter().filter(|u| *u != caller.user).collect();
-    let Ok(devices) = engine.store.active_devices(&others).await else { return };
+    let Ok(devices) = engine.store.active_devices(&others).await else {
+        return;
+    };
     let event = Ephemeral::Typing {
         conv: req.conv,
         user: caller.user.clone(),
@@ -55,6 +64,9 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) {
     };
     let payload = serde_json::to_vec(&event).expect("event serialises");
     for (user, device) in devices {
-        engine.publisher.ephemeral(&user, &device, payload.clone()).await;
+        engine
+            .publisher
+            .ephemeral(&user, &device, payload.clone())
+            .await;
     }
 }

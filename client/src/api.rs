@@ -1,0 +1,167 @@
+//! The HTTP side: sign up, log in (registering a device), conversations, history.
+
+use crate::ClientError;
+use protocol::http::{
+    ConvKind, Conversation, HistoryPage, LogIn, NewConversation, Session, SignUp, SignedUp,
+};
+use protocol::{ConvId, ErrorBody, UserId};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// `base` is the server's HTTP root, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: impl Into<String>) -> Self {
+        Self {
+            base: base.into().trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn req(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}/v1{path}", self.base));
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let (status, body) = self.raw(req).await?;
+        if !status.is_success() {
+            return Err(error_of(&body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Status and body, whatever the status.
+    pub async fn raw(&self, req: RequestBuilder) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let rsp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let status = rsp.status();
+        let body = rsp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// A request to `/v1{path}` for callers that need more than the typed helpers.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        self.req(method, path, token)
+    }
+
+    pub async fn sign_up(&self, username: &str, password: &str) -> Result<UserId, ClientError> {
+        let body = SignUp {
+            username: username.into(),
+            password: password.into(),
+        };
+        let r: SignedUp = self
+            .call(self.req(Method::POST, "/users", None).json(&body))
+            .await?;
+        Ok(r.user)
+    }
+
+    pub async fn log_in(
+        &self,
+        username: &str,
+        password: &str,
+        device_name: &str,
+        platform: &str,
+    ) -> Result<Session, ClientError> {
+        let body = LogIn {
+            username: username.into(),
+            password: password.into(),
+            device_name: device_name.into(),
+            platform: platform.into(),
+        };
+        self.call(self.req(Method::POST, "/sessions", None).json(&body))
+            .await
+    }
+
+    pub async fn revoke_device(&self, token: &str, device: &str) -> Result<(), ClientError> {
+        let (status, body) = self
+            .raw(self.req(Method::DELETE, &format!("/devices/{device}"), Some(token)))
+            .await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(error_of(&body))
+        }
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        token: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(self.req(Method::POST, path, Some(token)).json(body))
+            .await
+    }
+
+    pub async fn create_direct(
+        &self,
+        token: &str,
+        other: &UserId,
+    ) -> Result<Conversation, ClientError> {
+        let body = NewConversation {
+            kind: ConvKind::Direct,
+            members: vec![other.clone()],
+            title: None,
+        };
+        self.post(token, "/conversations", &body).await
+    }
+
+    pub async fn create_group(
+        &self,
+        token: &str,
+        title: &str,
+        members: &[UserId],
+    ) -> Result<Conversation, ClientError> {
+        let body = NewConversation {
+            kind: ConvKind::Group,
+            members: members.to_vec(),
+            title: Some(title.into()),
+        };
+        self.post(token, "/conversations", &body).await
+    }
+
+    pub async fn conversations(&self, token: &str) -> Result<Vec<Conversation>, ClientError> {
+        self.call(self.req(Method::GET, "/conversations", Some(token)))
+            .await
+    }
+
+    pub async fn history(
+        &self,
+        token: &str,
+        conv: &ConvId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<HistoryPage, ClientError> {
+        let mut path = format!("/conversations/{conv}/messages?limit={limit}");
+        if let Some(b) = before {
+            path.push_str(&format!("&before={b}"));
+        }
+        self.call(self.req(Method::GET, &path, Some(token))).await
+    }
+}
+
+fn error_of(body: &[u8]) -> ClientError {
+    #[derive(serde::Deserialize)]
+    struct Wrapped {
+        error: ErrorBody,
+    }
+    match serde_json::from_slice::<Wrapped>(body) {
+        Ok(w) => ClientError::Server(w.error),
+        Err(_) => ClientError::Http(String::from_utf8_lossy(body).into_owned()),
+    }
+}

@@ -1,0 +1,401 @@
+//! The MQTT side of the SDK: requests with ids matched to answers on `rsp`, and the device's
+//! update and ephemeral streams as [`Event`]s.
+
+use crate::mqtt::{self, Handle, Incoming};
+use crate::ClientError;
+use protocol::http::Session;
+use protocol::ops::{AckResult, Ephemeral, ReadResult, SendReq, SendResult, SyncResult};
+use protocol::{ConvId, DeviceId, Response, Update, UserId};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MqttVersion {
+    V311,
+    V5,
+}
+
+#[derive(Clone, Debug)]
+pub enum Transport {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// `ws://host:port/mqtt`
+    Ws {
+        url: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub token: String,
+    pub transport: Transport,
+    pub version: MqttVersion,
+    /// false keeps the broker session (MQTT persistent session) across reconnects.
+    pub clean_session: bool,
+    pub keep_alive: Duration,
+    pub request_timeout: Duration,
+}
+
+impl ClientOptions {
+    fn from_session(s: &Session, transport: Transport) -> Self {
+        Self {
+            user: s.user.clone(),
+            device: s.device.clone(),
+            token: s.token.clone(),
+            transport,
+            version: MqttVersion::V311,
+            clean_session: true,
+            keep_alive: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// MQTT over TCP at the address the log-in answer gave.
+    pub fn tcp(s: &Session) -> Self {
+        let (host, port) = s.mqtt.tcp.rsplit_once(':').unwrap_or((&s.mqtt.tcp, "1883"));
+        let transport = Transport::Tcp {
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port: port.parse().unwrap_or(1883),
+        };
+        Self::from_session(s, transport)
+    }
+
+    /// MQTT over WebSocket at the URL the log-in answer gave.
+    pub fn ws(s: &Session) -> Self {
+        Self::from_session(
+            s,
+            Transport::Ws {
+                url: s.mqtt.ws.clone(),
+            },
+        )
+    }
+
+    pub fn v5(mut self) -> Self {
+        self.version = MqttVersion::V5;
+        self
+    }
+}
+
+/// What arrives for the app.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// (Re)connected and subscribed; a good moment to `sync` from the last acked useq.
+    Connected,
+    /// The connection dropped; the client is reconnecting.
+    Disconnected(String),
+    /// One update from the device's stream (`in`). May repeat or arrive out of order across
+    /// reconnects: dedupe by `useq`.
+    Update(Update),
+    /// Typing and other ephemeral events (`eph`).
+    Ephemeral(Ephemeral),
+    /// An answer that matches no pending request (e.g. the `bad_json` answer, whose id is null).
+    Unmatched(Response),
+    /// A SUBACK: per filter, whether the broker granted it.
+    SubAck(Vec<bool>),
+    /// A publish on a topic that is not this device's (never happens with Courier's ACL).
+    Foreign { topic: String, payload: Vec<u8> },
+}
+
+type Pending = Mutex<HashMap<String, oneshot::Sender<Response>>>;
+
+struct Inner {
+    mqtt: Handle,
+    user: UserId,
+    device: DeviceId,
+    pending: Pending,
+    next_id: AtomicU64,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
+    format!("u/{user}/d/{device}/{stream}")
+}
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+impl Client {
+    /// Connects, subscribes to the device's `in`, `rsp` and `eph`, and returns once the broker
+    /// accepted the session (or refused it).
+    pub async fn connect(
+        opts: ClientOptions,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ClientError> {
+        let (mqtt, mut incoming) = mqtt::start(&opts);
+        let subscribe = |mqtt: Handle, user: UserId, device: DeviceId| async move {
+            for (stream, qos) in [("rsp", 1), ("in", 1), ("eph", 0)] {
+                mqtt.subscribe(topic(&user, &device, stream), qos).await?;
+            }
+            Ok::<_, String>(())
+        };
+        // Wait for the first CONNACK (or refusal).
+        let first = tokio::time::timeout(opts.request_timeout, async {
+            loop {
+                match incoming.recv().await {
+                    Some(Incoming::Connected) => return Ok(()),
+                    Some(Incoming::Refused(why)) => return Err(ClientError::Refused(why)),
+                    Some(Incoming::Lost(why)) => return Err(ClientError::Refused(why)),
+                    Some(Incoming::Publish { .. } | Incoming::SubAck(_)) => continue,
+                    None => return Err(ClientError::Mqtt("event loop ended".into())),
+                }
+            }
+        })
+        .await
+        .map_err(|_| ClientError::Timeout)?;
+        if let Err(e) = first {
+            mqtt.disconnect().await;
+            return Err(e);
+        }
+        subscribe(mqtt.clone(), opts.user.clone(), opts.device.clone())
+            .await
+            .map_err(ClientError::Mqtt)?;
+        let inner = Arc::new(Inner {
+            mqtt: mqtt.clone(),
+            user: opts.user.clone(),
+            device: opts.device.clone(),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            timeout: opts.request_timeout,
+        });
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let _ = events_tx.send(Event::Connected);
+        let weak = Arc::downgrade(&inner);
+        let (user, device) = (opts.user.clone(), opts.device.clone());
+        tokio::spawn(async move {
+            let rsp_topic = topic(&user, &device, "rsp");
+            let in_topic = topic(&user, &device, "in");
+            let eph_topic = topic(&user, &device, "eph");
+            while let Some(msg) = incoming.recv().await {
+                let Some(inner) = weak.upgrade() else { return };
+                let event = match msg {
+                    Incoming::Connected => {
+                        if subscribe(mqtt.clone(), user.clone(), device.clone())
+                            .await
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        Event::Connected
+                    }
+                    Incoming::Lost(why) | Incoming::Refused(why) => Event::Disconnected(why),
+                    Incoming::SubAck(granted) => Event::SubAck(granted),
+                    Incoming::Publish { topic, payload } if topic == rsp_topic => {
+                        let Ok(rsp) = serde_json::from_slice::<Response>(&payload) else {
+                            continue;
+                        };
+                        let waiter = inner
+                            .pending
+                            .lock()
+                            .expect("pending lock")
+                            .remove(&id_key(&rsp.id));
+                        match waiter {
+                            Some(w) => {
+                                let _ = w.send(rsp);
+                                continue;
+                            }
+                            None => Event::Unmatched(rsp),
+                        }
+                    }
+                    Incoming::Publish { topic, payload } if topic == in_topic => {
+                        match serde_json::from_slice::<Update>(&payload) {
+                            Ok(u) => Event::Update(u),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "undecodable update");
+                                continue;
+                            }
+                        }
+                    }
+                    Incoming::Publish { topic, payload } if topic == eph_topic => {
+                        match serde_json::from_slice::<Ephemeral>(&payload) {
+                            Ok(e) => Event::Ephemeral(e),
+                            Err(_) => continue,
+                        }
+                    }
+                    Incoming::Publish { topic, payload } => Event::Foreign {
+                        topic,
+                        payload: payload.to_vec(),
+                    },
+                };
+                if events_tx.send(event).is_err() {
+                    // Nobody listens for events; keep answering requests.
+                    continue;
+                }
+            }
+        });
+        Ok((Self { inner }, events))
+    }
+
+    pub fn user(&self) -> &UserId {
+        &self.inner.user
+    }
+
+    pub fn device(&self) -> &DeviceId {
+        &self.inner.device
+    }
+
+    /// Sends `body` (an object; its `id` is set here) to `req/{op}` and waits for the answer.
+    pub async fn request(&self, op: &str, body: Value) -> Result<Value, ClientError> {
+        let Value::Object(mut map) = body else {
+            return Err(ClientError::Decode(
+                "a request body is a JSON object".into(),
+            ));
+        };
+        let id = Value::String(format!(
+            "r{}",
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        ));
+        map.insert("id".into(), id.clone());
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .pending
+            .lock()
+            .expect("pending lock")
+            .insert(id_key(&id), tx);
+        let payload = serde_json::to_vec(&Value::Object(map)).expect("serialises");
+        let sent = self
+            .inner
+            .mqtt
+            .publish(
+                topic(&self.inner.user, &self.inner.device, &format!("req/{op}")),
+                1,
+                payload,
+            )
+            .await;
+        if let Err(e) = sent {
+            self.inner
+                .pending
+                .lock()
+                .expect("pending lock")
+                .remove(&id_key(&id));
+            return Err(ClientError::Mqtt(e));
+        }
+        let rsp = match tokio::time::timeout(self.inner.timeout, rx).await {
+            Ok(Ok(rsp)) => rsp,
+            _ => {
+                self.inner
+                    .pending
+                    .lock()
+                    .expect("pending lock")
+                    .remove(&id_key(&id));
+                return Err(ClientError::Timeout);
+            }
+        };
+        match (rsp.ok, rsp.result, rsp.error) {
+            (true, Some(result), _) => Ok(result),
+            (false, _, Some(error)) => Err(ClientError::Server(error)),
+            _ => Err(ClientError::Decode("answer without result or error".into())),
+        }
+    }
+
+    async fn typed<T: DeserializeOwned>(&self, op: &str, body: Value) -> Result<T, ClientError> {
+        let v = self.request(op, body).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Sends a message; `req.cmid` makes a resend safe.
+    pub async fn send(&self, req: &SendReq) -> Result<SendResult, ClientError> {
+        self.typed("send", serde_json::to_value(req).expect("serialises"))
+            .await
+    }
+
+    /// A text message with a fresh client message id.
+    pub async fn send_text(&self, conv: &ConvId, text: &str) -> Result<SendResult, ClientError> {
+        let cmid = format!(
+            "{}-{}",
+            self.inner.device,
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        self.send(&text_req(conv, &cmid, text)).await
+    }
+
+    /// This device holds every update up to `useq`.
+    pub async fn ack(&self, useq: i64) -> Result<i64, ClientError> {
+        let r: AckResult = self.typed("ack", json!({ "useq": useq })).await?;
+        Ok(r.useq)
+    }
+
+    /// The user read `conv` up to `seq`.
+    pub async fn read(&self, conv: &ConvId, seq: i64) -> Result<i64, ClientError> {
+        let r: ReadResult = self
+            .typed("read", json!({ "conv": conv, "seq": seq }))
+            .await?;
+        Ok(r.read_seq)
+    }
+
+    /// One page of updates after `after`.
+    pub async fn sync(&self, after: i64, limit: u32) -> Result<SyncResult, ClientError> {
+        self.typed("sync", json!({ "after": after, "limit": limit }))
+            .await
+    }
+
+    /// Every update after `after`, following pages until up to date.
+    pub async fn sync_all(&self, mut after: i64) -> Result<Vec<Update>, ClientError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.sync(after, 500).await?;
+            if let Some(last) = page.updates.last() {
+                after = last.useq;
+            }
+            all.extend(page.updates);
+            if !page.more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Typing indicator (QoS 0, no answer).
+    pub async fn typing(&self, conv: &ConvId, on: bool) -> Result<(), ClientError> {
+        let payload = serde_json::to_vec(&json!({ "conv": conv, "on": on })).expect("serialises");
+        self.inner
+            .mqtt
+            .publish(
+                topic(&self.inner.user, &self.inner.device, "req/typing"),
+                0,
+                payload,
+            )
+            .await
+            .map_err(ClientError::Mqtt)
+    }
+
+    /// Publishes raw bytes to any topic (for tests of what the server refuses).
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) -> Result<(), ClientError> {
+        self.inner
+            .mqtt
+            .publish(topic.to_owned(), 1, payload)
+            .await
+            .map_err(ClientError::Mqtt)
+    }
+
+    /// Subscribes to any filter (for tests of what the server refuses).
+    pub async fn subscribe_raw(&self, filter: &str) -> Result<(), ClientError> {
+        self.inner
+            .mqtt
+            .subscribe(filter.to_owned(), 1)
+            .await
+            .map_err(ClientError::Mqtt)
+    }
+
+    pub async fn disconnect(&self) {
+        self.inner.mqtt.disconnect().await;
+    }
+}
+
+/// A `send` request for a text message.
+pub fn text_req(conv: &ConvId, cmid: &str, text: &str) -> SendReq {
+    serde_json::from_value(json!({ "conv": conv, "cmid": cmid, "kind": "text", "text": text }))
+        .expect("valid send request")
+}

@@ -1,0 +1,213 @@
+//! One MQTT connection behind one interface, whether rumqttc speaks 3.1.1 or 5 to the broker.
+//! The event-loop task turns rumqttc's events into [`Incoming`], reconnecting with exponential
+//! backoff and jitter after a lost connection (rumqttc reconnects on the next poll).
+
+use crate::client::{ClientOptions, MqttVersion, Transport};
+use bytes::Bytes;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+#[derive(Clone)]
+pub enum Handle {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+#[derive(Debug)]
+pub enum Incoming {
+    Connected,
+    Publish {
+        topic: String,
+        payload: Bytes,
+    },
+    /// A SUBACK: per filter, whether it was granted.
+    SubAck(Vec<bool>),
+    Lost(String),
+    /// The broker refused CONNECT; the loop stops.
+    Refused(String),
+}
+
+impl Handle {
+    pub async fn publish(&self, topic: String, qos: u8, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Handle::V4(c) => c
+                .publish(topic, v4_qos(qos), false, payload)
+                .await
+                .map_err(|e| e.to_string()),
+            Handle::V5(c) => c
+                .publish(topic, v5_qos(qos), false, payload)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    pub async fn subscribe(&self, filter: String, qos: u8) -> Result<(), String> {
+        match self {
+            Handle::V4(c) => c
+                .subscribe(filter, v4_qos(qos))
+                .await
+                .map_err(|e| e.to_string()),
+            Handle::V5(c) => c
+                .subscribe(filter, v5_qos(qos))
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    pub async fn disconnect(&self) {
+        let _ = match self {
+            Handle::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Handle::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
+    }
+}
+
+fn v4_qos(q: u8) -> rumqttc::QoS {
+    match q {
+        0 => rumqttc::QoS::AtMostOnce,
+        _ => rumqttc::QoS::AtLeastOnce,
+    }
+}
+
+fn v5_qos(q: u8) -> rumqttc::v5::mqttbytes::QoS {
+    match q {
+        0 => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        _ => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+    }
+}
+
+/// Delay before reconnect attempt `n` (1-based): 100 ms doubling up to 5 s, ±50 % jitter so a
+/// crowd of clients does not reconnect in lockstep.
+pub fn backoff(n: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << n.min(6)).min(5_000);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0) as u64;
+    let jitter = (nanos.wrapping_mul(6364136223846793005) >> 33) % (base + 1);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let id = opts.device.to_string();
+    let (host, port, ws) = match &opts.transport {
+        Transport::Tcp { host, port } => (host.clone(), *port, false),
+        Transport::Ws { url } => (url.clone(), 0, true),
+    };
+    match opts.version {
+        MqttVersion::V311 => {
+            let mut o = rumqttc::MqttOptions::new(id.clone(), host, port);
+            o.set_credentials(id, opts.token.clone())
+                .set_keep_alive(opts.keep_alive)
+                .set_clean_session(opts.clean_session)
+                .set_max_packet_size(1 << 20, 1 << 20);
+            if ws {
+                o.set_transport(rumqttc::Transport::Ws);
+            }
+            let (client, mut el) = rumqttc::AsyncClient::new(o, 1024);
+            tokio::spawn(async move {
+                let mut failures = 0;
+                loop {
+                    let event = el.poll().await;
+                    let out = match event {
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                            failures = 0;
+                            Incoming::Connected
+                        }
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                            Incoming::Publish {
+                                topic: p.topic,
+                                payload: p.payload,
+                            }
+                        }
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) => {
+                            Incoming::SubAck(
+                                a.return_codes
+                                    .iter()
+                                    .map(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+                                    .collect(),
+                            )
+                        }
+                        Ok(_) => continue,
+                        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                            let _ = tx.send(Incoming::Refused(format!("{code:?}")));
+                            return;
+                        }
+                        Err(rumqttc::ConnectionError::RequestsDone) => return,
+                        Err(e) => {
+                            failures += 1;
+                            Incoming::Lost(e.to_string())
+                        }
+                    };
+                    let lost = matches!(out, Incoming::Lost(_));
+                    if tx.send(out).is_err() {
+                        return;
+                    }
+                    if lost {
+                        tokio::time::sleep(backoff(failures)).await;
+                    }
+                }
+            });
+            (Handle::V4(client), rx)
+        }
+        MqttVersion::V5 => {
+            use rumqttc::v5::mqttbytes::v5::Packet;
+            let mut o = rumqttc::v5::MqttOptions::new(id.clone(), host, port);
+            o.set_credentials(id, opts.token.clone())
+                .set_keep_alive(opts.keep_alive)
+                .set_clean_start(opts.clean_session)
+                .set_max_packet_size(Some(1 << 20));
+            if !opts.clean_session {
+                o.set_session_expiry_interval(Some(7 * 24 * 3600));
+            }
+            if ws {
+                o.set_transport(rumqttc::Transport::Ws);
+            }
+            let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 1024);
+            tokio::spawn(async move {
+                let mut failures = 0;
+                loop {
+                    let event = el.poll().await;
+                    let out = match event {
+                        Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(_))) => {
+                            failures = 0;
+                            Incoming::Connected
+                        }
+                        Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) => Incoming::Publish {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: p.payload,
+                        },
+                        Ok(rumqttc::v5::Event::Incoming(Packet::SubAck(a))) => Incoming::SubAck(
+                            a.return_codes
+                                .iter()
+                                .map(|c| {
+                                    use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
+                                    matches!(c, R::Success(_))
+                                })
+                                .collect(),
+                        ),
+                        Ok(_) => continue,
+                        Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
+                            let _ = tx.send(Incoming::Refused(format!("{code:?}")));
+                            return;
+                        }
+                        Err(rumqttc::v5::ConnectionError::RequestsDone) => return,
+                        Err(e) => {
+                            failures += 1;
+                            Incoming::Lost(e.to_string())
+                        }
+                    };
+                    let lost = matches!(out, Incoming::Lost(_));
+                    if tx.send(out).is_err() {
+                        return;
+                    }
+                    if lost {
+                        tokio::time::sleep(backoff(failures)).await;
+                    }
+                }
+            });
+            (Handle::V5(client), rx)
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The delivery model end to end: multi-device fan-out, ticks (✓ ✓✓ read), seq order in a
+//! busy group, idempotent resend, and catch-up by sync.
+
+use crate::helpers::{spawn_app, Db, Device, TestApp};
+use courier_client::protocol::{ConvId, Update, UpdateBody, UserId};
+use courier_client::{ClientOptions, Event};
+use std::collections::{BTreeMap, HashSet};
+
+crate::on_both_databases!(
+    ticks_over_tcp,
+    ticks_over_mqtt5,
+    ticks_over_websocket,
+    group_order_is_gapless_under_concurrent_senders,
+    resend_with_same_cmid_returns_original_ack,
+    sync_returns_complete_pages,
+    ack_moves_forward_only,
+);
+
+#[derive(Clone, Copy)]
+enum Flavour {
+    Tcp311,
+    Mqtt5,
+    WebSocket,
+}
+
+fn opts(flavour: Flavour) -> impl Fn(&courier_client::protocol::http::Session) -> ClientOptions {
+    move |s| match flavour {
+        Flavour::Tcp311 => ClientOptions::tcp(s),
+        Flavour::Mqtt5 => ClientOptions::tcp(s).v5(),
+        Flavour::WebSocket => ClientOptions::ws(s),
+    }
+}
+
+async fn ticks_over_tcp(db: Db) {
+    ticks(db, Flavour::Tcp311).await
+}
+
+async fn ticks_over_mqtt5(db: Db) {
+    ticks(db, Flavour::Mqtt5).await
+}
+
+async fn ticks_over_websocket(db: Db) {
+    ticks(db, Flavour::WebSocket).await
+}
+
+fn receipt_of(u: &Update, who: &UserId) -> Option<(i64, i64)> {
+    match &u.body {
+        UpdateBody::Receipt {
+            user,
+            delivered_seq,
+            read_seq,
+            ..
+        } if user == who => Some((*delivered_seq, *read_seq)),
+        _ => None,
+    }
+}
+
+/// alice (phone, laptop) and bob (phone, laptop — the laptop always over WebSocket).
+async fn ticks(db: Db, flavour: Flavour) {
+    let app = spawn_app(db).await;
+    app.user("alice").await;
+    app.user("bob").await;
+    let o = opts(flavour);
+    let mut a_phone = app.device("alice", "phone", &o).await;
+    let mut a_laptop = app.device("alice", "laptop", &o).await;
+    let mut b_phone = app.device("bob", "phone", &o).await;
+    let ws = |s: &_| match flavour {
+        Flavour::Mqtt5 => ClientOptions::ws(s).v5(),
+        _ => ClientOptions::ws(s),
+    };
+    let mut b_laptop = app.device("bob", "laptop", ws).await;
+    let bob = b_phone.session.user.clone();
+    let alice = a_phone.session.user.clone();
+    let conv = app
+        .api
+        .create_direct(a_phone.token(), &bob)
+        .await
+        .unwrap()
+        .id;
+
+    // ✓: the send is acknowledged after commit, with seq/ts/msg and the echoed cmid.
+    let ack = a_phone.client.send_text(&conv, "hi bob").await.unwrap();
+    assert_eq!(ack.seq, 1);
+    assert_eq!(ack.conv, conv);
+
+    // Every device of every member gets it, the sender's other device included.
+    let mut bob_phone_useq = 0;
+    for (name, dev) in [
+        ("bob phone", &mut b_phone),
+        ("bob laptop", &mut b_laptop),
+        ("alice laptop", &mut a_laptop),
+        ("alice phone", &mut a_phone),
+    ] {
+        let u = dev.next_message().await;
+        let UpdateBody::Message { msg } = &u.body else {
+            unreachable!()
+        };
+        assert_eq!(msg.id, ack.msg, "{name}");
+        assert_eq!(msg.seq, 1, "{name}");
+        assert_eq!(msg.sender, alice, "{name}");
+        assert_eq!(msg.cmid, ack.cmid, "{name}");
+        if name == "bob phone" {
+            bob_phone_useq = u.useq;
+        }
+    }
+
+    // ✓✓: bob's phone acks; alice learns bob has it (delivered 1, read 0).
+    b_phone.client.ack(bob_phone_useq).await.unwrap();
+    let r = a_phone.next_update(|u| receipt_of(u, &bob).is_some()).await;
+    assert_eq!(receipt_of(&r, &bob), Some((1, 0)));
+
+    // Blue: bob reads; alice sees read 1 and bob's laptop gets the read sync.
+    assert_eq!(b_phone.client.read(&conv, 1).await.unwrap(), 1);
+    let r = a_phone
+        .next_update(|u| receipt_of(u, &bob).is_some_and(|(_, r)| r == 1))
+        .await;
+    assert_eq!(receipt_of(&r, &bob), Some((1, 1)));
+    let r = b_laptop
+        .next_update(|u| receipt_of(u, &bob).is_some())
+        .await;
+    assert_eq!(receipt_of(&r, &bob), Some((1, 1)));
+    let r = a_laptop
+        .next_update(|u| receipt_of(u, &bob).is_some_and(|(_, r)| r == 1))
+        .await;
+    assert_eq!(receipt_of(&r, &bob), Some((1, 1)));
+
+    // The listing agrees: bob has nothing unread, alice's message is read.
+    let convs = app.api.conversations(b_phone.token()).await.unwrap();
+    assert_eq!(
+        (convs[0].last_seq, convs[0].read_seq, convs[0].unread),
+        (1, 1, 0)
+    );
+}
+
+async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
+    const PER_SENDER: usize = 40;
+    let app = spawn_app(db).await;
+    let mut devices: Vec<Device> = Vec::new();
+    for i in 0..5 {
+        let name = format!("member{i}");
+        app.user(&name).await;
+        devices.push(app.tcp_device(&name, "phone").await);
+    }
+    let others: Vec<UserId> = devices[1..]
+        .iter()
+        .map(|d| d.session.user.clone())
+        .collect();
+    let group = app
+        .api
+        .create_group(devices[0].token(), "five", &others)
+        .await
+        .unwrap();
+    assert_eq!(group.members.len(), 5);
+    let conv = group.id.clone();
+
+    // Three members send concurrently.
+    let mut senders = Vec::new();
+    for d in &devices[..3] {
+        let client = d.client.clone();
+        let conv = conv.clone();
+        senders.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for n in 0..PER_SENDER {
+                acks.push(
+                    client
+                        .send_text(&conv, &format!("{} #{n}", client.device()))
+                        .await
+                        .unwrap(),
+                );
+            }
+            acks
+        }));
+    }
+    let mut acked = HashSet::new();
+    for s in senders {
+        for ack in s.await.unwrap() {
+            assert!(acked.insert(ack.seq), "seq {} acked twice", ack.seq);
+        }
+    }
+    let total = 3 * PER_SENDER;
+    assert_eq!(acked, (1..=total as i64).collect());
+
+    // Every device holds the same seq → message map, 1..=total with no gap.
+    let mut views: Vec<BTreeMap<i64, String>> = Vec::new();
+    for d in &mut devices {
+        let mut view = BTreeMap::new();
+        while view.len() < total {
+            let u = d.next_message().await;
+            if let UpdateBody::Message { msg } = u.body {
+                view.insert(msg.seq, msg.id.to_string());
+            }
+        }
+        assert_eq!(
+            view.keys().copied().collect::<Vec<_>>(),
+            (1..=total as i64).collect::<Vec<_>>()
+        );
+        views.push(view);
+    }
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "devices disagree on the order"
+    );
+
+    // And each device's log sync says the same, in useq order.
+    for d in &devices {
+        let updates = d.client.sync_all(0).await.unwrap();
+        let seqs: Vec<i64> = updates
+            .iter()
+            .filter_map(|u| match &u.body {
+                UpdateBody::Message { msg } => Some(msg.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs.len(), total);
+        let useqs: Vec<i64> = updates.iter().map(|u| u.useq).collect();
+        assert_eq!(
+            useqs,
+            (1..=useqs.len() as i64).collect::<Vec<_>>(),
+            "useq has a gap"
+        );
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted, "log order differs from seq order");
+    }
+}
+
+async fn resend_with_same_cmid_returns_original_ack(db: Db) {
+    let app = spawn_app(db).await;
+    app.user("alice").await;
+    app.user("bob").await;
+    let a = app.tcp_device("alice", "phone").await;
+    let mut b = app.tcp_device("bob", "phone").await;
+    let conv = app
+        .api
+        .create_direct(a.token(), &b.session.user)
+        .await
+        .unwrap()
+        .id;
+    let req = courier_client::text_req(&conv, "cmid-1", "once");
+    let first = a.client.send(&req).await.unwrap();
+    let again = a.client.send(&req).await.unwrap();
+    assert_eq!(first, again);
+    // Even a different text with the same cmid is the same message.
+    let third = a
+        .client
+        .send(&courier_client::text_req(&conv, "cmid-1", "twice?"))
+        .await
+        .unwrap();
+    assert_eq!(first, third);
+    let page = app.api.history(a.token(), &conv, None, 50).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    // Bob got exactly one message update.
+    b.next_message().await;
+    let extra = b
+        .drain_for(std::time::Duration::from_millis(500))
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::Update(u) if matches!(u.body, UpdateBody::Message { .. })))
+        .count();
+    assert_eq!(extra, 0);
+    // The same cmid from another device is a different message.
+    let a2 = app.tcp_device("alice", "laptop").await;
+    let other = a2.client.send(&req).await.unwrap();
+    assert_ne!(other.msg, first.msg);
+    assert_eq!(other.seq, 2);
+}
+
+async fn setup_pair(app: &TestApp) -> (Device, Device, ConvId) {
+    app.user("alice").await;
+    app.user("bob").await;
+    let a = app.tcp_device("alice", "phone").await;
+    let b = app.tcp_device("bob", "phone").await;
+    let conv = app
+        .api
+        .create_direct(a.token(), &b.session.user)
+        .await
+        .unwrap()
+        .id;
+    (a, b, conv)
+}
+
+async fn sync_returns_complete_pages(db: Db) {
+    let app = spawn_app(db).await;
+    let (a, b, conv) = setup_pair(&app).await;
+    b.client.disconnect().await;
+    for n in 0..25 {
+        a.client.send_text(&conv, &format!("m{n}")).await.unwrap();
+    }
+    // A new device of bob's catches up from zero in pages of 10.
+    let b2 = app.tcp_device("bob", "tablet").await;
+    let mut after = 0;
+    let mut got = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = b2.client.sync(after, 10).await.unwrap();
+        pages += 1;
+        assert!(page.updates.len() <= 10);
+        assert!(page.updates.iter().all(|u| u.useq > after));
+        if let Some(l) = page.updates.last() {
+            after = l.useq;
+        }
+        got.extend(page.updates);
+        if !page.more {
+            assert_eq!(after, page.head, "the last page ends at the head");
+            break;
+        }
+    }
+    // 1 member update (conversation created) + 25 messages.
+    assert_eq!(got.len(), 26);
+    assert_eq!(pages, 3);
+    let useqs: Vec<i64> = got.iter().map(|u| u.useq).collect();
+    assert_eq!(useqs, (1..=26).collect::<Vec<_>>());
+    assert!(matches!(got[0].body, UpdateBody::Member { .. }));
+    // Past the head: empty and up to date.
+    let page = b2.client.sync(26, 10).await.unwrap();
+    assert!(page.updates.is_empty() && !page.more && page.head == 26);
+    // Bad limits are refused.
+    let err = b2.client.sync(0, 0).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(courier_client::protocol::ErrorCode::BadRequest)
+    );
+}
+
+async fn ack_moves_forward_only(db: Db) {
+    let app = spawn_app(db).await;
+    let (a, b, conv) = setup_pair(&app).await;
+    for n in 0..3 {
+        a.client.send_text(&conv, &format!("m{n}")).await.unwrap();
+    }
+    // bob's log: 1 member + 3 messages.
+    assert_eq!(b.client.ack(3).await.unwrap(), 3);
+    assert_eq!(b.client.ack(2).await.unwrap(), 3, "ack never moves back");
+    let err = b.client.ack(99).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(courier_client::protocol::ErrorCode::AckAhead)
+    );
+    assert_eq!(b.client.ack(4).await.unwrap(), 4);
+}

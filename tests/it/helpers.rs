@@ -1,0 +1,209 @@
+//! `spawn_app` and friends: a fresh server per test and helpers to drive it.
+
+use courier::{Addrs, App, Settings};
+use courier_client::protocol::http::Session;
+use courier_client::protocol::{Update, UpdateBody};
+use courier_client::{Api, Client, ClientOptions, Event};
+use sea_orm::ConnectionTrait;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed scenario (an `async fn(Db)`) once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name($crate::helpers::Db::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name($crate::helpers::Db::Postgres).await })*
+        }
+    };
+}
+
+pub struct TestApp {
+    pub addrs: Addrs,
+    pub api: Api,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn postgres_base() -> String {
+    std::env::var("COURIER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty PostgreSQL database; panics (failing the test) when PostgreSQL is unreachable.
+async fn fresh_postgres() -> String {
+    let base = postgres_base();
+    let admin = sea_orm::Database::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for these tests: {e}"));
+    let name = format!("courier_test_{}", backend::util::new_id('t'));
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let (root, _) = base.rsplit_once('/').expect("database url has a path");
+    format!("{root}/{name}")
+}
+
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::defaults();
+    s.http = "127.0.0.1:0".parse().unwrap();
+    s.mqtt = "127.0.0.1:0".parse().unwrap();
+    s.mqtt_ws = "127.0.0.1:0".parse().unwrap();
+    s.data_dir = dir.to_path_buf();
+    s.database_url = format!("sqlite://{}?mode=rwc", dir.join("courier.db").display());
+    s.connect_timeout = Duration::from_secs(2);
+    s
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path());
+    if let Db::Postgres = db {
+        settings.database_url = fresh_postgres().await;
+    }
+    tweak(&mut settings);
+    let app = App::bind(settings).await.expect("server starts");
+    let addrs = app.addrs();
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = app.run(stop).await {
+            panic!("server failed: {e:#}");
+        }
+    });
+    let api = Api::new(format!("http://{}", addrs.http));
+    wait_for_backend(&addrs).await;
+    TestApp {
+        addrs,
+        api,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// The HTTP API answers before the backend's MQTT session is up; wait for `/readyz`.
+async fn wait_for_backend(addrs: &Addrs) {
+    let url = format!("http://{}/readyz", addrs.http);
+    for _ in 0..500 {
+        if let Ok(r) = reqwest::get(&url).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("server never became ready");
+}
+
+pub struct Device {
+    pub session: Session,
+    pub client: Client,
+    pub events: UnboundedReceiver<Event>,
+}
+
+impl TestApp {
+    pub async fn user(&self, name: &str) -> String {
+        self.api
+            .sign_up(name, "correct horse battery")
+            .await
+            .expect("sign up");
+        name.to_owned()
+    }
+
+    pub async fn session(&self, name: &str, device: &str) -> Session {
+        self.api
+            .log_in(name, "correct horse battery", device, "test")
+            .await
+            .expect("log in")
+    }
+
+    pub async fn device(
+        &self,
+        name: &str,
+        device: &str,
+        opts: impl FnOnce(&Session) -> ClientOptions,
+    ) -> Device {
+        let session = self.session(name, device).await;
+        let (client, events) = Client::connect(opts(&session)).await.expect("MQTT connect");
+        Device {
+            session,
+            client,
+            events,
+        }
+    }
+
+    pub async fn tcp_device(&self, name: &str, device: &str) -> Device {
+        self.device(name, device, ClientOptions::tcp).await
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl Device {
+    /// The next update satisfying `pred`, skipping others; panics after [`WAIT`].
+    pub async fn next_update(&mut self, mut pred: impl FnMut(&Update) -> bool) -> Update {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{}: no matching update within {WAIT:?}",
+                        self.session.device
+                    )
+                })
+                .expect("event stream open");
+            if let Event::Update(u) = ev {
+                if pred(&u) {
+                    return u;
+                }
+            }
+        }
+    }
+
+    pub async fn next_message(&mut self) -> Update {
+        self.next_update(|u| matches!(u.body, UpdateBody::Message { .. }))
+            .await
+    }
+
+    /// Collects events for `dur`.
+    pub async fn drain_for(&mut self, dur: Duration) -> Vec<Event> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + dur;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            out.push(ev);
+        }
+        out
+    }
+
+    pub fn token(&self) -> &str {
+        &self.session.token
+    }
+}

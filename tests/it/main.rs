@@ -1,0 +1,14 @@
+//! End-to-end tests: the real server (`courier::App`, exactly what `courier serve` runs) on
+//! port 0 with a fresh database, driven by real MQTT clients over TCP and WebSocket.
+//!
+//! Every scenario runs on SQLite and on PostgreSQL (`COURIER_TEST_POSTGRES`, default
+//! `postgres://postgres@127.0.0.1:5432/test`); an unreachable PostgreSQL fails the tests.
+
+extern crate client as courier_client;
+
+mod acl;
+mod bad_input;
+mod delivery;
+mod helpers;
+mod http_api;
+mod server;

@@ -403,7 +403,7 @@ impl Relay<'_> {
         }
     }
 
-    async fn to_router(&mut self, packet: Packet) -> Option<End> {
+    async fn forward(&mut self, packet: Packet) -> Option<End> {
         match self.link_tx.send(packet).await {
             Ok(_) => None,
             Err(_) => Some(End::RouterGone),
@@ -426,7 +426,7 @@ impl Relay<'_> {
                         // Devices only send requests; a retained request would replay.
                         publish.retain = false;
                     }
-                    return self.to_router(Packet::Publish(publish, props)).await;
+                    return self.forward(Packet::Publish(publish, props)).await;
                 }
                 let (qos, pkid) = front.unwrap_or((0, 0));
                 info!(topic = %String::from_utf8_lossy(&publish.topic), qos, "PUBLISH refused");
@@ -468,7 +468,7 @@ impl Relay<'_> {
             | Packet::PubRec(..)
             | Packet::PubRel(..)
             | Packet::PubComp(..)
-            | Packet::Unsubscribe(..)) => self.to_router(p).await,
+            | Packet::Unsubscribe(..)) => self.forward(p).await,
             other => {
                 info!(packet = ?other, "unexpected packet from client");
                 Some(End::Abnormal)
@@ -492,7 +492,7 @@ impl Relay<'_> {
             .map(|f| (!self.identity.may_subscribe(&f.path)).then_some(refused_code))
             .collect();
         if codes.iter().all(Option::is_none) {
-            return self.to_router(Packet::Subscribe(subscribe, props)).await;
+            return self.forward(Packet::Subscribe(subscribe, props)).await;
         }
         for (f, c) in subscribe.filters.iter().zip(&codes) {
             if c.is_some() {
@@ -510,7 +510,7 @@ impl Relay<'_> {
         let mut keep = codes.iter().map(Option::is_none);
         subscribe.filters.retain(|_| keep.next().unwrap_or(false));
         self.pending_subacks.insert(subscribe.pkid, codes);
-        self.to_router(Packet::Subscribe(subscribe, props)).await
+        self.forward(Packet::Subscribe(subscribe, props)).await
     }
 
     /// One notification from the router. Returns `Some` when the connection must end.

@@ -60,7 +60,7 @@ impl Default for BrokerConfig {
 }
 
 type LinkFactory =
-    Arc<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), LinkError> + Send + Sync>;
+    Arc<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), Box<LinkError>> + Send + Sync>;
 
 struct Shared {
     config: BrokerConfig,
@@ -75,7 +75,7 @@ struct Shared {
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot link into the router: {0}")]
-    Link(#[from] LinkError),
+    Link(#[from] Box<LinkError>),
 }
 
 /// A running broker: the router thread plus whatever listeners [`Broker::serve`] was given.
@@ -99,6 +99,7 @@ impl Broker {
                 // Publishing to a topic nobody subscribes to must not disconnect the publisher.
                 .dynamic_filters(true)
                 .build()
+                .map_err(Box::new)
         });
         let system = SystemLink::start(&make_link)?;
         Ok(Self {

@@ -65,6 +65,8 @@ pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>)
 
 /// HTTP upgrade on path `/mqtt`, echoing the `mqtt` subprotocol that MQTT clients ask for.
 async fn upgrade(stream: TcpStream) -> Result<Transport, async_tungstenite::tungstenite::Error> {
+    // The handshake callback's error type is tungstenite's, large or not.
+    #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != "/mqtt" {
             let mut err = ErrorResponse::new(Some("MQTT is served on /mqtt".into()));

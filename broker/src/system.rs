@@ -20,7 +20,7 @@ pub struct SystemLink {
 pub const SYSTEM_CLIENT_ID: &str = "courier-broker-system";
 
 impl SystemLink {
-    pub fn start(make_link: &LinkFactory) -> Result<Self, rumqttd::local::LinkError> {
+    pub fn start(make_link: &LinkFactory) -> Result<Self, Box<rumqttd::local::LinkError>> {
         let (tx, rx, _connack) = make_link(SYSTEM_CLIENT_ID, true)?;
         tokio::spawn(drain(rx));
         Ok(Self {

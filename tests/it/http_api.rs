@@ -125,7 +125,7 @@ async fn conversations_members_and_history(db: Db) {
 
     // A group: alice is admin; members learn about it on their stream.
     let g = api
-        .create_group(a.token(), "team", &[b.session.user.clone()])
+        .create_group(a.token(), "team", std::slice::from_ref(&b.session.user))
         .await
         .unwrap();
     assert_eq!(g.admins, vec![a.session.user.clone()]);

@@ -7,6 +7,8 @@
 extern crate client as courier_client;
 
 mod acl;
+mod binary;
+mod broker_edge;
 mod bad_input;
 mod delivery;
 mod helpers;

@@ -1,0 +1,94 @@
+//! The real `courier` binary: `migrate`, a taken port, serving and graceful SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn courier() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+    c.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("COURIER_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn migrate_runs_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    for _ in 0..2 {
+        let out = courier().args(["migrate", "--database-url", &url]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
+    }
+}
+
+#[test]
+fn taken_port_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = courier()
+        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", &addr, "--mqtt-ws", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--mqtt") && stderr.contains("in use"), "{stderr}");
+}
+
+#[test]
+fn serves_from_env_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = courier()
+        .env("COURIER_HTTP", "127.0.0.1:0")
+        .env("COURIER_MQTT", "127.0.0.1:0")
+        .env("COURIER_MQTT_WS", "127.0.0.1:0")
+        .env("COURIER_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let http = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.split("http=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let started = Instant::now();
+    let ready = loop {
+        match http_status(&http, "/readyz") {
+            Some(200) => break true,
+            _ if started.elapsed() > Duration::from_secs(20) => break false,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(ready, "server never became ready");
+    assert!(dir.path().join("courier.db").exists(), "SQLite lives in the data dir");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// A plain HTTP/1.0 GET; the status code, if the server answered.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,171 @@
+//! The MQTT edge itself: idle sockets, CONNECT timeouts, packet size, presence events, Last
+//! Will authorisation, typing on `eph`.
+
+use crate::helpers::{spawn_app, spawn_app_with, Db, WAIT};
+use courier_client::protocol::ops::Ephemeral;
+use courier_client::{ClientOptions, Event};
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event as V5Event, MqttOptions};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+crate::on_both_databases!(
+    idle_sockets_block_nobody_and_are_closed,
+    oversize_packets_close_the_connection_only,
+    presence_events_and_last_will,
+    typing_reaches_other_members_on_eph,
+);
+
+async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
+    let app = spawn_app(db).await;
+    // Sockets that never send a byte: one on the TCP port, one on the WebSocket port.
+    let mut idle_tcp = TcpStream::connect(app.addrs.mqtt).await.unwrap();
+    let mut idle_ws = TcpStream::connect(app.addrs.mqtt_ws).await.unwrap();
+    // Everyone else is served meanwhile, over both transports.
+    app.user("alice").await;
+    app.user("bob").await;
+    let a = app.tcp_device("alice", "phone").await;
+    let mut b = app.device("bob", "laptop", ClientOptions::ws).await;
+    let conv = app.api.create_direct(a.token(), &b.session.user).await.unwrap().id;
+    a.client.send_text(&conv, "not blocked").await.unwrap();
+    b.next_message().await;
+    // The idle sockets are closed after the 2 s connect timeout the tests configure.
+    let mut buf = [0u8; 16];
+    for s in [&mut idle_tcp, &mut idle_ws] {
+        let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf))
+            .await
+            .expect("idle socket was not closed");
+        assert!(matches!(n, Ok(0) | Err(_)), "server spoke to an idle socket");
+    }
+}
+
+async fn oversize_packets_close_the_connection_only(db: Db) {
+    let app = spawn_app_with(db, |s| s.max_packet_size = 8 * 1024).await;
+    app.user("alice").await;
+    app.user("bob").await;
+    for v5 in [false, true] {
+        let opts = move |s: &_| if v5 { ClientOptions::tcp(s).v5() } else { ClientOptions::tcp(s) };
+        let mut a = app.device("alice", if v5 { "v5" } else { "v4" }, opts).await;
+        let topic = format!("u/{}/d/{}/req/send", a.session.user, a.session.device);
+        a.client.publish_raw(&topic, vec![b'x'; 20 * 1024]).await.unwrap();
+        let events = a.drain_for(Duration::from_millis(1500)).await;
+        assert!(events.iter().any(|e| matches!(e, Event::Disconnected(_))), "{events:?}");
+        a.client.disconnect().await;
+    }
+    // The server is fine: others keep talking.
+    let a = app.tcp_device("alice", "again").await;
+    let mut b = app.tcp_device("bob", "phone").await;
+    let conv = app.api.create_direct(a.token(), &b.session.user).await.unwrap().id;
+    a.client.send_text(&conv, "after the big one").await.unwrap();
+    b.next_message().await;
+}
+
+fn service_client(app: &crate::helpers::TestApp, id: &str) -> (AsyncClient, rumqttc::v5::EventLoop) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials("courier-backend", "test-service-secret");
+    AsyncClient::new(o, 100)
+}
+
+async fn next_publish(el: &mut rumqttc::v5::EventLoop) -> (String, serde_json::Value) {
+    loop {
+        let ev = tokio::time::timeout(WAIT, el.poll()).await.expect("no publish").expect("connection");
+        if let V5Event::Incoming(Packet::Publish(p)) = ev {
+            let topic = String::from_utf8_lossy(&p.topic).into_owned();
+            return (topic, serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null));
+        }
+    }
+}
+
+async fn presence_events_and_last_will(db: Db) {
+    let app = spawn_app_with(db, |s| s.service_secret = Some("test-service-secret".into())).await;
+    let (watcher, mut wel) = service_client(&app, "presence-watcher");
+    watcher.subscribe("u/+/d/+/presence", QoS::AtLeastOnce).await.unwrap();
+    loop {
+        if let Ok(V5Event::Incoming(Packet::SubAck(_))) = wel.poll().await {
+            break;
+        }
+    }
+    app.user("alice").await;
+    let s = app.session("alice", "phone").await;
+    let presence = format!("u/{}/d/{}/presence", s.user, s.device);
+
+    // A device with a Last Will on its own presence topic; its socket dies without DISCONNECT.
+    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(s.device.to_string(), s.token.clone());
+    o.set_last_will(LastWill::new(&presence, r#"{"online":false,"will":true}"#, QoS::AtLeastOnce, false, None));
+    let (_dev, mut del) = AsyncClient::new(o, 10);
+    let conn = tokio::spawn(async move {
+        loop {
+            if del.poll().await.is_err() {
+                break;
+            }
+        }
+    });
+    let (topic, online) = next_publish(&mut wel).await;
+    assert_eq!(topic, presence);
+    assert_eq!(online["online"], true);
+    assert_eq!(online["source"], "broker");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    conn.abort();
+    let mut seen_will = false;
+    let mut seen_offline = false;
+    while !(seen_will && seen_offline) {
+        let (topic, body) = next_publish(&mut wel).await;
+        assert_eq!(topic, presence);
+        assert_eq!(body["online"], false);
+        seen_will |= body["will"] == true;
+        seen_offline |= body["source"] == "broker";
+    }
+
+    // A will aimed at someone else's topic is refused at CONNECT.
+    app.user("bob").await;
+    let bob = app.session("bob", "phone").await;
+    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(s.device.to_string(), s.token.clone());
+    let foreign = format!("u/{}/d/{}/req/send", bob.user, bob.device);
+    o.set_last_will(LastWill::new(foreign, "{}", QoS::AtLeastOnce, false, None));
+    let (_c, mut el) = AsyncClient::new(o, 10);
+    match el.poll().await {
+        Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(format!("{code:?}"), "NotAuthorized")
+        }
+        other => panic!("a foreign will was accepted: {other:?}"),
+    }
+    // A wrong service secret is refused too.
+    let mut o = MqttOptions::new("impostor", "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials("courier-backend", "guess");
+    let (_c, mut el) = AsyncClient::new(o, 10);
+    assert!(matches!(el.poll().await, Err(rumqttc::v5::ConnectionError::ConnectionRefused(_))));
+}
+
+async fn typing_reaches_other_members_on_eph(db: Db) {
+    let app = spawn_app(db).await;
+    for u in ["alice", "bob", "eve"] {
+        app.user(u).await;
+    }
+    let mut a = app.tcp_device("alice", "phone").await;
+    let mut b = app.tcp_device("bob", "phone").await;
+    let mut e = app.tcp_device("eve", "phone").await;
+    let conv = app.api.create_direct(a.token(), &b.session.user).await.unwrap().id;
+    a.client.typing(&conv, true).await.unwrap();
+    a.client.typing(&conv, true).await.unwrap(); // throttled repeat
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.client.typing(&conv, false).await.unwrap();
+    e.client.typing(&conv, true).await.unwrap(); // not a member: dropped
+    let events = b.drain_for(Duration::from_millis(1200)).await;
+    let typing: Vec<(String, bool)> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Ephemeral(Ephemeral::Typing { user, on, .. }) => Some((user.to_string(), *on)),
+            _ => None,
+        })
+        .collect();
+    let alice = a.session.user.to_string();
+    assert_eq!(typing, vec![(alice.clone(), true), (alice, false)]);
+    // Typing is never answered and never echoed to the typist.
+    let mine = a.drain_for(Duration::from_millis(300)).await;
+    assert!(!mine.iter().any(|e| matches!(e, Event::Unmatched(_) | Event::Ephemeral(_))));
+    assert!(!e.drain_for(Duration::from_millis(100)).await.iter().any(|e| matches!(e, Event::Ephemeral(_))));
+}

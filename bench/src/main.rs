@@ -95,7 +95,9 @@ async fn main() -> anyhow::Result<()> {
         args.seconds,
         args.window,
         args.size,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     let courier = run_courier(&args).await?;
     let baseline = if args.baseline == "none" {
@@ -118,17 +120,22 @@ async fn run_courier(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
     settings.mqtt = "127.0.0.1:0".parse()?;
     settings.mqtt_ws = "127.0.0.1:0".parse()?;
     settings.data_dir = dir.path().to_path_buf();
-    settings.database_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()));
+    settings.database_url = args.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        )
+    });
     let app = courier::App::bind(settings).await?;
     let addrs = app.addrs();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
     let api = Api::new(format!("http://{}", addrs.http));
     wait_ready(&addrs.http.to_string()).await?;
-    println!("courier up at {} (mqtt {}), creating {} pairs…", addrs.http, addrs.mqtt, args.pairs);
+    println!(
+        "courier up at {} (mqtt {}), creating {} pairs…",
+        addrs.http, addrs.mqtt, args.pairs
+    );
 
     let run = format!("{}", std::process::id());
     let mut pairs = Vec::new();
@@ -174,7 +181,13 @@ async fn run_courier(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
             }
         }));
         for _ in 0..args.window {
-            let (sc, conv, st, stop, size) = (sc.clone(), conv.clone(), stats.clone(), stop.clone(), args.size);
+            let (sc, conv, st, stop, size) = (
+                sc.clone(),
+                conv.clone(),
+                stats.clone(),
+                stop.clone(),
+                args.size,
+            );
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     if sc.send_text(&conv, &stamp(epoch, size)).await.is_ok() {
@@ -201,7 +214,9 @@ async fn wait_ready(http: &str) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     for _ in 0..500 {
         if let Ok(mut s) = tokio::net::TcpStream::connect(http).await {
-            let _ = s.write_all(format!("GET /readyz HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes()).await;
+            let _ = s
+                .write_all(format!("GET /readyz HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes())
+                .await;
             let mut out = String::new();
             let _ = s.read_to_string(&mut out).await;
             if out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200") {
@@ -216,9 +231,15 @@ async fn wait_ready(http: &str) -> anyhow::Result<()> {
 async fn run_baseline(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
     use rumqttc::{AsyncClient, Event as E, MqttOptions, Packet, QoS};
     use tokio::sync::mpsc;
-    let (host, port) = args.baseline.rsplit_once(':').context("--baseline is host:port")?;
+    let (host, port) = args
+        .baseline
+        .rsplit_once(':')
+        .context("--baseline is host:port")?;
     let port: u16 = port.parse()?;
-    println!("baseline: {} pairs of QoS 1 pub/sub through {}…", args.pairs, args.baseline);
+    println!(
+        "baseline: {} pairs of QoS 1 pub/sub through {}…",
+        args.pairs, args.baseline
+    );
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
@@ -242,7 +263,10 @@ async fn run_baseline(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
                         let _ = ready_tx.try_send(());
                     }
                     Ok(E::Incoming(Packet::Publish(p))) => {
-                        if let Some(l) = std::str::from_utf8(&p.payload).ok().and_then(|t| latency_of(epoch, t)) {
+                        if let Some(l) = std::str::from_utf8(&p.payload)
+                            .ok()
+                            .and_then(|t| latency_of(epoch, t))
+                        {
                             st.received.fetch_add(1, Ordering::Relaxed);
                             st.latencies_us.lock().unwrap().push(l);
                         }
@@ -278,7 +302,11 @@ async fn run_baseline(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
             let mut in_flight = 0;
             while !stop.load(Ordering::Relaxed) {
                 while in_flight < window {
-                    if sc.publish(&topic, QoS::AtLeastOnce, false, stamp(epoch, size)).await.is_err() {
+                    if sc
+                        .publish(&topic, QoS::AtLeastOnce, false, stamp(epoch, size))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     st.sent.fetch_add(1, Ordering::Relaxed);

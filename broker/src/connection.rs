@@ -112,10 +112,11 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         Err(code) => {
             info!(?code, "CONNECT refused");
             let mut out = BytesMut::new();
+            // The two versions name "server unavailable" differently (3 vs 0x88); rumqttd's
+            // v5 writer has no code for the 3.1.1 name.
             let code = match (codec.version, code) {
-                // 3.1.1 has no "service unavailable"-style code beyond 3 (server unavailable).
-                (Version::V311, ConnectReturnCode::ServiceUnavailable) => {
-                    ConnectReturnCode::ServiceUnavailable
+                (Version::V5, ConnectReturnCode::ServiceUnavailable) => {
+                    ConnectReturnCode::ServerUnavailable
                 }
                 (_, c) => c,
             };

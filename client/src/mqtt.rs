@@ -88,6 +88,51 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// What one event-loop event means for the connection.
+enum Step {
+    Connected,
+    Emit(Incoming),
+    Skip,
+    Lost(String),
+    Refused(String),
+    Done,
+}
+
+/// Polls a rumqttc event loop (3.1.1 or 5 — same shape, different types) until the client is
+/// dropped or the broker refuses us, sleeping with [`backoff`] after each lost connection.
+macro_rules! drive {
+    ($el:ident, $tx:ident, |$event:ident| $translate:expr) => {{
+        let mut failures = 0;
+        loop {
+            let $event = $el.poll().await;
+            let out = match $translate {
+                Step::Connected => {
+                    failures = 0;
+                    Incoming::Connected
+                }
+                Step::Emit(i) => i,
+                Step::Skip => continue,
+                Step::Lost(why) => {
+                    failures += 1;
+                    Incoming::Lost(why)
+                }
+                Step::Refused(why) => {
+                    let _ = $tx.send(Incoming::Refused(why));
+                    return;
+                }
+                Step::Done => return,
+            };
+            let lost = matches!(out, Incoming::Lost(_));
+            if $tx.send(out).is_err() {
+                return;
+            }
+            if lost {
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }};
+}
+
 pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = opts.device.to_string();
@@ -107,47 +152,27 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             }
             let (client, mut el) = rumqttc::AsyncClient::new(o, 1024);
             tokio::spawn(async move {
-                let mut failures = 0;
-                loop {
-                    let event = el.poll().await;
-                    let out = match event {
-                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                            failures = 0;
-                            Incoming::Connected
-                        }
-                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                            Incoming::Publish {
-                                topic: p.topic,
-                                payload: p.payload,
-                            }
-                        }
-                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) => {
-                            Incoming::SubAck(
-                                a.return_codes
-                                    .iter()
-                                    .map(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
-                                    .collect(),
-                            )
-                        }
-                        Ok(_) => continue,
-                        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
-                            let _ = tx.send(Incoming::Refused(format!("{code:?}")));
-                            return;
-                        }
-                        Err(rumqttc::ConnectionError::RequestsDone) => return,
-                        Err(e) => {
-                            failures += 1;
-                            Incoming::Lost(e.to_string())
-                        }
-                    };
-                    let lost = matches!(out, Incoming::Lost(_));
-                    if tx.send(out).is_err() {
-                        return;
+                drive!(el, tx, |event| match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Step::Connected,
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        Step::Emit(Incoming::Publish {
+                            topic: p.topic,
+                            payload: p.payload,
+                        })
                     }
-                    if lost {
-                        tokio::time::sleep(backoff(failures)).await;
-                    }
-                }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) =>
+                        Step::Emit(Incoming::SubAck(
+                            a.return_codes
+                                .iter()
+                                .map(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+                                .collect(),
+                        )),
+                    Ok(_) => Step::Skip,
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) =>
+                        Step::Refused(format!("{code:?}")),
+                    Err(rumqttc::ConnectionError::RequestsDone) => Step::Done,
+                    Err(e) => Step::Lost(e.to_string()),
+                })
             });
             (Handle::V4(client), rx)
         }
@@ -166,46 +191,28 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             }
             let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 1024);
             tokio::spawn(async move {
-                let mut failures = 0;
-                loop {
-                    let event = el.poll().await;
-                    let out = match event {
-                        Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(_))) => {
-                            failures = 0;
-                            Incoming::Connected
-                        }
-                        Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) => Incoming::Publish {
+                use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
+                drive!(el, tx, |event| match event {
+                    Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(_))) => Step::Connected,
+                    Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) =>
+                        Step::Emit(Incoming::Publish {
                             topic: String::from_utf8_lossy(&p.topic).into_owned(),
                             payload: p.payload,
-                        },
-                        Ok(rumqttc::v5::Event::Incoming(Packet::SubAck(a))) => Incoming::SubAck(
+                        }),
+                    Ok(rumqttc::v5::Event::Incoming(Packet::SubAck(a))) =>
+                        Step::Emit(Incoming::SubAck(
                             a.return_codes
                                 .iter()
-                                .map(|c| {
-                                    use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
-                                    matches!(c, R::Success(_))
-                                })
+                                .map(|c| matches!(c, R::Success(_)))
                                 .collect(),
-                        ),
-                        Ok(_) => continue,
-                        Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
-                            let _ = tx.send(Incoming::Refused(format!("{code:?}")));
-                            return;
-                        }
-                        Err(rumqttc::v5::ConnectionError::RequestsDone) => return,
-                        Err(e) => {
-                            failures += 1;
-                            Incoming::Lost(e.to_string())
-                        }
-                    };
-                    let lost = matches!(out, Incoming::Lost(_));
-                    if tx.send(out).is_err() {
-                        return;
+                        )),
+                    Ok(_) => Step::Skip,
+                    Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
+                        Step::Refused(format!("{code:?}"))
                     }
-                    if lost {
-                        tokio::time::sleep(backoff(failures)).await;
-                    }
-                }
+                    Err(rumqttc::v5::ConnectionError::RequestsDone) => Step::Done,
+                    Err(e) => Step::Lost(e.to_string()),
+                })
             });
             (Handle::V5(client), rx)
         }

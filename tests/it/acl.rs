@@ -13,9 +13,7 @@ crate::on_both_databases!(
 
 async fn foreign_subscriptions_yield_nothing(db: Db) {
     let app = spawn_app(db).await;
-    app.user("alice").await;
-    app.user("bob").await;
-    app.user("mallory").await;
+    app.users(&["alice", "bob", "mallory"]).await;
     let a = app.tcp_device("alice", "phone").await;
     let mut b = app.tcp_device("bob", "phone").await;
     for opts in [ClientOptions::tcp as fn(&_) -> ClientOptions, |s| {
@@ -35,12 +33,7 @@ async fn foreign_subscriptions_yield_nothing(db: Db) {
         ] {
             m.client.subscribe_raw(filter).await.unwrap();
         }
-        let conv = app
-            .api
-            .create_direct(a.token(), &b.session.user)
-            .await
-            .unwrap()
-            .id;
+        let conv = app.direct(&a, &b).await;
         a.client.send_text(&conv, "private").await.unwrap();
         b.next_message().await;
         let events = m.drain_for(Duration::from_millis(800)).await;
@@ -68,18 +61,11 @@ async fn foreign_subscriptions_yield_nothing(db: Db) {
 
 async fn foreign_publishes_create_nothing(db: Db) {
     let app = spawn_app(db).await;
-    app.user("alice").await;
-    app.user("bob").await;
-    app.user("mallory").await;
+    app.users(&["alice", "bob", "mallory"]).await;
     let a = app.tcp_device("alice", "phone").await;
     let b = app.tcp_device("bob", "phone").await;
     let mut m = app.tcp_device("mallory", "phone").await;
-    let conv = app
-        .api
-        .create_direct(a.token(), &b.session.user)
-        .await
-        .unwrap()
-        .id;
+    let conv = app.direct(&a, &b).await;
     let forged = format!(
         r#"{{"id":1,"conv":"{conv}","cmid":"forged","kind":"text","text":"from bob, honest"}}"#
     );
@@ -111,12 +97,7 @@ async fn foreign_publishes_create_nothing(db: Db) {
     assert_eq!(convs[0].last_seq, 0);
     // Mallory's connection still works for her own requests.
     let mallory = m.session.user.clone();
-    let own = app
-        .api
-        .create_direct(m.token(), &a.session.user)
-        .await
-        .unwrap()
-        .id;
+    let own = app.direct(&m, &a).await;
     m.client.send_text(&own, "hello").await.unwrap();
     assert!(m
         .drain_for(Duration::from_millis(100))

@@ -30,24 +30,12 @@ fn code(r: &Response) -> ErrorCode {
 
 async fn bad_requests_get_typed_errors_and_change_nothing(db: Db) {
     let app = spawn_app(db).await;
-    app.user("alice").await;
-    app.user("bob").await;
-    app.user("carol").await;
+    app.users(&["alice", "bob", "carol"]).await;
     let mut a = app.tcp_device("alice", "phone").await;
     let b = app.tcp_device("bob", "phone").await;
     let c = app.tcp_device("carol", "phone").await;
-    let conv = app
-        .api
-        .create_direct(a.token(), &b.session.user)
-        .await
-        .unwrap()
-        .id;
-    let not_mine = app
-        .api
-        .create_direct(b.token(), &c.session.user)
-        .await
-        .unwrap()
-        .id;
+    let conv = app.direct(&a, &b).await;
+    let not_mine = app.direct(&b, &c).await;
 
     let r = raw(&mut a, "send", b"{not json".to_vec()).await;
     assert_eq!(
@@ -130,16 +118,10 @@ async fn bad_requests_get_typed_errors_and_change_nothing(db: Db) {
 
 async fn invalid_messages_per_kind(db: Db) {
     let app = spawn_app(db).await;
-    app.user("alice").await;
-    app.user("bob").await;
+    app.users(&["alice", "bob"]).await;
     let a = app.tcp_device("alice", "phone").await;
     let b = app.tcp_device("bob", "phone").await;
-    let conv = app
-        .api
-        .create_direct(a.token(), &b.session.user)
-        .await
-        .unwrap()
-        .id;
+    let conv = app.direct(&a, &b).await;
     let bad = [
         (
             json!({"kind":"text","text":"   "}),

@@ -20,8 +20,15 @@ fn migrate_runs_alone() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
     for _ in 0..2 {
-        let out = courier().args(["migrate", "--database-url", &url]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = courier()
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
     }
 }
@@ -32,7 +39,15 @@ fn taken_port_is_a_one_line_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = courier()
-        .args(["serve", "--http", "127.0.0.1:0", "--mqtt", &addr, "--mqtt-ws", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--mqtt",
+            &addr,
+            "--mqtt-ws",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .output()
@@ -40,7 +55,10 @@ fn taken_port_is_a_one_line_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--mqtt") && stderr.contains("in use"), "{stderr}");
+    assert!(
+        stderr.contains("--mqtt") && stderr.contains("in use"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -70,8 +88,14 @@ fn serves_from_env_and_stops_on_sigterm() {
         }
     };
     assert!(ready, "server never became ready");
-    assert!(dir.path().join("courier.db").exists(), "SQLite lives in the data dir");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(
+        dir.path().join("courier.db").exists(),
+        "SQLite lives in the data dir"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -24,11 +24,10 @@ async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
     let mut idle_tcp = TcpStream::connect(app.addrs.mqtt).await.unwrap();
     let mut idle_ws = TcpStream::connect(app.addrs.mqtt_ws).await.unwrap();
     // Everyone else is served meanwhile, over both transports.
-    app.user("alice").await;
-    app.user("bob").await;
+    app.users(&["alice", "bob"]).await;
     let a = app.tcp_device("alice", "phone").await;
     let mut b = app.device("bob", "laptop", ClientOptions::ws).await;
-    let conv = app.api.create_direct(a.token(), &b.session.user).await.unwrap().id;
+    let conv = app.direct(&a, &b).await;
     a.client.send_text(&conv, "not blocked").await.unwrap();
     b.next_message().await;
     // The idle sockets are closed after the 2 s connect timeout the tests configure.
@@ -37,32 +36,54 @@ async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
         let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf))
             .await
             .expect("idle socket was not closed");
-        assert!(matches!(n, Ok(0) | Err(_)), "server spoke to an idle socket");
+        assert!(
+            matches!(n, Ok(0) | Err(_)),
+            "server spoke to an idle socket"
+        );
     }
 }
 
 async fn oversize_packets_close_the_connection_only(db: Db) {
     let app = spawn_app_with(db, |s| s.max_packet_size = 8 * 1024).await;
-    app.user("alice").await;
-    app.user("bob").await;
+    app.users(&["alice", "bob"]).await;
     for v5 in [false, true] {
-        let opts = move |s: &_| if v5 { ClientOptions::tcp(s).v5() } else { ClientOptions::tcp(s) };
-        let mut a = app.device("alice", if v5 { "v5" } else { "v4" }, opts).await;
+        let opts = move |s: &_| {
+            if v5 {
+                ClientOptions::tcp(s).v5()
+            } else {
+                ClientOptions::tcp(s)
+            }
+        };
+        let mut a = app
+            .device("alice", if v5 { "v5" } else { "v4" }, opts)
+            .await;
         let topic = format!("u/{}/d/{}/req/send", a.session.user, a.session.device);
-        a.client.publish_raw(&topic, vec![b'x'; 20 * 1024]).await.unwrap();
+        a.client
+            .publish_raw(&topic, vec![b'x'; 20 * 1024])
+            .await
+            .unwrap();
         let events = a.drain_for(Duration::from_millis(1500)).await;
-        assert!(events.iter().any(|e| matches!(e, Event::Disconnected(_))), "{events:?}");
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Disconnected(_))),
+            "{events:?}"
+        );
         a.client.disconnect().await;
     }
     // The server is fine: others keep talking.
     let a = app.tcp_device("alice", "again").await;
     let mut b = app.tcp_device("bob", "phone").await;
-    let conv = app.api.create_direct(a.token(), &b.session.user).await.unwrap().id;
-    a.client.send_text(&conv, "after the big one").await.unwrap();
+    let conv = app.direct(&a, &b).await;
+    a.client
+        .send_text(&conv, "after the big one")
+        .await
+        .unwrap();
     b.next_message().await;
 }
 
-fn service_client(app: &crate::helpers::TestApp, id: &str) -> (AsyncClient, rumqttc::v5::EventLoop) {
+fn service_client(
+    app: &crate::helpers::TestApp,
+    id: &str,
+) -> (AsyncClient, rumqttc::v5::EventLoop) {
     let mut o = MqttOptions::new(id, "127.0.0.1", app.addrs.mqtt.port());
     o.set_credentials("courier-backend", "test-service-secret");
     AsyncClient::new(o, 100)
@@ -70,18 +91,30 @@ fn service_client(app: &crate::helpers::TestApp, id: &str) -> (AsyncClient, rumq
 
 async fn next_publish(el: &mut rumqttc::v5::EventLoop) -> (String, serde_json::Value) {
     loop {
-        let ev = tokio::time::timeout(WAIT, el.poll()).await.expect("no publish").expect("connection");
+        let ev = tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("no publish")
+            .expect("connection");
         if let V5Event::Incoming(Packet::Publish(p)) = ev {
             let topic = String::from_utf8_lossy(&p.topic).into_owned();
-            return (topic, serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null));
+            return (
+                topic,
+                serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null),
+            );
         }
     }
 }
 
 async fn presence_events_and_last_will(db: Db) {
-    let app = spawn_app_with(db, |s| s.service_secret = Some("test-service-secret".into())).await;
+    let app = spawn_app_with(db, |s| {
+        s.service_secret = Some("test-service-secret".into())
+    })
+    .await;
     let (watcher, mut wel) = service_client(&app, "presence-watcher");
-    watcher.subscribe("u/+/d/+/presence", QoS::AtLeastOnce).await.unwrap();
+    watcher
+        .subscribe("u/+/d/+/presence", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     loop {
         if let Ok(V5Event::Incoming(Packet::SubAck(_))) = wel.poll().await {
             break;
@@ -94,7 +127,13 @@ async fn presence_events_and_last_will(db: Db) {
     // A device with a Last Will on its own presence topic; its socket dies without DISCONNECT.
     let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
     o.set_credentials(s.device.to_string(), s.token.clone());
-    o.set_last_will(LastWill::new(&presence, r#"{"online":false,"will":true}"#, QoS::AtLeastOnce, false, None));
+    o.set_last_will(LastWill::new(
+        &presence,
+        r#"{"online":false,"will":true}"#,
+        QoS::AtLeastOnce,
+        false,
+        None,
+    ));
     let (_dev, mut del) = AsyncClient::new(o, 10);
     let conn = tokio::spawn(async move {
         loop {
@@ -137,7 +176,10 @@ async fn presence_events_and_last_will(db: Db) {
     let mut o = MqttOptions::new("impostor", "127.0.0.1", app.addrs.mqtt.port());
     o.set_credentials("courier-backend", "guess");
     let (_c, mut el) = AsyncClient::new(o, 10);
-    assert!(matches!(el.poll().await, Err(rumqttc::v5::ConnectionError::ConnectionRefused(_))));
+    assert!(matches!(
+        el.poll().await,
+        Err(rumqttc::v5::ConnectionError::ConnectionRefused(_))
+    ));
 }
 
 async fn typing_reaches_other_members_on_eph(db: Db) {
@@ -148,7 +190,7 @@ async fn typing_reaches_other_members_on_eph(db: Db) {
     let mut a = app.tcp_device("alice", "phone").await;
     let mut b = app.tcp_device("bob", "phone").await;
     let mut e = app.tcp_device("eve", "phone").await;
-    let conv = app.api.create_direct(a.token(), &b.session.user).await.unwrap().id;
+    let conv = app.direct(&a, &b).await;
     a.client.typing(&conv, true).await.unwrap();
     a.client.typing(&conv, true).await.unwrap(); // throttled repeat
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -166,6 +208,12 @@ async fn typing_reaches_other_members_on_eph(db: Db) {
     assert_eq!(typing, vec![(alice.clone(), true), (alice, false)]);
     // Typing is never answered and never echoed to the typist.
     let mine = a.drain_for(Duration::from_millis(300)).await;
-    assert!(!mine.iter().any(|e| matches!(e, Event::Unmatched(_) | Event::Ephemeral(_))));
-    assert!(!e.drain_for(Duration::from_millis(100)).await.iter().any(|e| matches!(e, Event::Ephemeral(_))));
+    assert!(!mine
+        .iter()
+        .any(|e| matches!(e, Event::Unmatched(_) | Event::Ephemeral(_))));
+    assert!(!e
+        .drain_for(Duration::from_millis(100))
+        .await
+        .iter()
+        .any(|e| matches!(e, Event::Ephemeral(_))));
 }

@@ -58,8 +58,7 @@ fn receipt_of(u: &Update, who: &UserId) -> Option<(i64, i64)> {
 /// alice (phone, laptop) and bob (phone, laptop — the laptop always over WebSocket).
 async fn ticks(db: Db, flavour: Flavour) {
     let app = spawn_app(db).await;
-    app.user("alice").await;
-    app.user("bob").await;
+    app.users(&["alice", "bob"]).await;
     let o = opts(flavour);
     let mut a_phone = app.device("alice", "phone", &o).await;
     let mut a_laptop = app.device("alice", "laptop", &o).await;
@@ -226,16 +225,10 @@ async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
 
 async fn resend_with_same_cmid_returns_original_ack(db: Db) {
     let app = spawn_app(db).await;
-    app.user("alice").await;
-    app.user("bob").await;
+    app.users(&["alice", "bob"]).await;
     let a = app.tcp_device("alice", "phone").await;
     let mut b = app.tcp_device("bob", "phone").await;
-    let conv = app
-        .api
-        .create_direct(a.token(), &b.session.user)
-        .await
-        .unwrap()
-        .id;
+    let conv = app.direct(&a, &b).await;
     let req = courier_client::text_req(&conv, "cmid-1", "once");
     let first = a.client.send(&req).await.unwrap();
     let again = a.client.send(&req).await.unwrap();
@@ -266,16 +259,10 @@ async fn resend_with_same_cmid_returns_original_ack(db: Db) {
 }
 
 async fn setup_pair(app: &TestApp) -> (Device, Device, ConvId) {
-    app.user("alice").await;
-    app.user("bob").await;
+    app.users(&["alice", "bob"]).await;
     let a = app.tcp_device("alice", "phone").await;
     let b = app.tcp_device("bob", "phone").await;
-    let conv = app
-        .api
-        .create_direct(a.token(), &b.session.user)
-        .await
-        .unwrap()
-        .id;
+    let conv = app.direct(&a, &b).await;
     (a, b, conv)
 }
 

@@ -2,7 +2,7 @@
 
 use courier::{Addrs, App, Settings};
 use courier_client::protocol::http::Session;
-use courier_client::protocol::{Update, UpdateBody};
+use courier_client::protocol::{ConvId, Update, UpdateBody};
 use courier_client::{Api, Client, ClientOptions, Event};
 use sea_orm::ConnectionTrait;
 use std::time::Duration;
@@ -135,6 +135,21 @@ impl TestApp {
             .await
             .expect("sign up");
         name.to_owned()
+    }
+
+    pub async fn users(&self, names: &[&str]) {
+        for n in names {
+            self.user(n).await;
+        }
+    }
+
+    /// The direct conversation between two devices' users, created by the first.
+    pub async fn direct(&self, a: &Device, b: &Device) -> ConvId {
+        self.api
+            .create_direct(a.token(), &b.session.user)
+            .await
+            .expect("create direct conversation")
+            .id
     }
 
     pub async fn session(&self, name: &str, device: &str) -> Session {

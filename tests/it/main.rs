@@ -7,9 +7,9 @@
 extern crate client as courier_client;
 
 mod acl;
+mod bad_input;
 mod binary;
 mod broker_edge;
-mod bad_input;
 mod delivery;
 mod helpers;
 mod http_api;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! broker ─▶ rumqttc event loop (this task) ─▶ shard by device (N tasks, in order per device)
-//!        ─▶ op handler (ops/*.rs) ─▶ store (one transaction) ─▶ answer on rsp
+//!        ─▶ op handler (ops/*.rs) ─▶ store (one transaction; sends group-committed by the
+//!           batcher tasks) ─▶ answer on rsp
 //!        ─▶ publisher: the committed updates on `in` of every recipient device
 //! ```
 //!
@@ -10,6 +11,7 @@
 //! different devices run concurrently. The ordering that matters for correctness (seq, useq)
 //! is decided by the database, so any number of backends can share the request stream.
 
+mod batcher;
 mod ops;
 
 use crate::publisher::Publisher;
@@ -59,12 +61,20 @@ pub struct Engine {
     pub config: EngineConfig,
     /// True while the engine is connected and subscribed to the request stream.
     pub ready: Arc<AtomicBool>,
+    sends: batcher::Batcher,
     typing: ops::typing::Throttle,
 }
 
 impl Engine {
+    /// Must be called inside the tokio runtime: it starts the send batchers.
     pub fn new(store: Store, publisher: Publisher, config: EngineConfig) -> Arc<Self> {
+        // SQLite has one writer; PostgreSQL can commit several batches at once.
+        let batchers = match store.db.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => 1,
+            _ => 4,
+        };
         Arc::new(Self {
+            sends: batcher::Batcher::start(store.clone(), batchers),
             store,
             publisher,
             config,

@@ -1,4 +1,4 @@
-//! `send`: one transaction takes the next conversation seq, stores the message, moves the
+//! `send`: one transaction (shared by a batch of sends, see `send_batch`) takes the next conversation seq, stores the message, moves the
 //! sender's own watermarks and appends the message to every member's log.
 
 use super::conversations::{member_ids, membership};
@@ -12,6 +12,14 @@ use protocol::update::Content;
 use protocol::{ConvId, DeviceId, ErrorCode, Message, MsgId, UpdateBody, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+
+/// One `send` request, validated.
+pub struct SendJob {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub req: SendReq,
+    pub content: Content,
+}
 
 pub enum Sent {
     /// Stored now; deliver `out`.
@@ -72,23 +80,54 @@ impl Store {
         Ok(())
     }
 
-    pub async fn send(
-        &self,
-        user: &UserId,
-        device: &DeviceId,
-        req: &SendReq,
-        content: Content,
-    ) -> Result<Sent> {
-        if let Some(m) = Self::find_by_cmid(&self.db, device, &req.cmid).await? {
+    /// Stores a batch of sends in one transaction — one commit (one fsync) for all of them —
+    /// while each job still succeeds or fails on its own (a savepoint each). The outer error
+    /// means the commit itself failed and nothing of the batch was stored.
+    pub async fn send_batch_ref(&self, jobs: &[SendJob]) -> Result<Vec<Result<Sent>>> {
+        let txn = self.db.begin().await?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let sp = txn.begin().await?;
+            match Self::send_in(&sp, job).await {
+                Ok(sent) => {
+                    sp.commit().await?;
+                    results.push(Ok(sent));
+                }
+                Err(e @ Error::Client { .. }) => {
+                    sp.rollback().await?;
+                    results.push(Err(e));
+                }
+                Err(Error::Db(e)) if is_unique_violation(&e) => {
+                    // The same (device, cmid) was stored concurrently: answer with its ack.
+                    sp.rollback().await?;
+                    match Self::find_by_cmid(&txn, &job.device, &job.req.cmid).await? {
+                        Some(m) => results.push(Ok(Sent::Duplicate(ack_of(&m)))),
+                        None => return Err(Error::Db(e)),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        txn.commit().await?;
+        Ok(results)
+    }
+
+    async fn send_in<C: ConnectionTrait>(db: &C, job: &SendJob) -> Result<Sent> {
+        let SendJob {
+            user,
+            device,
+            req,
+            content,
+        } = job;
+        if let Some(m) = Self::find_by_cmid(db, device, &req.cmid).await? {
             return Ok(Sent::Duplicate(ack_of(&m)));
         }
-        let txn = self.db.begin().await?;
-        membership(&txn, &req.conv, user).await?;
+        membership(db, &req.conv, user).await?;
         if let Some(r) = &req.reply_to {
-            Self::check_reference(&txn, user, r, Some(&req.conv)).await?;
+            Self::check_reference(db, user, r, Some(&req.conv)).await?;
         }
         if let Some(f) = &req.forward_of {
-            Self::check_reference(&txn, user, f, None).await?;
+            Self::check_reference(db, user, f, None).await?;
         }
         // The conversation row is the seq counter and the lock that orders senders.
         let bumped = conversations::Entity::update_many()
@@ -97,7 +136,7 @@ impl Store {
                 Expr::col(conversations::Column::LastSeq).add(1),
             )
             .filter(conversations::Column::Id.eq(req.conv.as_str()))
-            .exec_with_returning(&txn)
+            .exec_with_returning(db)
             .await?;
         let seq = bumped
             .first()
@@ -112,11 +151,11 @@ impl Store {
             device: device.clone(),
             ts,
             cmid: req.cmid.clone(),
-            content,
+            content: content.clone(),
             reply_to: req.reply_to.clone(),
             forward_of: req.forward_of.clone(),
         };
-        let inserted = messages::Entity::insert(messages::ActiveModel {
+        messages::Entity::insert(messages::ActiveModel {
             id: Set(msg.id.to_string()),
             conv_id: Set(msg.conv.to_string()),
             seq: Set(seq),
@@ -129,34 +168,23 @@ impl Store {
             forward_of: Set(msg.forward_of.as_ref().map(ToString::to_string)),
             created_at: Set(ts),
         })
-        .exec(&txn)
-        .await;
-        if let Err(e) = inserted {
-            if is_unique_violation(&e) {
-                // A concurrent resend of the same cmid won; answer with its ack.
-                drop(txn);
-                if let Some(m) = Self::find_by_cmid(&self.db, device, &req.cmid).await? {
-                    return Ok(Sent::Duplicate(ack_of(&m)));
-                }
-            }
-            return Err(e.into());
-        }
+        .exec(db)
+        .await?;
         // The sender has seen (and so delivered and read) their own message.
         members::Entity::update_many()
             .col_expr(members::Column::ReadSeq, Expr::value(seq))
             .col_expr(members::Column::DeliveredSeq, Expr::value(seq))
             .filter(members::Column::ConvId.eq(req.conv.as_str()))
             .filter(members::Column::UserId.eq(user.as_str()))
-            .exec(&txn)
+            .exec(db)
             .await?;
-        let everyone = member_ids(&txn, &req.conv).await?;
+        let everyone = member_ids(db, &req.conv).await?;
         let ack = ack_of(&msg);
         let entry = Entry {
             ts,
             body: UpdateBody::Message { msg },
         };
-        let to = append(&txn, &everyone, &entry).await?;
-        txn.commit().await?;
+        let to = append(db, &everyone, &entry).await?;
         Ok(Sent::New {
             ack,
             out: Outgoing::new(&entry, to),

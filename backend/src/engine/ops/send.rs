@@ -1,21 +1,24 @@
 //! `req/send`: `{"id","conv","cmid","kind",…}` → `{"msg","conv","seq","ts","cmid"}`.
-//! Answered only after the commit; a repeated (device, cmid) gets the original answer.
+//! Answered only after the commit (group-committed by the batcher); a repeated
+//! (device, cmid) gets the original answer.
 
 use super::{parse, Done};
 use crate::engine::{Caller, Engine};
 use crate::error::Result;
-use crate::store::messages::Sent;
+use crate::store::messages::{SendJob, Sent};
 use protocol::ops::SendReq;
 use serde_json::Value;
 
 pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Done> {
     let req: SendReq = parse(body)?;
     let content = req.content()?;
-    match engine
-        .store
-        .send(&caller.user, &caller.device, &req, content)
-        .await?
-    {
+    let job = SendJob {
+        user: caller.user.clone(),
+        device: caller.device.clone(),
+        req,
+        content,
+    };
+    match engine.sends.send(job).await? {
         Sent::New { ack, out } => Ok(Done::answer(ack).and_deliver([out])),
         Sent::Duplicate(ack) => Ok(Done::answer(ack)),
     }

@@ -10,6 +10,7 @@
 //! Courier's embedded broker or an external one. All state that must survive is in the database.
 
 pub mod db;
+pub mod directory;
 pub mod engine;
 pub mod entity;
 pub mod error;
@@ -34,8 +35,17 @@ pub fn mqtt_options(host: &str, port: u16, service_secret: &str) -> MqttOptions 
         .set_clean_start(true)
         .set_max_packet_size(Some(1 << 20))
         .set_request_channel_capacity(100_000)
-        .set_outgoing_inflight_upper_limit(1000);
+        .set_outgoing_inflight_upper_limit(1000)
+        .set_network_options(no_delay());
     opts
+}
+
+/// Small MQTT packets must leave at once: with Nagle's algorithm on, an answer waits for the
+/// peer's delayed ACK (~40 ms per hop).
+fn no_delay() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
 }
 
 /// The backend's MQTT client and the event loop the engine must poll.

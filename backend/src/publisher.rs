@@ -5,17 +5,19 @@
 //! Publishing happens after the commit and is best effort: a device that misses a publish
 //! (offline, broker restart) gets the update from its log on `sync`.
 
+use crate::directory::Directory;
 use crate::store::log::Outgoing;
 use crate::store::Store;
 use protocol::{DeviceId, Response, UserId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Publisher {
     client: AsyncClient,
-    store: Store,
+    directory: Arc<Directory>,
 }
 
 fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
@@ -24,7 +26,15 @@ fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
 
 impl Publisher {
     pub fn new(client: AsyncClient, store: Store) -> Self {
-        Self { client, store }
+        Self {
+            client,
+            directory: Arc::new(Directory::new(store)),
+        }
+    }
+
+    /// The device cache deliveries use; log-in and revocation invalidate it.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     pub fn client(&self) -> &AsyncClient {
@@ -34,7 +44,7 @@ impl Publisher {
     /// Publishes each recipient's copy of `out` to all of their active devices.
     pub async fn deliver(&self, out: &Outgoing) {
         let users: Vec<UserId> = out.to.iter().map(|a| a.user.clone()).collect();
-        let devices = match self.store.active_devices(&users).await {
+        let devices = match self.directory.devices(&users).await {
             Ok(d) => d,
             Err(e) => {
                 // Devices will get it from their log on the next sync.

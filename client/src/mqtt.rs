@@ -88,6 +88,13 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// Requests are small: send them at once instead of waiting on Nagle's algorithm.
+fn no_delay() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
+}
+
 /// What one event-loop event means for the connection.
 enum Step {
     Connected,
@@ -151,6 +158,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                 o.set_transport(rumqttc::Transport::Ws);
             }
             let (client, mut el) = rumqttc::AsyncClient::new(o, 1024);
+            el.set_network_options(no_delay());
             tokio::spawn(async move {
                 drive!(el, tx, |event| match event {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Step::Connected,
@@ -189,6 +197,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             if ws {
                 o.set_transport(rumqttc::Transport::Ws);
             }
+            o.set_network_options(no_delay());
             let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 1024);
             tokio::spawn(async move {
                 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;

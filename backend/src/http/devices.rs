@@ -18,6 +18,7 @@ pub async fn revoke(
             "no such device of yours",
         ));
     }
+    state.publisher.directory().invalidate(&me.user);
     if let Some(kicker) = &state.kicker {
         kicker.kick(&id);
     }

@@ -53,7 +53,7 @@ impl Outgoing {
     }
 }
 
-/// Bumps each user's `last_useq` (sorted order: no deadlocks) and stores the entry for each.
+/// Bumps each user's `last_useq` and stores the entry for each.
 pub async fn append<C: ConnectionTrait>(
     db: &C,
     users_to: &[UserId],
@@ -85,23 +85,24 @@ pub async fn append<C: ConnectionTrait>(
             Some(serde_json::to_string(&entry.body).expect("serialises")),
         ),
     };
+    // One statement bumps every recipient's counter by one and returns the new heads.
+    let bumped = users::Entity::update_many()
+        .col_expr(
+            users::Column::LastUseq,
+            Expr::col(users::Column::LastUseq).add(1),
+        )
+        .filter(users::Column::Id.is_in(sorted.iter().map(|u| u.as_str())))
+        .exec_with_returning(db)
+        .await?;
+    if bumped.len() != sorted.len() {
+        return Err(Error::Internal("a recipient user vanished".into()));
+    }
     let mut appended = Vec::with_capacity(sorted.len());
     let mut rows = Vec::with_capacity(sorted.len());
-    for user in sorted {
-        let bumped = users::Entity::update_many()
-            .col_expr(
-                users::Column::LastUseq,
-                Expr::col(users::Column::LastUseq).add(1),
-            )
-            .filter(users::Column::Id.eq(user.as_str()))
-            .exec_with_returning(db)
-            .await?;
-        let useq = bumped
-            .first()
-            .map(|u| u.last_useq)
-            .ok_or_else(|| Error::Internal(format!("user {user} vanished")))?;
+    for user in bumped {
+        let useq = user.last_useq;
         rows.push(updates::ActiveModel {
-            user_id: Set(user.to_string()),
+            user_id: Set(user.id.clone()),
             useq: Set(useq),
             kind: Set(kind.to_owned()),
             conv_id: Set(conv.clone()),
@@ -111,7 +112,7 @@ pub async fn append<C: ConnectionTrait>(
             created_at: Set(entry.ts),
         });
         appended.push(Appended {
-            user: user.clone(),
+            user: UserId::from_trusted(user.id),
             useq,
         });
     }

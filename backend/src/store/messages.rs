@@ -5,7 +5,7 @@ use super::conversations::{member_ids, membership};
 use super::log::{append, message_from_row, Entry, Outgoing};
 use super::Store;
 use crate::entity::{conversations, members, messages};
-use crate::error::{is_unique_violation, Error, Result};
+use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
 use protocol::update::Content;
@@ -87,24 +87,14 @@ impl Store {
         let txn = self.db.begin().await?;
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let sp = txn.begin().await?;
-            match Self::send_in(&sp, job).await {
-                Ok(sent) => {
-                    sp.commit().await?;
-                    results.push(Ok(sent));
-                }
-                Err(e @ Error::Client { .. }) => {
-                    sp.rollback().await?;
-                    results.push(Err(e));
-                }
-                Err(Error::Db(e)) if is_unique_violation(&e) => {
-                    // The same (device, cmid) was stored concurrently: answer with its ack.
-                    sp.rollback().await?;
-                    match Self::find_by_cmid(&txn, &job.device, &job.req.cmid).await? {
-                        Some(m) => results.push(Ok(Sent::Duplicate(ack_of(&m)))),
-                        None => return Err(Error::Db(e)),
-                    }
-                }
+            match Self::send_in(&txn, job).await {
+                Ok(sent) => results.push(Ok(sent)),
+                // Client errors are found by reads before the job writes anything, so the
+                // batch carries on without it.
+                Err(e @ Error::Client { .. }) => results.push(Err(e)),
+                // Anything else (including a unique violation from a concurrent batch with the
+                // same cmid) fails the batch; the batcher retries it and the retry answers the
+                // duplicate with its original ack.
                 Err(e) => return Err(e),
             }
         }
@@ -122,7 +112,13 @@ impl Store {
         if let Some(m) = Self::find_by_cmid(db, device, &req.cmid).await? {
             return Ok(Sent::Duplicate(ack_of(&m)));
         }
-        membership(db, &req.conv, user).await?;
+        let everyone = member_ids(db, &req.conv).await?;
+        if !everyone.contains(user) {
+            return Err(Error::client(
+                ErrorCode::NotMember,
+                "you are not a member of that conversation",
+            ));
+        }
         if let Some(r) = &req.reply_to {
             Self::check_reference(db, user, r, Some(&req.conv)).await?;
         }
@@ -178,7 +174,6 @@ impl Store {
             .filter(members::Column::UserId.eq(user.as_str()))
             .exec(db)
             .await?;
-        let everyone = member_ids(db, &req.conv).await?;
         let ack = ack_of(&msg);
         let entry = Entry {
             ts,

@@ -4,8 +4,9 @@
 //! Gapless counters: `conversations.last_seq` and `users.last_useq` are bumped with
 //! `UPDATE … SET n = n + 1 … RETURNING n` inside the writing transaction. The row lock that
 //! takes (PostgreSQL) or the single writer (SQLite) orders concurrent writers, and a rolled-back
-//! transaction takes its number with it, so readers never see a hole. Users are always locked
-//! in sorted id order to avoid deadlocks.
+//! transaction takes its number with it, so readers never see a hole. Two PostgreSQL writers
+//! that lock the same rows in different orders can deadlock; the database aborts one, and the
+//! send batcher retries its batch (nothing of an aborted transaction was acknowledged).
 
 pub mod accounts;
 pub mod conversations;

@@ -54,7 +54,7 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) {
         return;
     };
     let others: Vec<_> = members.into_iter().filter(|u| *u != caller.user).collect();
-    let Ok(devices) = engine.store.active_devices(&others).await else {
+    let Ok(devices) = engine.publisher.directory().devices(&others).await else {
         return;
     };
     let event = Ephemeral::Typing {

@@ -242,7 +242,7 @@ async fn resend_with_same_cmid_returns_original_ack(db: Db) {
     assert_eq!(first, third);
     let page = app.api.history(a.token(), &conv, None, 50).await.unwrap();
     assert_eq!(page.messages.len(), 1);
-    // Bob got exactly one message update.
+    // Bob got exactly one message update so far.
     b.next_message().await;
     let extra = b
         .drain_for(std::time::Duration::from_millis(500))
@@ -251,11 +251,27 @@ async fn resend_with_same_cmid_returns_original_ack(db: Db) {
         .filter(|e| matches!(e, Event::Update(u) if matches!(u.body, UpdateBody::Message { .. })))
         .count();
     assert_eq!(extra, 0);
+    // A burst of the same cmid at once (likely one batch): one message, one ack for all.
+    let burst = courier_client::text_req(&conv, "burst", "at once");
+    let sends: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, r) = (a.client.clone(), burst.clone());
+            tokio::spawn(async move { c.send(&r).await.unwrap() })
+        })
+        .collect();
+    let mut acks = Vec::new();
+    for s in sends {
+        acks.push(s.await.unwrap());
+    }
+    assert!(acks.windows(2).all(|w| w[0] == w[1]), "{acks:?}");
+    assert_eq!(acks[0].seq, 2);
+    let page = app.api.history(a.token(), &conv, None, 50).await.unwrap();
+    assert_eq!(page.messages.len(), 2);
     // The same cmid from another device is a different message.
     let a2 = app.tcp_device("alice", "laptop").await;
     let other = a2.client.send(&req).await.unwrap();
     assert_ne!(other.msg, first.msg);
-    assert_eq!(other.seq, 2);
+    assert_eq!(other.seq, 3);
 }
 
 async fn setup_pair(app: &TestApp) -> (Device, Device, ConvId) {

@@ -4,11 +4,11 @@ use super::Store;
 use crate::entity::{messages, updates, users};
 use crate::error::{Error, Result};
 use protocol::{ErrorCode, Message, Update, UpdateBody, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One update body to append to several users' logs; only `useq` differs between them.
 pub struct Entry {
@@ -53,16 +53,111 @@ impl Outgoing {
     }
 }
 
-/// Bumps each user's `last_useq` and stores the entry for each.
+/// Appends `entry` to each user's log (see [`append_many`]).
 pub async fn append<C: ConnectionTrait>(
     db: &C,
     users_to: &[UserId],
     entry: &Entry,
 ) -> Result<Vec<Appended>> {
-    let mut sorted: Vec<&UserId> = users_to.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    let (kind, conv, seq, msg_id, payload) = match &entry.body {
+    let mut all = append_many(db, std::iter::once((entry, users_to))).await?;
+    Ok(all.pop().unwrap_or_default())
+}
+
+/// Most rows in one INSERT (SQLite allows 32766 bound values; a row here has 8).
+const INSERT_CHUNK: usize = 1000;
+
+/// Appends each entry to its users' logs, in order: one statement moves every user's counter
+/// by the number of entries they get, then the entries take consecutive useqs from it.
+/// Returns, per entry, where it landed.
+pub async fn append_many<'a, C: ConnectionTrait>(
+    db: &C,
+    entries: impl Iterator<Item = (&'a Entry, &'a [UserId])>,
+) -> Result<Vec<Vec<Appended>>> {
+    let entries: Vec<(&Entry, Vec<&UserId>)> = entries
+        .map(|(e, to)| {
+            let mut to: Vec<&UserId> = to.iter().collect();
+            to.sort();
+            to.dedup();
+            (e, to)
+        })
+        .collect();
+    let mut counts: BTreeMap<&UserId, i64> = BTreeMap::new();
+    for (_, to) in &entries {
+        for u in to {
+            *counts.entry(u).or_default() += 1;
+        }
+    }
+    if counts.is_empty() {
+        return Ok(entries.iter().map(|_| Vec::new()).collect());
+    }
+    let mut by = CaseStatement::new();
+    for (u, n) in &counts {
+        by = by.case(users::Column::Id.eq(u.as_str()), Expr::val(*n));
+    }
+    let by: Expr = by.finally(Expr::val(0)).into();
+    let bumped = users::Entity::update_many()
+        .col_expr(
+            users::Column::LastUseq,
+            Expr::col(users::Column::LastUseq).add(by),
+        )
+        .filter(users::Column::Id.is_in(counts.keys().map(|u| u.as_str())))
+        .exec_with_returning(db)
+        .await?;
+    if bumped.len() != counts.len() {
+        return Err(Error::Internal("a recipient user vanished".into()));
+    }
+    let mut next: HashMap<String, i64> = bumped
+        .into_iter()
+        .map(|u| {
+            let n = counts[&UserId::from_trusted(u.id.clone())];
+            (u.id, u.last_useq - n + 1)
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut landed = Vec::with_capacity(entries.len());
+    for (entry, to) in &entries {
+        let (kind, conv, seq, msg_id, payload) = columns(entry);
+        let mut here = Vec::with_capacity(to.len());
+        for user in to {
+            let slot = next.get_mut(user.as_str()).expect("bumped above");
+            let useq = *slot;
+            *slot += 1;
+            rows.push(updates::ActiveModel {
+                user_id: Set(user.to_string()),
+                useq: Set(useq),
+                kind: Set(kind.to_owned()),
+                conv_id: Set(conv.clone()),
+                seq: Set(seq),
+                msg_id: Set(msg_id.clone()),
+                payload: Set(payload.clone()),
+                created_at: Set(entry.ts),
+            });
+            here.push(Appended {
+                user: (*user).clone(),
+                useq,
+            });
+        }
+        landed.push(here);
+    }
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        updates::Entity::insert_many(rows).exec(db).await?;
+        rows = rest;
+    }
+    Ok(landed)
+}
+
+type Columns = (
+    &'static str,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// How an entry is stored: messages by reference, other updates as their JSON.
+fn columns(entry: &Entry) -> Columns {
+    match &entry.body {
         UpdateBody::Message { msg } => (
             "message",
             Some(msg.conv.to_string()),
@@ -84,42 +179,7 @@ pub async fn append<C: ConnectionTrait>(
             None,
             Some(serde_json::to_string(&entry.body).expect("serialises")),
         ),
-    };
-    // One statement bumps every recipient's counter by one and returns the new heads.
-    let bumped = users::Entity::update_many()
-        .col_expr(
-            users::Column::LastUseq,
-            Expr::col(users::Column::LastUseq).add(1),
-        )
-        .filter(users::Column::Id.is_in(sorted.iter().map(|u| u.as_str())))
-        .exec_with_returning(db)
-        .await?;
-    if bumped.len() != sorted.len() {
-        return Err(Error::Internal("a recipient user vanished".into()));
     }
-    let mut appended = Vec::with_capacity(sorted.len());
-    let mut rows = Vec::with_capacity(sorted.len());
-    for user in bumped {
-        let useq = user.last_useq;
-        rows.push(updates::ActiveModel {
-            user_id: Set(user.id.clone()),
-            useq: Set(useq),
-            kind: Set(kind.to_owned()),
-            conv_id: Set(conv.clone()),
-            seq: Set(seq),
-            msg_id: Set(msg_id.clone()),
-            payload: Set(payload.clone()),
-            created_at: Set(entry.ts),
-        });
-        appended.push(Appended {
-            user: UserId::from_trusted(user.id),
-            useq,
-        });
-    }
-    if !rows.is_empty() {
-        updates::Entity::insert_many(rows).exec(db).await?;
-    }
-    Ok(appended)
 }
 
 pub fn message_from_row(row: messages::Model) -> Result<Message> {

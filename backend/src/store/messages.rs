@@ -1,8 +1,8 @@
 //! `send`: one transaction (shared by a batch of sends, see `send_batch`) takes the next conversation seq, stores the message, moves the
 //! sender's own watermarks and appends the message to every member's log.
 
-use super::conversations::{member_ids, membership};
-use super::log::{append, message_from_row, Entry, Outgoing};
+use super::conversations::membership;
+use super::log::{append_many, message_from_row, Entry, Outgoing};
 use super::Store;
 use crate::entity::{conversations, members, messages};
 use crate::error::{Error, Result};
@@ -10,8 +10,12 @@ use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
 use protocol::update::Content;
 use protocol::{ConvId, DeviceId, ErrorCode, Message, MsgId, UpdateBody, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One `send` request, validated.
 pub struct SendJob {
@@ -39,19 +43,6 @@ fn ack_of(m: &Message) -> SendResult {
 }
 
 impl Store {
-    async fn find_by_cmid<C: ConnectionTrait>(
-        db: &C,
-        device: &DeviceId,
-        cmid: &str,
-    ) -> Result<Option<Message>> {
-        let row = messages::Entity::find()
-            .filter(messages::Column::DeviceId.eq(device.as_str()))
-            .filter(messages::Column::Cmid.eq(cmid))
-            .one(db)
-            .await?;
-        row.map(message_from_row).transpose()
-    }
-
     /// Checks that a referenced message exists and the user may see it (member of its
     /// conversation); replies must stay in the same conversation.
     async fn check_reference<C: ConnectionTrait>(
@@ -85,104 +76,235 @@ impl Store {
     /// means the commit itself failed and nothing of the batch was stored.
     pub async fn send_batch_ref(&self, jobs: &[SendJob]) -> Result<Vec<Result<Sent>>> {
         let txn = self.db.begin().await?;
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            match Self::send_in(&txn, job).await {
-                Ok(sent) => results.push(Ok(sent)),
-                // Client errors are found by reads before the job writes anything, so the
-                // batch carries on without it.
-                Err(e @ Error::Client { .. }) => results.push(Err(e)),
-                // Anything else (including a unique violation from a concurrent batch with the
-                // same cmid) fails the batch; the batcher retries it and the retry answers the
-                // duplicate with its original ack.
-                Err(e) => return Err(e),
-            }
-        }
+        let results = Self::send_set(&txn, jobs).await?;
         txn.commit().await?;
         Ok(results)
     }
 
-    async fn send_in<C: ConnectionTrait>(db: &C, job: &SendJob) -> Result<Sent> {
-        let SendJob {
-            user,
-            device,
-            req,
-            content,
-        } = job;
-        if let Some(m) = Self::find_by_cmid(db, device, &req.cmid).await? {
-            return Ok(Sent::Duplicate(ack_of(&m)));
+    /// The batch as a handful of set statements, whatever its size: look up duplicates and
+    /// members once, bump each conversation's seq once by its count, insert all messages, move
+    /// the senders' watermarks, bump each recipient's useq once by its count, insert all log
+    /// entries. Client errors are found by the reads, before anything is written.
+    async fn send_set<C: ConnectionTrait>(db: &C, jobs: &[SendJob]) -> Result<Vec<Result<Sent>>> {
+        // Already stored (device, cmid) pairs.
+        let mut stored: HashMap<(String, String), SendResult> = HashMap::new();
+        let mut any = Condition::any();
+        for j in jobs {
+            any = any.add(
+                Condition::all()
+                    .add(messages::Column::DeviceId.eq(j.device.as_str()))
+                    .add(messages::Column::Cmid.eq(j.req.cmid.as_str())),
+            );
         }
-        let everyone = member_ids(db, &req.conv).await?;
-        if !everyone.contains(user) {
-            return Err(Error::client(
-                ErrorCode::NotMember,
-                "you are not a member of that conversation",
-            ));
+        for m in messages::Entity::find().filter(any).all(db).await? {
+            let m = message_from_row(m)?;
+            stored.insert((m.device.to_string(), m.cmid.clone()), ack_of(&m));
         }
-        if let Some(r) = &req.reply_to {
-            Self::check_reference(db, user, r, Some(&req.conv)).await?;
-        }
-        if let Some(f) = &req.forward_of {
-            Self::check_reference(db, user, f, None).await?;
-        }
-        // The conversation row is the seq counter and the lock that orders senders.
-        let bumped = conversations::Entity::update_many()
-            .col_expr(
-                conversations::Column::LastSeq,
-                Expr::col(conversations::Column::LastSeq).add(1),
-            )
-            .filter(conversations::Column::Id.eq(req.conv.as_str()))
-            .exec_with_returning(db)
+        // Members of every conversation in the batch, sorted by user id.
+        let convs: BTreeSet<&str> = jobs.iter().map(|j| j.req.conv.as_str()).collect();
+        let mut members_of: HashMap<String, Vec<UserId>> = HashMap::new();
+        let rows = members::Entity::find()
+            .filter(members::Column::ConvId.is_in(convs.iter().copied()))
+            .order_by_asc(members::Column::UserId)
+            .all(db)
             .await?;
-        let seq = bumped
-            .first()
-            .map(|c| c.last_seq)
-            .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
+        for m in rows {
+            members_of
+                .entry(m.conv_id)
+                .or_default()
+                .push(UserId::from_trusted(m.user_id));
+        }
+
+        // Decide each job: an error, a duplicate (of the past or of an earlier job here), or new.
+        let mut plans = Vec::with_capacity(jobs.len());
+        let mut first_here: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut new_per_conv: BTreeMap<&str, i64> = BTreeMap::new();
+        for (i, j) in jobs.iter().enumerate() {
+            let key = (j.device.to_string(), j.req.cmid.clone());
+            if let Some(ack) = stored.get(&key) {
+                plans.push(Plan::Done(Ok(Sent::Duplicate(ack.clone()))));
+                continue;
+            }
+            if let Some(&first) = first_here.get(&(j.device.as_str(), j.req.cmid.as_str())) {
+                plans.push(Plan::SameAs(first));
+                continue;
+            }
+            let is_member = members_of
+                .get(j.req.conv.as_str())
+                .is_some_and(|ms| ms.contains(&j.user));
+            if !is_member {
+                plans.push(Plan::Done(Err(Error::client(
+                    ErrorCode::NotMember,
+                    "you are not a member of that conversation",
+                ))));
+                continue;
+            }
+            let refs = async {
+                if let Some(r) = &j.req.reply_to {
+                    Self::check_reference(db, &j.user, r, Some(&j.req.conv)).await?;
+                }
+                if let Some(f) = &j.req.forward_of {
+                    Self::check_reference(db, &j.user, f, None).await?;
+                }
+                Ok::<_, Error>(())
+            };
+            if let Err(e) = refs.await {
+                plans.push(Plan::Done(Err(e)));
+                continue;
+            }
+            first_here.insert((j.device.as_str(), j.req.cmid.as_str()), i);
+            *new_per_conv.entry(j.req.conv.as_str()).or_default() += 1;
+            plans.push(Plan::New);
+        }
+
+        // Seqs: each conversation's counter moves once, by its number of new messages.
+        let mut next_seq: HashMap<&str, i64> = HashMap::new();
+        for (conv, count) in &new_per_conv {
+            let bumped = conversations::Entity::update_many()
+                .col_expr(
+                    conversations::Column::LastSeq,
+                    Expr::col(conversations::Column::LastSeq).add(*count),
+                )
+                .filter(conversations::Column::Id.eq(*conv))
+                .exec_with_returning(db)
+                .await?;
+            let last = bumped
+                .first()
+                .map(|c| c.last_seq)
+                .ok_or_else(|| Error::Internal(format!("conversation {conv} vanished")))?;
+            next_seq.insert(conv, last - count + 1);
+        }
+
+        // The messages, in job order.
         let ts = now_ms();
-        let msg = Message {
-            id: MsgId::from_trusted(new_id('m')),
-            conv: req.conv.clone(),
-            seq,
-            sender: user.clone(),
-            device: device.clone(),
-            ts,
-            cmid: req.cmid.clone(),
-            content: content.clone(),
-            reply_to: req.reply_to.clone(),
-            forward_of: req.forward_of.clone(),
-        };
-        messages::Entity::insert(messages::ActiveModel {
-            id: Set(msg.id.to_string()),
-            conv_id: Set(msg.conv.to_string()),
-            seq: Set(seq),
-            sender_id: Set(user.to_string()),
-            device_id: Set(device.to_string()),
-            cmid: Set(msg.cmid.clone()),
-            kind: Set(msg.content.kind().to_owned()),
-            content: Set(serde_json::to_string(&msg.content).expect("content serialises")),
-            reply_to: Set(msg.reply_to.as_ref().map(ToString::to_string)),
-            forward_of: Set(msg.forward_of.as_ref().map(ToString::to_string)),
+        let mut new_msgs: Vec<(usize, Message)> = Vec::new();
+        for (i, (j, plan)) in jobs.iter().zip(&plans).enumerate() {
+            if !matches!(plan, Plan::New) {
+                continue;
+            }
+            let seq = next_seq.get_mut(j.req.conv.as_str()).expect("counted");
+            new_msgs.push((
+                i,
+                Message {
+                    id: MsgId::from_trusted(new_id('m')),
+                    conv: j.req.conv.clone(),
+                    seq: *seq,
+                    sender: j.user.clone(),
+                    device: j.device.clone(),
+                    ts,
+                    cmid: j.req.cmid.clone(),
+                    content: j.content.clone(),
+                    reply_to: j.req.reply_to.clone(),
+                    forward_of: j.req.forward_of.clone(),
+                },
+            ));
+            *seq += 1;
+        }
+        if new_msgs.is_empty() {
+            return Ok(resolve(plans, HashMap::new()));
+        }
+        messages::Entity::insert_many(new_msgs.iter().map(|(_, m)| messages::ActiveModel {
+            id: Set(m.id.to_string()),
+            conv_id: Set(m.conv.to_string()),
+            seq: Set(m.seq),
+            sender_id: Set(m.sender.to_string()),
+            device_id: Set(m.device.to_string()),
+            cmid: Set(m.cmid.clone()),
+            kind: Set(m.content.kind().to_owned()),
+            content: Set(serde_json::to_string(&m.content).expect("content serialises")),
+            reply_to: Set(m.reply_to.as_ref().map(ToString::to_string)),
+            forward_of: Set(m.forward_of.as_ref().map(ToString::to_string)),
             created_at: Set(ts),
-        })
+        }))
         .exec(db)
         .await?;
-        // The sender has seen (and so delivered and read) their own message.
+
+        // The senders have seen (so delivered and read) their own messages.
+        let mut sender_top: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for (_, m) in &new_msgs {
+            let top = sender_top
+                .entry((m.conv.as_str(), m.sender.as_str()))
+                .or_default();
+            *top = Ord::max(*top, m.seq);
+        }
+        let mut case = CaseStatement::new();
+        let mut which = Condition::any();
+        for ((conv, user), seq) in &sender_top {
+            let here = Condition::all()
+                .add(members::Column::ConvId.eq(*conv))
+                .add(members::Column::UserId.eq(*user));
+            case = case.case(here.clone(), Expr::val(*seq));
+            which = which.add(here);
+        }
+        let case: Expr = case.finally(Expr::col(members::Column::ReadSeq)).into();
         members::Entity::update_many()
-            .col_expr(members::Column::ReadSeq, Expr::value(seq))
-            .col_expr(members::Column::DeliveredSeq, Expr::value(seq))
-            .filter(members::Column::ConvId.eq(req.conv.as_str()))
-            .filter(members::Column::UserId.eq(user.as_str()))
+            .col_expr(members::Column::ReadSeq, case.clone())
+            .col_expr(members::Column::DeliveredSeq, case)
+            .filter(which)
             .exec(db)
             .await?;
-        let ack = ack_of(&msg);
-        let entry = Entry {
-            ts,
-            body: UpdateBody::Message { msg },
-        };
-        let to = append(db, &everyone, &entry).await?;
-        Ok(Sent::New {
-            ack,
-            out: Outgoing::new(&entry, to),
-        })
+
+        // Every member's log gets each message: one counter bump per user, by their count.
+        let entries: Vec<(usize, Entry, &[UserId])> = new_msgs
+            .into_iter()
+            .map(|(i, msg)| {
+                let to = members_of
+                    .get(msg.conv.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                (
+                    i,
+                    Entry {
+                        ts,
+                        body: UpdateBody::Message { msg },
+                    },
+                    to,
+                )
+            })
+            .collect();
+        let appended = append_many(db, entries.iter().map(|(_, e, to)| (e, *to))).await?;
+        let mut outs: HashMap<usize, Sent> = HashMap::new();
+        for ((i, entry, _), to) in entries.into_iter().zip(appended) {
+            let UpdateBody::Message { msg } = &entry.body else {
+                unreachable!()
+            };
+            outs.insert(
+                i,
+                Sent::New {
+                    ack: ack_of(msg),
+                    out: Outgoing::new(&entry, to),
+                },
+            );
+        }
+        Ok(resolve(plans, outs))
     }
+}
+
+/// What a batch does with one job.
+enum Plan {
+    /// Answered without writing: an error, or a duplicate of a stored message.
+    Done(Result<Sent>),
+    /// Repeats the (device, cmid) of an earlier job in the same batch.
+    SameAs(usize),
+    New,
+}
+
+/// Turns the plan of each job into its answer; a repeat within the batch gets the ack of the
+/// job it repeats.
+fn resolve(plans: Vec<Plan>, mut outs: HashMap<usize, Sent>) -> Vec<Result<Sent>> {
+    let acks: HashMap<usize, SendResult> = outs
+        .iter()
+        .map(|(i, s)| match s {
+            Sent::New { ack, .. } | Sent::Duplicate(ack) => (*i, ack.clone()),
+        })
+        .collect();
+    plans
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| match p {
+            Plan::Done(r) => r,
+            Plan::SameAs(first) => Ok(Sent::Duplicate(acks[&first].clone())),
+            Plan::New => Ok(outs.remove(&i).expect("new job stored")),
+        })
+        .collect()
 }

@@ -89,6 +89,7 @@ fn latency_of(epoch: Instant, text: &str) -> Option<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    courier::telemetry::init_quiet();
     println!(
         "courier-bench: {} pairs, {} s, window {}, {} B payloads, {} cores",
         args.pairs,

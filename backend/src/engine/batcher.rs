@@ -63,6 +63,7 @@ async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
             }
         }
         let (jobs, replies): (Vec<SendJob>, Vec<_>) = batch.into_iter().unzip();
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         let results = loop {
             attempt += 1;
@@ -75,6 +76,11 @@ async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
                 Err(e) => break Err(e),
             }
         };
+        tracing::debug!(
+            size = jobs.len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "send batch"
+        );
         match results {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {

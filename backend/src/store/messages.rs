@@ -157,22 +157,29 @@ impl Store {
             plans.push(Plan::New);
         }
 
-        // Seqs: each conversation's counter moves once, by its number of new messages.
-        let mut next_seq: HashMap<&str, i64> = HashMap::new();
-        for (conv, count) in &new_per_conv {
+        // Seqs: one statement moves each conversation's counter by its number of new messages.
+        let mut next_seq: HashMap<String, i64> = HashMap::new();
+        if !new_per_conv.is_empty() {
+            let mut by = CaseStatement::new();
+            for (conv, count) in &new_per_conv {
+                by = by.case(conversations::Column::Id.eq(*conv), Expr::val(*count));
+            }
+            let by: Expr = by.finally(Expr::val(0)).into();
             let bumped = conversations::Entity::update_many()
                 .col_expr(
                     conversations::Column::LastSeq,
-                    Expr::col(conversations::Column::LastSeq).add(*count),
+                    Expr::col(conversations::Column::LastSeq).add(by),
                 )
-                .filter(conversations::Column::Id.eq(*conv))
+                .filter(conversations::Column::Id.is_in(new_per_conv.keys().copied()))
                 .exec_with_returning(db)
                 .await?;
-            let last = bumped
-                .first()
-                .map(|c| c.last_seq)
-                .ok_or_else(|| Error::Internal(format!("conversation {conv} vanished")))?;
-            next_seq.insert(conv, last - count + 1);
+            if bumped.len() != new_per_conv.len() {
+                return Err(Error::Internal("a conversation vanished".into()));
+            }
+            for c in bumped {
+                let count = new_per_conv[c.id.as_str()];
+                next_seq.insert(c.id, c.last_seq - count + 1);
+            }
         }
 
         // The messages, in job order.

@@ -140,10 +140,11 @@ impl Broker {
     }
 }
 
-/// rumqttd keeps every filter's messages in in-memory segments and silently drops the oldest
-/// segment when full. Courier never relies on that store for durability (the backend's log is
-/// the truth), so per-device filters get small segments; the backend's request and presence
-/// filters get room for bursts.
+/// rumqttd keeps every filter's messages in in-memory segments (one log per filter, kept for
+/// the life of the process) and silently drops the oldest segment when full. Courier never
+/// relies on that store for durability — the backend's log is the truth and clients fill gaps
+/// with `sync` — so per-device filters get two 32 KiB segments (≤ 64 KiB plus one message per
+/// topic), while the backend's request and presence filters get room for bursts.
 fn router_config(config: &BrokerConfig) -> RouterConfig {
     let big = SegmentConfig {
         max_segment_size: 16 << 20,
@@ -160,8 +161,8 @@ fn router_config(config: &BrokerConfig) -> RouterConfig {
     RouterConfig {
         max_connections: config.max_connections + 16,
         max_outgoing_packet_count: 200,
-        max_segment_size: 256 * 1024,
-        max_segment_count: 4,
+        max_segment_size: 32 * 1024,
+        max_segment_count: 2,
         custom_segment: Some(custom),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),

@@ -80,6 +80,36 @@ async fn foreign_publishes_create_nothing(db: Db) {
             .await
             .unwrap();
     }
+    // On MQTT 5 the refusal is visible: PUBACK with reason 0x87 (not authorised).
+    let ms = app.session("mallory", "raw5").await;
+    let mut o =
+        rumqttc::v5::MqttOptions::new(ms.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(ms.device.to_string(), ms.token.clone());
+    let (raw, mut el) = rumqttc::v5::AsyncClient::new(o, 10);
+    let bob_send = format!("u/{}/d/{}/req/send", b.session.user, b.session.device);
+    raw.publish(
+        bob_send,
+        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        false,
+        "{}",
+    )
+    .await
+    .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(ack)) =
+                el.poll().await.expect("connected")
+            {
+                return ack.reason;
+            }
+        }
+    })
+    .await
+    .expect("a PUBACK");
+    assert_eq!(
+        reason,
+        rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized
+    );
     let m5 = app
         .device("mallory", "laptop", |s| ClientOptions::tcp(s).v5())
         .await;

@@ -2,6 +2,7 @@
 //! update and ephemeral streams as [`Event`]s.
 
 use crate::mqtt::{self, Handle, Incoming};
+use crate::ordered;
 use crate::ClientError;
 use protocol::http::Session;
 use protocol::ops::{AckResult, Ephemeral, ReadResult, SendReq, SendResult, SyncResult};
@@ -43,6 +44,9 @@ pub struct ClientOptions {
     pub clean_session: bool,
     pub keep_alive: Duration,
     pub request_timeout: Duration,
+    /// `Some(n)`: deliver every update after useq `n` exactly once and in order, syncing on
+    /// connect and on gaps (see `ordered.rs`). `None`: pushes as they arrive.
+    pub ordered_from: Option<i64>,
 }
 
 impl ClientOptions {
@@ -56,6 +60,7 @@ impl ClientOptions {
             clean_session: true,
             keep_alive: Duration::from_secs(30),
             request_timeout: Duration::from_secs(15),
+            ordered_from: None,
         }
     }
 
@@ -81,6 +86,13 @@ impl ClientOptions {
 
     pub fn v5(mut self) -> Self {
         self.version = MqttVersion::V5;
+        self
+    }
+
+    /// Ordered, exactly-once delivery of every update after `useq` (usually the last one the
+    /// app stored and acked; 0 for a new device).
+    pub fn ordered_from(mut self, useq: i64) -> Self {
+        self.ordered_from = Some(useq);
         self
     }
 }
@@ -119,6 +131,15 @@ struct Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the client alive.
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    pub fn upgrade(&self) -> Option<Client> {
+        self.0.upgrade().map(|inner| Client { inner })
+    }
 }
 
 fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
@@ -173,6 +194,14 @@ impl Client {
         });
         let (events_tx, events) = mpsc::unbounded_channel();
         let _ = events_tx.send(Event::Connected);
+        let ordered = opts.ordered_from.map(|after| {
+            let client = Client {
+                inner: inner.clone(),
+            };
+            let tx = ordered::start(client, after, events_tx.clone());
+            let _ = tx.send(ordered::Input::Connected);
+            tx
+        });
         let weak = Arc::downgrade(&inner);
         let (user, device) = (opts.user.clone(), opts.device.clone());
         tokio::spawn(async move {
@@ -188,6 +217,9 @@ impl Client {
                             .is_err()
                         {
                             continue;
+                        }
+                        if let Some(o) = &ordered {
+                            let _ = o.send(ordered::Input::Connected);
                         }
                         Event::Connected
                     }
@@ -212,7 +244,13 @@ impl Client {
                     }
                     Incoming::Publish { topic, payload } if topic == in_topic => {
                         match serde_json::from_slice::<Update>(&payload) {
-                            Ok(u) => Event::Update(u),
+                            Ok(u) => match &ordered {
+                                Some(o) => {
+                                    let _ = o.send(ordered::Input::Push(Box::new(u)));
+                                    continue;
+                                }
+                                None => Event::Update(u),
+                            },
                             Err(e) => {
                                 tracing::warn!(error = %e, "undecodable update");
                                 continue;
@@ -241,6 +279,10 @@ impl Client {
 
     pub fn user(&self) -> &UserId {
         &self.inner.user
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
     }
 
     pub fn device(&self) -> &DeviceId {

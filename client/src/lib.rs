@@ -15,12 +15,15 @@
 //! ```
 //!
 //! The client keeps its session alive: after a lost connection it reconnects with backoff and
-//! jitter and re-subscribes. Updates arrive as [`Event::Update`]; the app acknowledges them with
-//! [`Client::ack`] and fills gaps with [`Client::sync`].
+//! jitter and re-subscribes. Updates arrive as [`Event::Update`] and the app acknowledges them
+//! with [`Client::ack`]. With [`ClientOptions::ordered_from`] the client hands over every update
+//! after a given useq exactly once and in order, syncing by itself after reconnects and gaps;
+//! without it, pushes come as they arrive and [`Client::sync`] is the app's to call.
 
 mod api;
 mod client;
 mod mqtt;
+mod ordered;
 
 pub use api::Api;
 pub use client::{text_req, Client, ClientOptions, Event, MqttVersion, Transport};

@@ -16,6 +16,7 @@ crate::on_both_databases!(
     oversize_packets_close_the_connection_only,
     presence_events_and_last_will,
     typing_reaches_other_members_on_eph,
+    garbage_on_the_wire_leaves_the_server_up,
 );
 
 async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
@@ -216,4 +217,59 @@ async fn typing_reaches_other_members_on_eph(db: Db) {
         .await
         .iter()
         .any(|e| matches!(e, Event::Ephemeral(_))));
+}
+
+/// Random and truncated bytes, before and after a valid CONNECT, on both listeners.
+async fn garbage_on_the_wire_leaves_the_server_up(db: Db) {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let s = app.session("alice", "fuzz").await;
+    // A valid MQTT 3.1.1 CONNECT for alice's device, to put garbage after.
+    let id = s.device.to_string();
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0b1100_0010, 0, 30];
+    for field in [id.as_bytes(), id.as_bytes(), s.token.as_bytes()] {
+        body.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        body.extend_from_slice(field);
+    }
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend_from_slice(&body);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..120 {
+        let len = (next() % 300) as usize;
+        let mut junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match round % 4 {
+            // Pure noise.
+            0 => {}
+            // A plausible fixed header with a lying length.
+            1 => junk
+                .splice(0..0, [0x30, 0xff, 0xff, 0xff, 0x7f])
+                .for_each(drop),
+            // Garbage after a valid CONNECT.
+            2 => junk.splice(0..0, connect.iter().copied()).for_each(drop),
+            // A valid CONNECT cut short.
+            _ => junk = connect[..(next() as usize % connect.len())].to_vec(),
+        }
+        let addr = if round % 2 == 0 {
+            app.addrs.mqtt
+        } else {
+            app.addrs.mqtt_ws
+        };
+        if let Ok(mut sock) = TcpStream::connect(addr).await {
+            let _ = sock.write_all(&junk).await;
+            let _ = sock.shutdown().await;
+        }
+    }
+    // Everyone else is still served.
+    let a = app.tcp_device("alice", "phone").await;
+    let mut b = app.device("bob", "phone", ClientOptions::ws).await;
+    let conv = app.direct(&a, &b).await;
+    a.client.send_text(&conv, "still up").await.unwrap();
+    b.next_message().await;
 }

@@ -175,7 +175,7 @@ impl Settings {
             max_packet_size: a
                 .max_packet_size
                 .or(f.max_packet_size)
-                .unwrap_or(256 * 1024),
+                .unwrap_or(1024 * 1024),
             max_request_size: a
                 .max_request_size
                 .or(f.max_request_size)

@@ -33,7 +33,8 @@ pub fn mqtt_options(host: &str, port: u16, service_secret: &str) -> MqttOptions 
     opts.set_credentials(mqtt_auth::SERVICE_USERNAME, service_secret)
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_start(true)
-        .set_max_packet_size(Some(1 << 20))
+        // Trusted link: large enough for any device packet the broker lets through.
+        .set_max_packet_size(Some(16 << 20))
         .set_request_channel_capacity(100_000)
         .set_outgoing_inflight_upper_limit(1000)
         .set_network_options(no_delay());

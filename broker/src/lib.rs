@@ -52,7 +52,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            max_packet_size: 256 * 1024,
+            max_packet_size: 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
         }

@@ -88,6 +88,9 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// Largest packet accepted from the server (sync pages are capped well below this).
+const MAX_INCOMING: usize = 4 << 20;
+
 /// Requests are small: send them at once instead of waiting on Nagle's algorithm.
 fn no_delay() -> rumqttc::NetworkOptions {
     let mut n = rumqttc::NetworkOptions::new();
@@ -153,7 +156,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             o.set_credentials(id, opts.token.clone())
                 .set_keep_alive(opts.keep_alive)
                 .set_clean_session(opts.clean_session)
-                .set_max_packet_size(1 << 20, 1 << 20);
+                .set_max_packet_size(MAX_INCOMING, 1 << 20);
             if ws {
                 o.set_transport(rumqttc::Transport::Ws);
             }
@@ -190,7 +193,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             o.set_credentials(id, opts.token.clone())
                 .set_keep_alive(opts.keep_alive)
                 .set_clean_start(opts.clean_session)
-                .set_max_packet_size(Some(1 << 20));
+                .set_max_packet_size(Some(MAX_INCOMING as u32));
             if !opts.clean_session {
                 o.set_session_expiry_interval(Some(7 * 24 * 3600));
             }

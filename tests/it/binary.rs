@@ -34,6 +34,44 @@ fn migrate_runs_alone() {
 }
 
 #[test]
+fn config_file_sets_what_flags_leave_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("from-config.db");
+    let config = dir.path().join("courier.toml");
+    std::fs::write(
+        &config,
+        format!("database_url = \"sqlite://{}?mode=rwc\"\n", db.display()),
+    )
+    .unwrap();
+    let out = courier()
+        .arg("migrate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.exists(), "the TOML database_url was not used");
+    // Unknown keys are refused with a clear error.
+    std::fs::write(&config, "htp = \"127.0.0.1:1\"\n").unwrap();
+    let out = courier()
+        .arg("migrate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn taken_port_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

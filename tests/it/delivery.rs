@@ -15,6 +15,7 @@ crate::on_both_databases!(
     sync_returns_complete_pages,
     ack_moves_forward_only,
     ordered_delivery_survives_bursts_and_reconnects,
+    big_backlog_syncs_in_bounded_pages,
 );
 
 #[derive(Clone, Copy)]
@@ -425,4 +426,42 @@ async fn ordered_delivery_survives_bursts_and_reconnects(db: Db) {
         "an update was delivered twice or beyond the head: {extra:?}"
     );
     client.disconnect().await;
+}
+
+/// A backlog of maximum-size messages comes back in pages cut by size, not just by count.
+async fn big_backlog_syncs_in_bounded_pages(db: Db) {
+    let app = spawn_app(db).await;
+    let (a, b, conv) = setup_pair(&app).await;
+    b.client.disconnect().await;
+    let text = "ж".repeat(courier_client::protocol::ops::MAX_TEXT_CHARS - 1);
+    let mut sends = Vec::new();
+    for lane in 0..4 {
+        let (c, conv, text) = (a.client.clone(), conv.clone(), text.clone());
+        sends.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                c.send_text(&conv, &format!("{lane}{text}")).await.unwrap();
+            }
+        }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+    let b2 = app.tcp_device("bob", "tablet").await;
+    let (mut after, mut total, mut pages) = (0, 0, 0);
+    loop {
+        let page = b2.client.sync(after, 500).await.unwrap();
+        pages += 1;
+        let bytes = serde_json::to_vec(&page.updates).unwrap().len();
+        assert!(bytes < 700 * 1024, "page of {bytes} bytes");
+        total += page.updates.len();
+        after = page.updates.last().map_or(after, |u| u.useq);
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(total, 161);
+    assert!(
+        pages >= 3,
+        "a 1.3 MB backlog must take several pages, took {pages}"
+    );
 }

@@ -3,8 +3,9 @@
 
 use crate::settings::{redact_url, Settings};
 use anyhow::Context;
+use backend::embedded_broker::DeviceAuthenticator;
 use backend::http::{AppState, Kicker};
-use backend::mqtt_auth::DeviceAuthenticator;
+use backend::publisher::Connections;
 use backend::{db, Engine, EngineConfig, Store};
 use broker::{Broker, BrokerConfig};
 use std::net::SocketAddr;
@@ -98,7 +99,9 @@ impl App {
 
         let opts = backend::mqtt_options("127.0.0.1", addrs.mqtt.port(), &secret);
         let (client, eventloop) = backend::mqtt_client(opts);
-        let publisher = backend::publisher::Publisher::new(client, self.store.clone());
+        let connections: Arc<dyn Connections> = Arc::new(broker.clone());
+        let publisher =
+            backend::publisher::Publisher::new(client, self.store.clone(), Some(connections));
         let engine_config = EngineConfig {
             max_request_bytes: s.max_request_size,
             ..Default::default()

@@ -4,6 +4,11 @@
 //!
 //! Publishing happens after the commit and is best effort: a device that misses a publish
 //! (offline, broker restart) gets the update from its log on `sync`.
+//!
+//! Devices that are not connected get nothing pushed: their queue is their log, read with
+//! `sync` when they come back, so the broker never holds traffic for devices that are away.
+//! With the embedded broker the backend asks it directly ([`Connections`]); without one it
+//! publishes to every active device and lets the broker drop what nobody subscribed to.
 
 use crate::directory::Directory;
 use crate::store::log::Outgoing;
@@ -14,10 +19,16 @@ use rumqttc::v5::AsyncClient;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Which devices have a live MQTT connection right now.
+pub trait Connections: Send + Sync {
+    fn is_connected(&self, device: &str) -> bool;
+}
+
 #[derive(Clone)]
 pub struct Publisher {
     client: AsyncClient,
     directory: Arc<Directory>,
+    connections: Option<Arc<dyn Connections>>,
 }
 
 fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
@@ -25,11 +36,23 @@ fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
 }
 
 impl Publisher {
-    pub fn new(client: AsyncClient, store: Store) -> Self {
+    pub fn new(
+        client: AsyncClient,
+        store: Store,
+        connections: Option<Arc<dyn Connections>>,
+    ) -> Self {
         Self {
             client,
             directory: Arc::new(Directory::new(store)),
+            connections,
         }
+    }
+
+    /// False only when the broker says the device has no connection.
+    pub fn may_be_connected(&self, device: &DeviceId) -> bool {
+        self.connections
+            .as_ref()
+            .is_none_or(|c| c.is_connected(device.as_str()))
     }
 
     /// The device cache deliveries use; log-in and revocation invalidate it.
@@ -53,7 +76,7 @@ impl Publisher {
             }
         };
         let mut by_user: HashMap<&UserId, Vec<&DeviceId>> = HashMap::new();
-        for (u, d) in &devices {
+        for (u, d) in devices.iter().filter(|(_, d)| self.may_be_connected(d)) {
             by_user.entry(u).or_default().push(d);
         }
         for a in &out.to {

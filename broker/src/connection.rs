@@ -205,11 +205,12 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         };
         let _ = link_tx.send(Packet::Disconnect(bye, None)).await;
     }
-    shared.registry.unregister(&client_id, registration.serial);
-    drop(registration);
+    // "offline" goes out before a successor may say "online", so the two never cross.
     if let Identity::Device { user, device } = &identity {
         shared.system.presence(user, device, false).await;
     }
+    shared.registry.unregister(&client_id, registration.serial);
+    drop(registration);
     io.close().await;
     info!("disconnected");
 }

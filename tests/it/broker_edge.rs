@@ -17,6 +17,7 @@ crate::on_both_databases!(
     presence_events_and_last_will,
     typing_reaches_other_members_on_eph,
     garbage_on_the_wire_leaves_the_server_up,
+    offline_devices_get_no_pushes_and_catch_up_by_sync,
 );
 
 async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
@@ -272,4 +273,78 @@ async fn garbage_on_the_wire_leaves_the_server_up(db: Db) {
     let conv = app.direct(&a, &b).await;
     a.client.send_text(&conv, "still up").await.unwrap();
     b.next_message().await;
+}
+
+/// Nothing is pushed into the broker for a device that is away, even with a persistent
+/// session; its updates wait in its log and come back with `sync`.
+async fn offline_devices_get_no_pushes_and_catch_up_by_sync(db: Db) {
+    use rumqttc::{
+        AsyncClient as V4Client, Event as V4Event, MqttOptions as V4Options, Packet as V4Packet,
+    };
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let a = app.tcp_device("alice", "phone").await;
+    let s = app.session("bob", "phone").await;
+    let conv = app.api.create_direct(a.token(), &s.user).await.unwrap().id;
+    let persistent = |s: &courier_client::protocol::http::Session| {
+        let mut o = V4Options::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+        o.set_credentials(s.device.to_string(), s.token.clone())
+            .set_clean_session(false);
+        V4Client::new(o, 100)
+    };
+    let bob_in = format!("u/{}/d/{}/in", s.user, s.device);
+    // Connected: pushes arrive.
+    let (c, mut el) = persistent(&s);
+    c.subscribe(&bob_in, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let V4Event::Incoming(V4Packet::SubAck(_)) = el.poll().await.expect("connected") {
+            break;
+        }
+    }
+    let mut got = 0;
+    a.client.send_text(&conv, "while here").await.unwrap();
+    while got == 0 {
+        match tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("push")
+            .expect("connected")
+        {
+            V4Event::Incoming(V4Packet::Publish(_)) => got += 1,
+            _ => continue,
+        }
+    }
+    c.disconnect().await.unwrap();
+    while el.poll().await.is_ok() {}
+    // Away: five more messages.
+    for n in 0..5 {
+        a.client
+            .send_text(&conv, &format!("while away {n}"))
+            .await
+            .unwrap();
+    }
+    // Back with the same persistent session: the broker has nothing queued for bob…
+    let (_c, mut el) = persistent(&s);
+    let quiet = tokio::time::timeout(Duration::from_millis(800), async {
+        loop {
+            if let Ok(V4Event::Incoming(V4Packet::Publish(p))) = el.poll().await {
+                return p.topic;
+            }
+        }
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "the broker queued a push for an offline device: {quiet:?}"
+    );
+    // …and the log has everything.
+    drop(el);
+    let b = app.tcp_device("bob", "tablet").await;
+    let updates = b.client.sync_all(0).await.unwrap();
+    let texts = updates
+        .iter()
+        .filter(|u| matches!(u.body, courier_client::protocol::UpdateBody::Message { .. }))
+        .count();
+    assert_eq!(texts, 6);
 }

@@ -1,5 +1,6 @@
-//! How the embedded broker authenticates CONNECT: devices by id + token, the backend itself by
-//! the service secret.
+//! How the backend plugs into Courier's embedded broker: it authenticates CONNECT (devices by
+//! id + token, the backend itself by the service secret), kicks revoked devices, and tells the
+//! publisher which devices are connected.
 
 use crate::store::accounts::TokenCheck;
 use crate::store::Store;
@@ -54,5 +55,11 @@ impl Authenticator for DeviceAuthenticator {
 impl crate::http::Kicker for broker::Broker {
     fn kick(&self, device: &str) {
         broker::Broker::kick(self, device, Kick::Revoked);
+    }
+}
+
+impl crate::publisher::Connections for broker::Broker {
+    fn is_connected(&self, device: &str) -> bool {
+        broker::Broker::is_connected(self, device)
     }
 }

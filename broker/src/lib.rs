@@ -133,11 +133,6 @@ impl Broker {
     pub fn is_connected(&self, client_id: &str) -> bool {
         self.shared.registry.is_connected(client_id)
     }
-
-    /// Number of live client connections.
-    pub fn connection_count(&self) -> usize {
-        self.shared.registry.len()
-    }
 }
 
 /// rumqttd keeps every filter's messages in in-memory segments (one log per filter, kept for

@@ -92,12 +92,4 @@ impl Registry {
             .expect("registry lock")
             .contains_key(client_id)
     }
-
-    pub fn len(&self) -> usize {
-        self.live.lock().expect("registry lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

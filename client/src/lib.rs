@@ -6,12 +6,11 @@
 //! let api = Api::new("http://127.0.0.1:8080");
 //! let session = api.log_in("alice", "secret-password", "phone", "ios").await?;
 //! let (client, mut events) = Client::connect(ClientOptions::tcp(&session)).await?;
-//! let conv = api.create_direct(&session.token, &"ubob".parse_id()?).await?;
+//! let bob = courier_client::protocol::UserId::parse("ubob").expect("a user id");
+//! let conv = api.create_direct(&session.token, &bob).await?;
 //! client.send_text(&conv.id, "hi").await?;
 //! while let Some(event) = events.recv().await { /* updates, typing… */ }
 //! # Ok(()) }
-//! # trait P { fn parse_id(&self) -> Result<protocol::UserId, courier_client::ClientError>; }
-//! # impl P for &str { fn parse_id(&self) -> Result<protocol::UserId, courier_client::ClientError> { unimplemented!() } }
 //! ```
 //!
 //! The client keeps its session alive: after a lost connection it reconnects with backoff and

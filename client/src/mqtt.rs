@@ -4,13 +4,23 @@
 
 use crate::client::{ClientOptions, MqttVersion, Transport};
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 #[derive(Clone)]
-pub enum Handle {
+enum Mqtt {
     V4(rumqttc::AsyncClient),
     V5(rumqttc::v5::AsyncClient),
+}
+
+/// The client's side of the connection; once [`Handle::disconnect`] is called the event loop
+/// stops instead of reconnecting.
+#[derive(Clone)]
+pub struct Handle {
+    mqtt: Mqtt,
+    closing: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -29,12 +39,12 @@ pub enum Incoming {
 
 impl Handle {
     pub async fn publish(&self, topic: String, qos: u8, payload: Vec<u8>) -> Result<(), String> {
-        match self {
-            Handle::V4(c) => c
+        match &self.mqtt {
+            Mqtt::V4(c) => c
                 .publish(topic, v4_qos(qos), false, payload)
                 .await
                 .map_err(|e| e.to_string()),
-            Handle::V5(c) => c
+            Mqtt::V5(c) => c
                 .publish(topic, v5_qos(qos), false, payload)
                 .await
                 .map_err(|e| e.to_string()),
@@ -42,12 +52,12 @@ impl Handle {
     }
 
     pub async fn subscribe(&self, filter: String, qos: u8) -> Result<(), String> {
-        match self {
-            Handle::V4(c) => c
+        match &self.mqtt {
+            Mqtt::V4(c) => c
                 .subscribe(filter, v4_qos(qos))
                 .await
                 .map_err(|e| e.to_string()),
-            Handle::V5(c) => c
+            Mqtt::V5(c) => c
                 .subscribe(filter, v5_qos(qos))
                 .await
                 .map_err(|e| e.to_string()),
@@ -55,9 +65,10 @@ impl Handle {
     }
 
     pub async fn disconnect(&self) {
-        let _ = match self {
-            Handle::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
-            Handle::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        self.closing.store(true, Ordering::Relaxed);
+        let _ = match &self.mqtt {
+            Mqtt::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Mqtt::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
         };
     }
 }
@@ -109,9 +120,10 @@ enum Step {
 }
 
 /// Polls a rumqttc event loop (3.1.1 or 5 — same shape, different types) until the client is
-/// dropped or the broker refuses us, sleeping with [`backoff`] after each lost connection.
+/// dropped, disconnects on purpose or the broker refuses us, sleeping with [`backoff`] after
+/// each lost connection.
 macro_rules! drive {
-    ($el:ident, $tx:ident, |$event:ident| $translate:expr) => {{
+    ($el:ident, $tx:ident, $closing:ident, |$event:ident| $translate:expr) => {{
         let mut failures = 0;
         loop {
             let $event = $el.poll().await;
@@ -133,7 +145,7 @@ macro_rules! drive {
                 Step::Done => return,
             };
             let lost = matches!(out, Incoming::Lost(_));
-            if $tx.send(out).is_err() {
+            if $tx.send(out).is_err() || (lost && $closing.load(Ordering::Relaxed)) {
                 return;
             }
             if lost {
@@ -145,6 +157,8 @@ macro_rules! drive {
 
 pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let closing = Arc::new(AtomicBool::new(false));
+    let stop = closing.clone();
     let id = opts.device.to_string();
     let (host, port, ws) = match &opts.transport {
         Transport::Tcp { host, port } => (host.clone(), *port, false),
@@ -163,7 +177,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             let (client, mut el) = rumqttc::AsyncClient::new(o, 1024);
             el.set_network_options(no_delay());
             tokio::spawn(async move {
-                drive!(el, tx, |event| match event {
+                drive!(el, tx, stop, |event| match event {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Step::Connected,
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                         Step::Emit(Incoming::Publish {
@@ -185,7 +199,13 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                     Err(e) => Step::Lost(e.to_string()),
                 })
             });
-            (Handle::V4(client), rx)
+            (
+                Handle {
+                    mqtt: Mqtt::V4(client),
+                    closing,
+                },
+                rx,
+            )
         }
         MqttVersion::V5 => {
             use rumqttc::v5::mqttbytes::v5::Packet;
@@ -204,7 +224,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 1024);
             tokio::spawn(async move {
                 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
-                drive!(el, tx, |event| match event {
+                drive!(el, tx, stop, |event| match event {
                     Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(_))) => Step::Connected,
                     Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) =>
                         Step::Emit(Incoming::Publish {
@@ -226,7 +246,13 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                     Err(e) => Step::Lost(e.to_string()),
                 })
             });
-            (Handle::V5(client), rx)
+            (
+                Handle {
+                    mqtt: Mqtt::V5(client),
+                    closing,
+                },
+                rx,
+            )
         }
     }
 }

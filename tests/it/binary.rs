@@ -15,21 +15,24 @@ fn courier() -> Command {
     c
 }
 
+/// Runs `cmd`, asserts it succeeded, returns its stdout.
+fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn migrate_runs_alone() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
     for _ in 0..2 {
-        let out = courier()
-            .args(["migrate", "--database-url", &url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
+        let stdout = succeed(courier().args(["migrate", "--database-url", &url]));
+        assert!(stdout.contains("migrations applied"));
     }
 }
 
@@ -43,17 +46,7 @@ fn config_file_sets_what_flags_leave_unset() {
         format!("database_url = \"sqlite://{}?mode=rwc\"\n", db.display()),
     )
     .unwrap();
-    let out = courier()
-        .arg("migrate")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(courier().arg("migrate").arg("--config").arg(&config));
     assert!(db.exists(), "the TOML database_url was not used");
     // Unknown keys are refused with a clear error.
     std::fs::write(&config, "htp = \"127.0.0.1:1\"\n").unwrap();

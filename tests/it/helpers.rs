@@ -34,12 +34,34 @@ pub struct TestApp {
     pub addrs: Addrs,
     pub api: Api,
     shutdown: CancellationToken,
+    /// The per-test PostgreSQL database, dropped with the app.
+    pg_database: Option<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(name) = self.pg_database.take() {
+            // Drop is synchronous and runs inside the test's runtime: use a thread of its own.
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    let admin = sea_orm::Database::connect(postgres_base()).await?;
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                        .map(drop)
+                })
+                .map_err(std::io::Error::other)
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop a test database: {dropped:?}");
+            }
+        }
     }
 }
 
@@ -48,8 +70,9 @@ fn postgres_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A fresh, empty PostgreSQL database; panics (failing the test) when PostgreSQL is unreachable.
-async fn fresh_postgres() -> String {
+/// A fresh, empty PostgreSQL database (its URL and name); panics (failing the test) when
+/// PostgreSQL is unreachable.
+async fn fresh_postgres() -> (String, String) {
     let base = postgres_base();
     let admin = sea_orm::Database::connect(&base)
         .await
@@ -60,7 +83,7 @@ async fn fresh_postgres() -> String {
         .await
         .expect("create test database");
     let (root, _) = base.rsplit_once('/').expect("database url has a path");
-    format!("{root}/{name}")
+    (format!("{root}/{name}"), name)
 }
 
 pub fn test_settings(dir: &std::path::Path) -> Settings {
@@ -85,8 +108,11 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestAp
         .try_init();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(dir.path());
+    let mut pg_database = None;
     if let Db::Postgres = db {
-        settings.database_url = fresh_postgres().await;
+        let (url, name) = fresh_postgres().await;
+        settings.database_url = url;
+        pg_database = Some(name);
     }
     tweak(&mut settings);
     let app = App::bind(settings).await.expect("server starts");
@@ -104,6 +130,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestAp
         addrs,
         api,
         shutdown,
+        pg_database,
         _dir: dir,
     }
 }

@@ -9,7 +9,7 @@ use argon2::password_hash::{
 };
 use argon2::Argon2;
 use protocol::{DeviceId, ErrorCode, UserId};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 /// A device's identity once its token checked out.
 #[derive(Clone, Debug)]
@@ -198,11 +198,13 @@ impl Store {
             .collect())
     }
 
+    /// Whether every (distinct) id names a user.
     pub async fn user_exists(&self, ids: &[UserId]) -> Result<bool> {
+        let distinct: std::collections::BTreeSet<&str> = ids.iter().map(UserId::as_str).collect();
         let found = users::Entity::find()
-            .filter(users::Column::Id.is_in(ids.iter().map(UserId::as_str)))
-            .all(&self.db)
+            .filter(users::Column::Id.is_in(distinct.iter().copied()))
+            .count(&self.db)
             .await?;
-        Ok(found.len() == ids.len())
+        Ok(found == distinct.len() as u64)
     }
 }

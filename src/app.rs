@@ -6,10 +6,12 @@ use anyhow::Context;
 use backend::embedded_broker::DeviceAuthenticator;
 use backend::http::{AppState, Kicker};
 use backend::publisher::Connections;
+use backend::push::{PushConfig, Pusher};
 use backend::{db, Engine, EngineConfig, Store};
 use broker::{Broker, BrokerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -100,12 +102,25 @@ impl App {
         let opts = backend::mqtt_options("127.0.0.1", addrs.mqtt.port(), &secret);
         let (client, eventloop) = backend::mqtt_client(opts);
         let connections: Arc<dyn Connections> = Arc::new(broker.clone());
-        let publisher =
+        let mut publisher =
             backend::publisher::Publisher::new(client, self.store.clone(), Some(connections));
+        if let Some(url) = &s.push_webhook {
+            let config = PushConfig::new(url.clone(), s.push_webhook_token.clone());
+            publisher = publisher.with_push(Pusher::start(self.store.clone(), config));
+        }
         let engine_config = EngineConfig {
             max_request_bytes: s.max_request_size,
+            edit_window: s.edit_window,
             ..Default::default()
         };
+        // This process's broker has just started: nobody is connected.
+        self.store.reset_presence(backend::util::now_ms()).await?;
+        tasks.spawn(trim_logs(
+            self.store.clone(),
+            s.log_retention,
+            s.trim_interval,
+            shutdown.clone(),
+        ));
         let engine = Engine::new(self.store.clone(), publisher.clone(), engine_config);
         let engine_ready = engine.ready.clone();
         tasks.spawn(engine.run(eventloop, shutdown.clone()));
@@ -133,5 +148,22 @@ impl App {
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Trims the update logs every `every` (see `store/trim.rs`), starting one period after start.
+async fn trim_logs(store: Store, retention: Duration, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match store.trim_logs(retention, backend::util::now_ms()).await {
+            Ok(t) if t.entries > 0 => {
+                tracing::info!(users = t.users, entries = t.entries, "trimmed update logs")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "log trimming failed; will retry"),
+        }
     }
 }

@@ -7,9 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Flags (each also an environment variable). Unset ones fall back to the TOML file, then
-/// to the defaults.
-#[derive(Args, Debug, Default, Clone)]
+/// Flags (each also an environment variable) and, with the same names in snake_case, the
+/// keys of the TOML file. Unset ones fall back to the file, then to the defaults. Durations
+/// take a unit (`250ms`, `10s`, `15m`, `48h`, `30d`); a bare number is seconds.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct ServeArgs {
     /// HTTP API address
     #[arg(long, env = "COURIER_HTTP", global = true)]
@@ -51,29 +53,70 @@ pub struct ServeArgs {
         global = true
     )]
     pub max_request_size: Option<usize>,
-    /// Seconds allowed for the WebSocket handshake and for CONNECT
+    /// Time allowed for the WebSocket handshake and for CONNECT [default: 10s]
+    #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub connect_timeout: Option<Duration>,
+    /// How long after sending a sender may edit a message or delete it for everyone [default: 48h]
+    #[arg(long = "edit-window", env = "COURIER_EDIT_WINDOW", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub edit_window: Option<Duration>,
+    /// Keep update-log entries at least this long; older ones are trimmed once every active device acknowledged them [default: 30d]
+    #[arg(long = "log-retention", env = "COURIER_LOG_RETENTION", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub log_retention: Option<Duration>,
+    /// How often the log trimmer runs [default: 1h]
+    #[arg(long = "trim-interval", env = "COURIER_TRIM_INTERVAL", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub trim_interval: Option<Duration>,
+    /// URL that gets a POST for each new message to a user with no connected device (off when unset)
+    #[arg(long = "push-webhook", env = "COURIER_PUSH_WEBHOOK", global = true)]
+    pub push_webhook: Option<String>,
+    /// Bearer token sent to the push webhook
     #[arg(
-        long = "connect-timeout",
-        env = "COURIER_CONNECT_TIMEOUT",
+        long = "push-webhook-token",
+        env = "COURIER_PUSH_WEBHOOK_TOKEN",
+        hide_env_values = true,
         global = true
     )]
-    pub connect_timeout: Option<u64>,
+    pub push_webhook_token: Option<String>,
 }
 
-/// The same keys in the TOML file (snake_case).
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    http: Option<SocketAddr>,
-    mqtt: Option<SocketAddr>,
-    mqtt_ws: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    public_host: Option<String>,
-    service_secret: Option<String>,
-    max_packet_size: Option<usize>,
-    max_request_size: Option<usize>,
-    connect_timeout: Option<u64>,
+/// `250ms`, `10s`, `15m`, `48h`, `30d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 250ms, 10s, 15m, 48h or 30d"))?;
+    let ms = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown duration unit `{other}` (ms, s, m, h, d)")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+/// A TOML duration: a string with a unit, or an integer number of seconds.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(n) => Ok(Some(Duration::from_secs(n))),
+        Raw::Text(t) => parse_duration(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 #[derive(Clone)]
@@ -88,6 +131,11 @@ pub struct Settings {
     pub max_packet_size: usize,
     pub max_request_size: usize,
     pub connect_timeout: Duration,
+    pub edit_window: Duration,
+    pub log_retention: Duration,
+    pub trim_interval: Duration,
+    pub push_webhook: Option<String>,
+    pub push_webhook_token: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -106,6 +154,14 @@ impl std::fmt::Debug for Settings {
             .field("max_packet_size", &self.max_packet_size)
             .field("max_request_size", &self.max_request_size)
             .field("connect_timeout", &self.connect_timeout)
+            .field("edit_window", &self.edit_window)
+            .field("log_retention", &self.log_retention)
+            .field("trim_interval", &self.trim_interval)
+            .field("push_webhook", &self.push_webhook)
+            .field(
+                "push_webhook_token",
+                &self.push_webhook_token.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -134,13 +190,13 @@ pub enum SettingsError {
 
 impl Settings {
     pub fn defaults() -> Self {
-        Self::resolve(ServeArgs::default(), FileSettings::default())
+        Self::resolve(ServeArgs::default(), ServeArgs::default())
     }
 
     /// Flags/env over the file (if any) over the defaults.
     pub fn load(args: ServeArgs, config: Option<&Path>) -> Result<Self, SettingsError> {
         let file = match config {
-            None => FileSettings::default(),
+            None => ServeArgs::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| SettingsError::Read(path.into(), e))?;
@@ -150,7 +206,7 @@ impl Settings {
         Ok(Self::resolve(args, file))
     }
 
-    fn resolve(a: ServeArgs, f: FileSettings) -> Self {
+    fn resolve(a: ServeArgs, f: ServeArgs) -> Self {
         let data_dir = a
             .data_dir
             .or(f.data_dir)
@@ -180,9 +236,24 @@ impl Settings {
                 .max_request_size
                 .or(f.max_request_size)
                 .unwrap_or(64 * 1024),
-            connect_timeout: Duration::from_secs(
-                a.connect_timeout.or(f.connect_timeout).unwrap_or(10),
-            ),
+            connect_timeout: a
+                .connect_timeout
+                .or(f.connect_timeout)
+                .unwrap_or(Duration::from_secs(10)),
+            edit_window: a
+                .edit_window
+                .or(f.edit_window)
+                .unwrap_or(Duration::from_secs(48 * 3600)),
+            log_retention: a
+                .log_retention
+                .or(f.log_retention)
+                .unwrap_or(Duration::from_secs(30 * 86_400)),
+            trim_interval: a
+                .trim_interval
+                .or(f.trim_interval)
+                .unwrap_or(Duration::from_secs(3600)),
+            push_webhook: a.push_webhook.or(f.push_webhook),
+            push_webhook_token: a.push_webhook_token.or(f.push_webhook_token),
         }
     }
 }
@@ -193,7 +264,7 @@ mod tests {
 
     #[test]
     fn layers_flags_over_file_over_defaults() {
-        let file: FileSettings =
+        let file: ServeArgs =
             toml::from_str("http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"").unwrap();
         let args = ServeArgs {
             mqtt: Some("127.0.0.1:9999".parse().unwrap()),
@@ -208,7 +279,20 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        assert!(toml::from_str::<FileSettings>("htp = \"x\"").is_err());
+        assert!(toml::from_str::<ServeArgs>("htp = \"x\"").is_err());
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("48h"), Ok(Duration::from_secs(48 * 3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("h").is_err());
+        let file: ServeArgs = toml::from_str("edit_window = \"15m\"\nconnect_timeout = 3").unwrap();
+        assert_eq!(file.edit_window, Some(Duration::from_secs(900)));
+        assert_eq!(file.connect_timeout, Some(Duration::from_secs(3)));
     }
 
     #[test]

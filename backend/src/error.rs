@@ -7,8 +7,8 @@ use sea_orm::DbErr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{code}: {message}")]
-    Client { code: ErrorCode, message: String },
+    #[error("{}: {}", .0.code, .0.message)]
+    Client(ErrorBody),
     #[error("database: {0}")]
     Db(#[from] DbErr),
     #[error("{0}")]
@@ -19,15 +19,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn client(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Client {
-            code,
-            message: message.into(),
-        }
+        Self::Client(ErrorBody::new(code, message))
     }
 
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Client { code, .. } => *code,
+            Self::Client(body) => body.code,
             Self::Db(e) if is_unavailable(e) => ErrorCode::Unavailable,
             Self::Db(_) | Self::Internal(_) => ErrorCode::Internal,
         }
@@ -36,13 +33,15 @@ impl Error {
     /// The body sent to the client: client errors verbatim, server errors without internals.
     pub fn body(&self) -> ErrorBody {
         match self {
-            Self::Client { code, message } => ErrorBody::new(*code, message.clone()),
+            Self::Client(body) => body.clone(),
             other => {
                 tracing::error!(error = %other, "request failed");
                 let code = other.code();
                 let message = match code {
-                    ErrorCode::Unavailable => "storage is unavailable; nothing was stored, retry",
-                    _ => "internal error; nothing was stored",
+                    ErrorCode::Unavailable => {
+                        "storage is unavailable; retry (a send with the same cmid is stored once)"
+                    }
+                    _ => "internal error; retry (a send with the same cmid is stored once)",
                 };
                 ErrorBody::new(code, message)
             }
@@ -52,7 +51,7 @@ impl Error {
 
 impl From<ErrorBody> for Error {
     fn from(body: ErrorBody) -> Self {
-        Self::client(body.code, body.message)
+        Self::Client(body)
     }
 }
 

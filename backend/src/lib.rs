@@ -17,6 +17,7 @@ pub mod entity;
 pub mod error;
 pub mod http;
 pub mod publisher;
+pub mod push;
 pub mod store;
 pub mod util;
 

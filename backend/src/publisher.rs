@@ -9,8 +9,10 @@
 //! `sync` when they come back, so the broker never holds traffic for devices that are away.
 //! With the embedded broker the backend asks it directly ([`Connections`]); without one it
 //! publishes to every active device and lets the broker drop what nobody subscribed to.
+//! A user with no connected device gets a push notice for new messages ([`Pusher`]).
 
 use crate::directory::Directory;
+use crate::push::Pusher;
 use crate::store::log::Outgoing;
 use crate::store::Store;
 use protocol::{DeviceId, Response, UserId};
@@ -29,6 +31,7 @@ pub struct Publisher {
     client: AsyncClient,
     directory: Arc<Directory>,
     connections: Option<Arc<dyn Connections>>,
+    pusher: Option<Arc<Pusher>>,
 }
 
 fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
@@ -45,7 +48,14 @@ impl Publisher {
             client,
             directory: Arc::new(Directory::new(store)),
             connections,
+            pusher: None,
         }
+    }
+
+    /// Notify users who are away about new messages through `pusher`.
+    pub fn with_push(mut self, pusher: Arc<Pusher>) -> Self {
+        self.pusher = Some(pusher);
+        self
     }
 
     /// False only when the broker says the device has no connection.
@@ -81,6 +91,12 @@ impl Publisher {
         }
         for a in &out.to {
             let Some(devs) = by_user.get(&a.user) else {
+                // Nobody of this user is connected: a push notice for new messages from others.
+                if let (Some(p), Some((conv, sender))) = (&self.pusher, &out.message) {
+                    if *sender != a.user {
+                        p.notify(&a.user, conv);
+                    }
+                }
                 continue;
             };
             let payload = out.for_user(a.useq);
@@ -99,6 +115,21 @@ impl Publisher {
         let payload = serde_json::to_vec(rsp).expect("response serialises");
         self.publish(topic(user, device, "rsp"), QoS::AtLeastOnce, payload)
             .await;
+    }
+
+    /// Publishes an ephemeral event to the connected devices of `users`.
+    pub async fn ephemeral_to(&self, users: &[UserId], event: &protocol::ops::Ephemeral) {
+        let devices = match self.directory.devices(users).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "device lookup failed; ephemeral event dropped");
+                return;
+            }
+        };
+        let payload = serde_json::to_vec(event).expect("event serialises");
+        for (user, device) in devices.iter().filter(|(_, d)| self.may_be_connected(d)) {
+            self.ephemeral(user, device, payload.clone()).await;
+        }
     }
 
     pub async fn ephemeral(&self, user: &UserId, device: &DeviceId, payload: Vec<u8>) {

@@ -88,9 +88,37 @@ impl Api {
     }
 
     pub async fn revoke_device(&self, token: &str, device: &str) -> Result<(), ClientError> {
-        let (status, body) = self
-            .raw(self.req(Method::DELETE, &format!("/devices/{device}"), Some(token)))
-            .await?;
+        self.no_content(self.req(Method::DELETE, &format!("/devices/{device}"), Some(token)))
+            .await
+    }
+
+    /// Registers where to notify `device` while it is away (`provider`: fcm, apns, …).
+    pub async fn set_push_token(
+        &self,
+        token: &str,
+        device: &str,
+        provider: &str,
+        push_token: &str,
+    ) -> Result<(), ClientError> {
+        let body = protocol::http::PushToken {
+            provider: provider.into(),
+            token: push_token.into(),
+        };
+        let path = format!("/devices/{device}/push");
+        self.no_content(self.req(Method::PUT, &path, Some(token)).json(&body))
+            .await
+    }
+
+    /// Stops push notices for `device`.
+    pub async fn clear_push_token(&self, token: &str, device: &str) -> Result<(), ClientError> {
+        let path = format!("/devices/{device}/push");
+        self.no_content(self.req(Method::DELETE, &path, Some(token)))
+            .await
+    }
+
+    /// A call answered with an empty success (204), or an error body.
+    async fn no_content(&self, req: RequestBuilder) -> Result<(), ClientError> {
+        let (status, body) = self.raw(req).await?;
         if status.is_success() {
             Ok(())
         } else {

@@ -5,8 +5,12 @@ use crate::mqtt::{self, Handle, Incoming};
 use crate::ordered;
 use crate::ClientError;
 use protocol::http::Session;
-use protocol::ops::{AckResult, Ephemeral, ReadResult, SendReq, SendResult, SyncResult};
-use protocol::{ConvId, DeviceId, Response, Update, UserId};
+use protocol::ops::{
+    AckResult, DeleteResult, EditResult, Ephemeral, ReactResult, ReadResult, SendReq, SendResult,
+    SyncResult,
+};
+use protocol::update::DeleteScope;
+use protocol::{ConvId, DeviceId, MsgId, Response, Update, UserId};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -113,6 +117,10 @@ pub enum Event {
     Unmatched(Response),
     /// A SUBACK: per filter, whether the broker granted it.
     SubAck(Vec<bool>),
+    /// Ordered mode only: the server trimmed the log past this device's position (the device
+    /// was away longer than the retention period). Updates up to `floor` are gone: reload the
+    /// conversation list and history over HTTP. Delivery resumes after `floor`.
+    CursorExpired { floor: i64 },
     /// A publish on a topic that is not this device's (never happens with Courier's ACL).
     Foreign { topic: String, payload: Vec<u8> },
 }
@@ -397,6 +405,33 @@ impl Client {
                 return Ok(all);
             }
         }
+    }
+
+    /// Replaces the text of one of this user's messages.
+    pub async fn edit(&self, msg: &MsgId, text: &str) -> Result<EditResult, ClientError> {
+        self.typed("edit", json!({ "msg": msg, "text": text }))
+            .await
+    }
+
+    /// Deletes a message for this user's devices, or for everyone (the sender, in time).
+    pub async fn delete(
+        &self,
+        msg: &MsgId,
+        scope: DeleteScope,
+    ) -> Result<DeleteResult, ClientError> {
+        self.typed("delete", json!({ "msg": msg, "for": scope }))
+            .await
+    }
+
+    /// Adds (`on`) or removes this user's reaction `emoji`.
+    pub async fn react(
+        &self,
+        msg: &MsgId,
+        emoji: &str,
+        on: bool,
+    ) -> Result<ReactResult, ClientError> {
+        self.typed("react", json!({ "msg": msg, "emoji": emoji, "on": on }))
+            .await
     }
 
     /// Typing indicator (QoS 0, no answer).

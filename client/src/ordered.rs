@@ -5,7 +5,8 @@
 //! from concurrent workers) or be missing (the device was offline, the broker dropped them).
 //! This task keeps the highest contiguous useq it delivered, holds early arrivals back, and
 //! `sync`s from its position after every (re)connect and whenever a gap has not filled within
-//! [`GAP_WAIT`].
+//! [`GAP_WAIT`]. If the server trimmed the log past its position it says so once
+//! ([`Event::CursorExpired`]) and goes on from the log's new start.
 
 use crate::client::{Client, Event};
 use protocol::Update;
@@ -69,6 +70,28 @@ pub fn start(
                         state.take(u);
                     }
                     false
+                }
+                Msg::Synced(Err(crate::ClientError::Server(body)))
+                    if body.code == protocol::ErrorCode::CursorExpired =>
+                {
+                    state.syncing = false;
+                    let floor = body
+                        .details
+                        .as_ref()
+                        .and_then(|d| d.get("floor"))
+                        .and_then(|f| f.as_i64());
+                    match floor {
+                        Some(floor) if floor > state.delivered => {
+                            state.delivered = floor;
+                            state.early = state.early.split_off(&(floor + 1));
+                            let _ = state.events.send(Event::CursorExpired { floor });
+                            true
+                        }
+                        _ => {
+                            state.gap_since = Some(Instant::now());
+                            false
+                        }
+                    }
                 }
                 Msg::Synced(Err(e)) => {
                     tracing::debug!(error = %e, "catch-up sync failed; will retry");

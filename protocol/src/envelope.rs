@@ -30,7 +30,10 @@ pub enum ErrorCode {
     Forbidden,
     /// `ack` names an update past the head of the user's log.
     AckAhead,
-    /// The device's cursor is below the trimmed part of the log.
+    /// `edit` or `delete` for everyone after the edit window closed.
+    TooLate,
+    /// `sync` asked for updates the server no longer keeps (the log was trimmed past them);
+    /// `details.floor` says where the log now starts: reload from history, sync after it.
     CursorExpired,
     /// The request is over a rate limit; retry later.
     RateLimited,
@@ -59,6 +62,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::AckAhead => "ack_ahead",
+            Self::TooLate => "too_late",
             Self::CursorExpired => "cursor_expired",
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
@@ -80,6 +84,9 @@ impl fmt::Display for ErrorCode {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// Machine-readable extras for some codes (`cursor_expired`: `{"floor":N}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
 }
 
 impl ErrorBody {
@@ -87,7 +94,13 @@ impl ErrorBody {
         Self {
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
     }
 }
 

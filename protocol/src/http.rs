@@ -66,8 +66,52 @@ pub struct Conversation {
     pub last_seq: i64,
     /// The caller's read watermark.
     pub read_seq: i64,
-    /// `last_seq - read_seq`, not counting the caller's own messages.
+    /// Messages after `read_seq` that the caller can see, not counting their own and deleted
+    /// ones.
     pub unread: i64,
+    /// The other members' presence (for groups, the first [`PRESENCE_LIMIT`] by user id).
+    #[serde(default)]
+    pub presence: Vec<Presence>,
+}
+
+/// Most members whose presence a conversation summary lists.
+pub const PRESENCE_LIMIT: usize = 50;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user: UserId,
+    /// Some device of the user is connected.
+    pub online: bool,
+    /// When a device of the user was last connected (Unix ms); absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+}
+
+/// `PUT /v1/devices/{id}/push`: where to notify this device while it is away.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PushToken {
+    /// `fcm`, `apns`, `webpush` or any name the webhook receiver understands (1..=16 bytes).
+    pub provider: String,
+    /// The provider's device token (1..=512 bytes).
+    pub token: String,
+}
+
+/// The body POSTed to the push webhook: content-free, so it is safe to relay to any push
+/// provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushNotice {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub provider: String,
+    pub token: String,
+    pub conv: ConvId,
+    /// Unread messages in `conv` for the user.
+    pub unread: i64,
+    /// Unread messages across all of the user's conversations (an app badge).
+    pub badge: i64,
+    /// When the notice was made (Unix ms): a retried notice keeps its own, so a receiver
+    /// can drop one older than the last it relayed.
+    pub ts: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 
 use crate::envelope::{ErrorBody, ErrorCode};
 use crate::ids::{is_id, ConvId, MsgId};
-use crate::update::{Contact, Content, Location, Update};
+use crate::update::{Contact, Content, DeleteScope, Location, Update};
 use serde::{Deserialize, Serialize};
 
 /// The ops Courier answers; the topic's last level names one.
@@ -13,6 +13,9 @@ pub enum Op {
     Read,
     Sync,
     Typing,
+    Edit,
+    Delete,
+    React,
 }
 
 impl Op {
@@ -23,6 +26,9 @@ impl Op {
             "read" => Self::Read,
             "sync" => Self::Sync,
             "typing" => Self::Typing,
+            "edit" => Self::Edit,
+            "delete" => Self::Delete,
+            "react" => Self::React,
             _ => return None,
         })
     }
@@ -34,6 +40,9 @@ impl Op {
             Self::Read => "read",
             Self::Sync => "sync",
             Self::Typing => "typing",
+            Self::Edit => "edit",
+            Self::Delete => "delete",
+            Self::React => "react",
         }
     }
 }
@@ -66,6 +75,19 @@ pub struct SendReq {
 
 fn invalid(message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidMessage, message)
+}
+
+/// A message text: not blank, at most [`MAX_TEXT_CHARS`] characters.
+pub fn check_text(text: &str) -> Result<(), ErrorBody> {
+    if text.trim().is_empty() {
+        return Err(invalid("a text message needs non-empty `text`"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(invalid(format!(
+            "`text` is longer than {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 impl SendReq {
@@ -101,14 +123,7 @@ impl SendReq {
             "text" => {
                 extra(&["text"])?;
                 let text = self.text.as_deref().unwrap_or_default();
-                if text.trim().is_empty() {
-                    return Err(invalid("a text message needs non-empty `text`"));
-                }
-                if text.chars().count() > MAX_TEXT_CHARS {
-                    return Err(invalid(format!(
-                        "`text` is longer than {MAX_TEXT_CHARS} characters"
-                    )));
-                }
+                check_text(text)?;
                 Ok(Content::Text { text: text.into() })
             }
             "sticker" => {
@@ -212,7 +227,82 @@ pub struct TypingReq {
     pub on: bool,
 }
 
-/// The event on `eph` for typing.
+/// `edit`: replace the text of one of the caller's text messages (within the edit window).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EditReq {
+    pub msg: MsgId,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EditResult {
+    pub msg: MsgId,
+    pub conv: ConvId,
+    pub seq: i64,
+    pub edited_at: i64,
+}
+
+/// `delete`: `for` is `me` (hide it from the caller's own devices) or `everyone` (the sender,
+/// within the edit window: the content is erased for every member).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeleteReq {
+    pub msg: MsgId,
+    #[serde(rename = "for")]
+    pub scope: DeleteScope,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeleteResult {
+    pub msg: MsgId,
+    pub conv: ConvId,
+    pub seq: i64,
+    #[serde(rename = "for")]
+    pub scope: DeleteScope,
+}
+
+/// Longest reaction, in bytes (an emoji with modifiers and joiners fits).
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// `react`: add (`on: true`, the default) or remove the caller's reaction `emoji`. A user has
+/// at most one reaction per emoji per message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReactReq {
+    pub msg: MsgId,
+    pub emoji: String,
+    #[serde(default = "yes")]
+    pub on: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ReactReq {
+    pub fn check(&self) -> Result<(), ErrorBody> {
+        let e = &self.emoji;
+        if e.is_empty()
+            || e.len() > MAX_EMOJI_BYTES
+            || e.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("`emoji` must be 1..={MAX_EMOJI_BYTES} bytes without spaces"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReactResult {
+    pub msg: MsgId,
+    pub conv: ConvId,
+    pub seq: i64,
+    pub emoji: String,
+    pub on: bool,
+}
+
+/// Events on `eph`: never stored, QoS 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Ephemeral {
@@ -220,5 +310,13 @@ pub enum Ephemeral {
         conv: ConvId,
         user: crate::UserId,
         on: bool,
+    },
+    /// A user who shares a conversation with this device's user came online or went away.
+    Presence {
+        user: crate::UserId,
+        online: bool,
+        /// When the user was last connected (Unix ms); absent if never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen: Option<i64>,
     },
 }

@@ -32,6 +32,61 @@ pub enum UpdateBody {
         users: Vec<UserId>,
         by: UserId,
     },
+    /// A message's text was replaced by its sender.
+    Edit {
+        conv: ConvId,
+        msg: MsgId,
+        seq: i64,
+        text: String,
+        edited_at: i64,
+        by: UserId,
+    },
+    /// A message was deleted: for everyone (its content is gone), or for this user only.
+    Delete {
+        conv: ConvId,
+        msg: MsgId,
+        seq: i64,
+        #[serde(rename = "for")]
+        scope: DeleteScope,
+        by: UserId,
+    },
+    /// `user` added (`on`) or removed a reaction.
+    Reaction {
+        conv: ConvId,
+        msg: MsgId,
+        seq: i64,
+        user: UserId,
+        emoji: String,
+        on: bool,
+    },
+}
+
+impl UpdateBody {
+    /// The `type` tag, also the log row's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message { .. } => "message",
+            Self::Receipt { .. } => "receipt",
+            Self::Member { .. } => "member",
+            Self::Edit { .. } => "edit",
+            Self::Delete { .. } => "delete",
+            Self::Reaction { .. } => "reaction",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteScope {
+    Me,
+    Everyone,
+}
+
+/// The users who reacted to a message with one emoji.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReactionSummary {
+    pub emoji: String,
+    pub users: Vec<UserId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,16 +113,35 @@ pub struct Message {
     pub reply_to: Option<MsgId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_of: Option<MsgId>,
+    /// Set once the sender edited the text (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// Set when the message was deleted (then `kind` is `deleted` and the content is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeleteScope>,
+    /// Current reactions, by emoji (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionSummary>,
 }
 
 /// What a message carries, by kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Content {
-    Text { text: String },
-    Sticker { sticker: String },
-    Location { location: Location },
-    Contact { contact: Contact },
+    Text {
+        text: String,
+    },
+    Sticker {
+        sticker: String,
+    },
+    Location {
+        location: Location,
+    },
+    Contact {
+        contact: Contact,
+    },
+    /// A tombstone: the message was deleted (see [`Message::deleted`]).
+    Deleted {},
 }
 
 impl Content {
@@ -77,6 +151,7 @@ impl Content {
             Self::Sticker { .. } => "sticker",
             Self::Location { .. } => "location",
             Self::Contact { .. } => "contact",
+            Self::Deleted {} => "deleted",
         }
     }
 }

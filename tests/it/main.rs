@@ -13,4 +13,8 @@ mod broker_edge;
 mod delivery;
 mod helpers;
 mod http_api;
+mod message_changes;
+mod presence;
+mod push;
+mod retention;
 mod server;

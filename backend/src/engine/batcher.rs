@@ -90,7 +90,7 @@ async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
             Err(e) => {
                 let body = e.body();
                 for reply in replies {
-                    let _ = reply.send(Err(Error::client(body.code, body.message.clone())));
+                    let _ = reply.send(Err(Error::Client(body.clone())));
                 }
             }
         }

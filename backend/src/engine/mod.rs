@@ -13,6 +13,7 @@
 
 mod batcher;
 mod ops;
+pub mod presence;
 
 use crate::publisher::Publisher;
 use crate::store::Store;
@@ -37,6 +38,10 @@ pub struct EngineConfig {
     pub max_request_bytes: usize,
     /// Number of request queues (devices are hashed onto them).
     pub shards: usize,
+    /// How long after sending the sender may edit or delete a message for everyone.
+    pub edit_window: Duration,
+    /// At most one presence event per user per this period.
+    pub presence_every: Duration,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +49,8 @@ impl Default for EngineConfig {
         Self {
             max_request_bytes: 64 * 1024,
             shards: 64,
+            edit_window: Duration::from_secs(48 * 3600),
+            presence_every: Duration::from_secs(2),
         }
     }
 }
@@ -63,6 +70,7 @@ pub struct Engine {
     pub ready: Arc<AtomicBool>,
     sends: batcher::Batcher,
     typing: ops::typing::Throttle,
+    presence: Arc<presence::Fanout>,
 }
 
 impl Engine {
@@ -77,9 +85,10 @@ impl Engine {
             sends: batcher::Batcher::start(store.clone(), batchers),
             store,
             publisher,
-            config,
             ready: Arc::new(AtomicBool::new(false)),
             typing: Default::default(),
+            presence: presence::Fanout::new(config.presence_every),
+            config,
         })
     }
 
@@ -168,7 +177,9 @@ impl Engine {
         match topic.stream {
             Stream::Req(op) => self.request(&caller, &op, &payload).await,
             Stream::Presence => {
-                tracing::debug!(user = %caller.user, device = %caller.device, "presence event");
+                self.presence
+                    .event(&self.store, &self.publisher, &caller.device, &payload)
+                    .await
             }
             _ => {}
         }
@@ -253,6 +264,9 @@ impl Engine {
             Op::Ack => ops::ack::handle(self, caller, body).await,
             Op::Read => ops::read::handle(self, caller, body).await,
             Op::Sync => ops::sync::handle(self, caller, body).await,
+            Op::Edit => ops::edit::handle(self, caller, body).await,
+            Op::Delete => ops::delete::handle(self, caller, body).await,
+            Op::React => ops::react::handle(self, caller, body).await,
             Op::Typing => unreachable!("typing is never answered"),
         }
     }

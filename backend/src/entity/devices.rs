@@ -14,6 +14,11 @@ pub struct Model {
     pub cursor: i64,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// Connected to the broker, as its last presence event said.
+    pub online: bool,
+    pub last_seen_at: Option<i64>,
+    pub push_provider: Option<String>,
+    pub push_token: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,9 @@ pub struct Model {
     pub reply_to: Option<String>,
     pub forward_of: Option<String>,
     pub created_at: i64,
+    pub edited_at: Option<i64>,
+    /// Deleted for everyone: `content` is erased, the row keeps its seq.
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,8 @@ pub struct Model {
     pub username: String,
     pub password_hash: String,
     pub last_useq: i64,
+    /// The log was trimmed up to and including this useq.
+    pub log_floor: i64,
     pub created_at: i64,
 }
 

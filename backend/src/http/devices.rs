@@ -1,10 +1,11 @@
 //! `DELETE /v1/devices/{id}`: revoke one of the caller's devices; its token stops working and
-//! its MQTT connection is closed.
+//! its MQTT connection is closed. `PUT|DELETE /v1/devices/{id}/push`: its push token.
 
-use super::{AppState, Authed};
+use super::{ApiJson, AppState, Authed};
 use crate::error::{Error, Result};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use protocol::http::PushToken;
 use protocol::ErrorCode;
 
 pub async fn revoke(
@@ -21,6 +22,55 @@ pub async fn revoke(
     state.publisher.directory().invalidate(&me.user);
     if let Some(kicker) = &state.kicker {
         kicker.kick(&id);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/devices/{id}/push` `{"provider","token"}`: where to notify this device of new
+/// messages while it is away (see `push.rs`). 204.
+pub async fn set_push(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PushToken>,
+) -> Result<StatusCode> {
+    let provider_ok = (1..=16).contains(&body.provider.len())
+        && body
+            .provider
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    let token_ok = (1..=512).contains(&body.token.len())
+        && !body
+            .token
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace());
+    if !provider_ok || !token_ok {
+        return Err(Error::client(
+            ErrorCode::BadRequest,
+            "`provider` is 1-16 letters, digits, '_' or '-'; `token` is 1-512 bytes without spaces",
+        ));
+    }
+    let push = Some((body.provider.as_str(), body.token.as_str()));
+    if !state.store.set_push_token(&me.user, &id, push).await? {
+        return Err(Error::client(
+            ErrorCode::NotFound,
+            "no such device of yours",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/devices/{id}/push`: stop notifying this device. 204.
+pub async fn clear_push(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    if !state.store.set_push_token(&me.user, &id, None).await? {
+        return Err(Error::client(
+            ErrorCode::NotFound,
+            "no such device of yours",
+        ));
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         }
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Unauthorized | BadCredentials => StatusCode::UNAUTHORIZED,
-        NotMember | Forbidden => StatusCode::FORBIDDEN,
+        NotMember | Forbidden | TooLate => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         UsernameTaken | AckAhead | CursorExpired => StatusCode::CONFLICT,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,

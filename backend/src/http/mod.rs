@@ -10,7 +10,7 @@ mod users;
 use crate::publisher::Publisher;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .route("/users", post(users::sign_up))
         .route("/sessions", post(users::log_in))
         .route("/devices/{id}", delete(devices::revoke))
+        .route(
+            "/devices/{id}/push",
+            put(devices::set_push).delete(devices::clear_push),
+        )
         .route(
             "/conversations",
             post(conversations::create).get(conversations::list),

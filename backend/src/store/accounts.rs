@@ -63,6 +63,7 @@ impl Store {
             username: Set(username.to_lowercase()),
             password_hash: Set(hash),
             last_useq: Set(0),
+            log_floor: Set(0),
             created_at: Set(now_ms()),
         };
         match users::Entity::insert(user).exec(&self.db).await {
@@ -128,6 +129,10 @@ impl Store {
             cursor: Set(0),
             created_at: Set(now_ms()),
             revoked_at: Set(None),
+            online: Set(false),
+            last_seen_at: Set(None),
+            push_provider: Set(None),
+            push_token: Set(None),
         }
         .insert(&self.db)
         .await?;
@@ -206,5 +211,60 @@ impl Store {
             .count(&self.db)
             .await?;
         Ok(found == distinct.len() as u64)
+    }
+}
+
+/// Where a push notification for a device goes.
+#[derive(Clone, Debug)]
+pub struct PushTarget {
+    pub device: DeviceId,
+    pub provider: String,
+    pub token: String,
+}
+
+impl Store {
+    /// Sets (or with `None` clears) the push token of one of `user`'s active devices; false if
+    /// there is no such device.
+    pub async fn set_push_token(
+        &self,
+        user: &UserId,
+        device: &str,
+        push: Option<(&str, &str)>,
+    ) -> Result<bool> {
+        let (provider, token) = push.unzip();
+        let r = devices::Entity::update_many()
+            .col_expr(
+                devices::Column::PushProvider,
+                sea_orm::sea_query::Expr::value(provider.map(str::to_owned)),
+            )
+            .col_expr(
+                devices::Column::PushToken,
+                sea_orm::sea_query::Expr::value(token.map(str::to_owned)),
+            )
+            .filter(devices::Column::Id.eq(device))
+            .filter(devices::Column::UserId.eq(user.as_str()))
+            .filter(devices::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// The user's active devices that registered a push token.
+    pub async fn push_targets(&self, user: &UserId) -> Result<Vec<PushTarget>> {
+        Ok(devices::Entity::find()
+            .filter(devices::Column::UserId.eq(user.as_str()))
+            .filter(devices::Column::RevokedAt.is_null())
+            .filter(devices::Column::PushToken.is_not_null())
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|d| {
+                Some(PushTarget {
+                    device: DeviceId::from_trusted(d.id),
+                    provider: d.push_provider?,
+                    token: d.push_token?,
+                })
+            })
+            .collect())
     }
 }

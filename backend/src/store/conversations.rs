@@ -1,17 +1,19 @@
 //! Conversations and membership: create (direct is one per pair), list with unread counts,
 //! add/remove members (group admins), history pages.
 
+use super::changes::decorate;
 use super::log::{append, message_from_row, Appended, Entry, Outgoing};
 use super::Store;
-use crate::entity::{conversations, members, messages};
+use crate::entity::{conversations, hidden_messages, members, messages};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::util::{new_id, now_ms};
-use protocol::http::{ConvKind, Conversation};
+use protocol::http::{ConvKind, Conversation, Presence, PRESENCE_LIMIT};
 use protocol::update::MemberAction;
 use protocol::{ConvId, ErrorCode, Message, UpdateBody, UserId};
+use sea_orm::sea_query::Query;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -40,6 +42,14 @@ pub async fn membership<C: ConnectionTrait>(
                 "you are not a member of that conversation",
             )
         })
+}
+
+fn others(all: &[UserId], me: &UserId) -> Vec<UserId> {
+    all.iter()
+        .filter(|u| *u != me)
+        .take(PRESENCE_LIMIT)
+        .cloned()
+        .collect()
 }
 
 pub async fn member_ids<C: ConnectionTrait>(db: &C, conv: &ConvId) -> Result<Vec<UserId>> {
@@ -152,6 +162,7 @@ impl Store {
         };
         let to = append(&txn, &all, &entry).await?;
         txn.commit().await?;
+        let presence = self.presence(&others(&all, creator)).await?;
         let admins = match kind {
             ConvKind::Group => vec![creator.clone()],
             ConvKind::Direct => vec![],
@@ -166,6 +177,7 @@ impl Store {
             last_seq: 0,
             read_seq: 0,
             unread: 0,
+            presence,
         };
         Ok((summary, Some(Outgoing::new(&entry, to))))
     }
@@ -218,6 +230,30 @@ impl Store {
         for m in rows {
             by_conv.entry(m.conv_id.clone()).or_default().push(m);
         }
+        let watermarks: Vec<(String, i64)> = by_conv
+            .values()
+            .flatten()
+            .filter(|m| m.user_id == user.as_str())
+            .map(|m| (m.conv_id.clone(), m.read_seq))
+            .collect();
+        let unread = self.unread_counts(user, &watermarks).await?;
+        // Presence of the other members, looked up once for all conversations.
+        let mut shown: BTreeSet<UserId> = BTreeSet::new();
+        for ms in by_conv.values() {
+            shown.extend(
+                ms.iter()
+                    .filter(|m| m.user_id != user.as_str())
+                    .take(PRESENCE_LIMIT)
+                    .map(|m| UserId::from_trusted(m.user_id.clone())),
+            );
+        }
+        let shown: Vec<UserId> = shown.into_iter().collect();
+        let presence: HashMap<String, Presence> = self
+            .presence(&shown)
+            .await?
+            .into_iter()
+            .map(|p| (p.user.to_string(), p))
+            .collect();
         let mut out = Vec::with_capacity(convs.len());
         for c in convs {
             let ms = by_conv.remove(&c.id).unwrap_or_default();
@@ -225,8 +261,13 @@ impl Store {
                 continue;
             };
             let read_seq = me.read_seq;
+            let conv_presence = ms
+                .iter()
+                .filter(|m| m.user_id != user.as_str())
+                .take(PRESENCE_LIMIT)
+                .filter_map(|m| presence.get(m.user_id.as_str()).cloned())
+                .collect();
             out.push(Conversation {
-                id: ConvId::from_trusted(c.id),
                 kind: if c.kind == "group" {
                     ConvKind::Group
                 } else {
@@ -245,10 +286,65 @@ impl Store {
                 created_at: c.created_at,
                 last_seq: c.last_seq,
                 read_seq,
-                unread: (c.last_seq - read_seq).max(0),
+                unread: unread.get(&c.id).copied().unwrap_or(0),
+                presence: conv_presence,
+                id: ConvId::from_trusted(c.id),
             });
         }
         Ok(out)
+    }
+
+    /// The user's `(conv, read_seq)` in every conversation they are in.
+    pub async fn read_watermarks(&self, user: &UserId) -> Result<Vec<(String, i64)>> {
+        Ok(members::Entity::find()
+            .select_only()
+            .column(members::Column::ConvId)
+            .column(members::Column::ReadSeq)
+            .filter(members::Column::UserId.eq(user.as_str()))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Unread messages per conversation, given the user's `(conv, read_seq)` watermarks:
+    /// messages after the watermark, not the user's own, not deleted (for everyone or for
+    /// the user).
+    pub async fn unread_counts(
+        &self,
+        user: &UserId,
+        watermarks: &[(String, i64)],
+    ) -> Result<HashMap<String, i64>> {
+        let mut counts = HashMap::new();
+        // Chunks keep the statement's bound values well inside SQLite's limit.
+        for chunk in watermarks.chunks(400) {
+            let mut after = Condition::any();
+            for (conv, read_seq) in chunk {
+                after = after.add(
+                    Condition::all()
+                        .add(messages::Column::ConvId.eq(conv.as_str()))
+                        .add(messages::Column::Seq.gt(*read_seq)),
+                );
+            }
+            let hidden = Query::select()
+                .column(hidden_messages::Column::MsgId)
+                .from(hidden_messages::Entity)
+                .and_where(hidden_messages::Column::UserId.eq(user.as_str()))
+                .to_owned();
+            let rows: Vec<(String, i64)> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::ConvId)
+                .column_as(messages::Column::Id.count(), "n")
+                .filter(after)
+                .filter(messages::Column::SenderId.ne(user.as_str()))
+                .filter(messages::Column::DeletedAt.is_null())
+                .filter(messages::Column::Id.not_in_subquery(hidden))
+                .group_by(messages::Column::ConvId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            counts.extend(rows);
+        }
+        Ok(counts)
     }
 
     pub async fn conversation(&self, conv: &ConvId, user: &UserId) -> Result<Conversation> {
@@ -419,11 +515,12 @@ impl Store {
             .all(&self.db)
             .await?;
         let more = rows.len() as u64 > limit;
-        let msgs = rows
+        let mut msgs = rows
             .into_iter()
             .take(limit as usize)
             .map(message_from_row)
             .collect::<Result<Vec<_>>>()?;
+        decorate(&self.db, user, &mut msgs).await?;
         let next = if more {
             msgs.last().map(|m| m.seq)
         } else {

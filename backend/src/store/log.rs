@@ -1,9 +1,11 @@
 //! The per-user update log: appending (inside a writer's transaction) and reading pages.
 
+use super::changes::decorate;
 use super::Store;
 use crate::entity::{messages, updates, users};
 use crate::error::{Error, Result};
-use protocol::{ErrorCode, Message, Update, UpdateBody, UserId};
+use protocol::update::DeleteScope;
+use protocol::{ErrorBody, ErrorCode, Message, Update, UpdateBody, UserId};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -29,6 +31,8 @@ pub struct Outgoing {
     /// `{"ts":…,"type":…,…}`; [`Outgoing::for_user`] splices in the recipient's `useq`.
     pub json: String,
     pub to: Vec<Appended>,
+    /// For a new message: its conversation and sender (who may be notified by push).
+    pub message: Option<(protocol::ConvId, UserId)>,
 }
 
 impl Outgoing {
@@ -44,7 +48,11 @@ impl Outgoing {
             body: &entry.body,
         })
         .expect("update serialises");
-        Self { json, to }
+        let message = match &entry.body {
+            UpdateBody::Message { msg } => Some((msg.conv.clone(), msg.sender.clone())),
+            _ => None,
+        };
+        Self { json, to, message }
     }
 
     /// The update as `user` sees it on `in`.
@@ -155,29 +163,30 @@ type Columns = (
     Option<String>,
 );
 
-/// How an entry is stored: messages by reference, other updates as their JSON.
+/// How an entry is stored: messages by reference (so `sync` shows a message as it is now,
+/// edited or deleted), every other update as its JSON.
 fn columns(entry: &Entry) -> Columns {
+    let json = || Some(serde_json::to_string(&entry.body).expect("serialises"));
+    let kind = entry.body.kind();
     match &entry.body {
         UpdateBody::Message { msg } => (
-            "message",
+            kind,
             Some(msg.conv.to_string()),
             Some(msg.seq),
             Some(msg.id.to_string()),
             None,
         ),
-        UpdateBody::Receipt { conv, .. } => (
-            "receipt",
+        UpdateBody::Receipt { conv, .. } | UpdateBody::Member { conv, .. } => {
+            (kind, Some(conv.to_string()), None, None, json())
+        }
+        UpdateBody::Edit { conv, msg, seq, .. }
+        | UpdateBody::Delete { conv, msg, seq, .. }
+        | UpdateBody::Reaction { conv, msg, seq, .. } => (
+            kind,
             Some(conv.to_string()),
-            None,
-            None,
-            Some(serde_json::to_string(&entry.body).expect("serialises")),
-        ),
-        UpdateBody::Member { conv, .. } => (
-            "member",
-            Some(conv.to_string()),
-            None,
-            None,
-            Some(serde_json::to_string(&entry.body).expect("serialises")),
+            Some(*seq),
+            Some(msg.to_string()),
+            json(),
         ),
     }
 }
@@ -196,6 +205,9 @@ pub fn message_from_row(row: messages::Model) -> Result<Message> {
         content,
         reply_to: row.reply_to.map(protocol::MsgId::from_trusted),
         forward_of: row.forward_of.map(protocol::MsgId::from_trusted),
+        edited_at: row.edited_at,
+        deleted: row.deleted_at.map(|_| DeleteScope::Everyone),
+        reactions: Vec::new(),
     })
 }
 
@@ -207,21 +219,35 @@ pub struct Page {
 }
 
 impl Store {
-    pub async fn head(&self, user: &UserId) -> Result<i64> {
+    /// The user's log head and floor (trimmed up to and including the floor).
+    pub async fn log_bounds(&self, user: &UserId) -> Result<(i64, i64)> {
         let row = users::Entity::find_by_id(user.as_str())
             .one(&self.db)
             .await?;
-        row.map(|u| u.last_useq)
+        row.map(|u| (u.last_useq, u.log_floor))
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown user"))
     }
 
     /// Updates after `after`, oldest first, at most `limit`. The head is read first and the
     /// page stops there, so `more == false` means the device is up to date as of `head`.
+    /// Asking for trimmed updates (`after` below the floor) is `cursor_expired`.
     pub async fn read_log(&self, user: &UserId, after: i64, limit: u32) -> Result<Page> {
         if after < 0 {
             return Err(Error::client(ErrorCode::BadRequest, "`after` must be >= 0"));
         }
-        let head = self.head(user).await?;
+        let (head, floor) = self.log_bounds(user).await?;
+        if after < floor {
+            return Err(Error::Client(
+                ErrorBody::new(
+                    ErrorCode::CursorExpired,
+                    format!(
+                        "updates up to {floor} were trimmed; reload conversations and history, \
+                         then sync after {floor}"
+                    ),
+                )
+                .with_details(serde_json::json!({ "floor": floor })),
+            ));
+        }
         let rows = updates::Entity::find()
             .filter(updates::Column::UserId.eq(user.as_str()))
             .filter(updates::Column::Useq.gt(after))
@@ -230,7 +256,11 @@ impl Store {
             .limit(u64::from(limit))
             .all(&self.db)
             .await?;
-        let msg_ids: Vec<String> = rows.iter().filter_map(|r| r.msg_id.clone()).collect();
+        let msg_ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.kind == "message")
+            .filter_map(|r| r.msg_id.clone())
+            .collect();
         let mut msgs: HashMap<String, messages::Model> = if msg_ids.is_empty() {
             HashMap::new()
         } else {
@@ -242,20 +272,26 @@ impl Store {
                 .map(|m| (m.id.clone(), m))
                 .collect()
         };
+        // The page's messages as the user sees them now (edited, deleted, reacted to).
+        let mut shown = Vec::new();
+        for row in rows.iter().filter(|r| r.kind == "message") {
+            let id = row.msg_id.as_deref().unwrap_or_default();
+            let m = msgs
+                .remove(id)
+                .ok_or_else(|| Error::Internal(format!("message {id} missing")))?;
+            shown.push(message_from_row(m)?);
+        }
+        decorate(&self.db, user, &mut shown).await?;
+        let mut shown = shown.into_iter();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let body = match (&row.msg_id, &row.payload) {
-                (Some(id), _) => {
-                    let m = msgs
-                        .remove(id)
-                        .ok_or_else(|| Error::Internal(format!("message {id} missing")))?;
-                    UpdateBody::Message {
-                        msg: message_from_row(m)?,
-                    }
-                }
-                (None, Some(payload)) => serde_json::from_str(payload)
+            let body = match (row.kind.as_str(), &row.payload) {
+                ("message", _) => UpdateBody::Message {
+                    msg: shown.next().expect("one per message row"),
+                },
+                (_, Some(payload)) => serde_json::from_str(payload)
                     .map_err(|e| Error::Internal(format!("update payload: {e}")))?,
-                (None, None) => return Err(Error::Internal("empty update".into())),
+                _ => return Err(Error::Internal("empty update".into())),
             };
             out.push(Update {
                 useq: row.useq,

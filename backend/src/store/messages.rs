@@ -58,6 +58,12 @@ impl Store {
                 format!("no message {id}"),
             ));
         };
+        if same_conv.is_none() && row.deleted_at.is_some() {
+            return Err(Error::client(
+                ErrorCode::NotFound,
+                format!("message {id} was deleted"),
+            ));
+        }
         if same_conv.is_some_and(|c| c.as_str() != row.conv_id) {
             return Err(Error::client(
                 ErrorCode::BadRequest,
@@ -203,6 +209,9 @@ impl Store {
                     content: j.content.clone(),
                     reply_to: j.req.reply_to.clone(),
                     forward_of: j.req.forward_of.clone(),
+                    edited_at: None,
+                    deleted: None,
+                    reactions: Vec::new(),
                 },
             ));
             *seq += 1;
@@ -222,6 +231,8 @@ impl Store {
             reply_to: Set(m.reply_to.as_ref().map(ToString::to_string)),
             forward_of: Set(m.forward_of.as_ref().map(ToString::to_string)),
             created_at: Set(ts),
+            edited_at: Set(None),
+            deleted_at: Set(None),
         }))
         .exec(db)
         .await?;

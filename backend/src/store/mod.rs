@@ -9,10 +9,13 @@
 //! send batcher retries its batch (nothing of an aborted transaction was acknowledged).
 
 pub mod accounts;
+pub mod changes;
 pub mod conversations;
 pub mod log;
 pub mod messages;
+pub mod presence;
 pub mod receipts;
+pub mod trim;
 
 use sea_orm::DatabaseConnection;
 

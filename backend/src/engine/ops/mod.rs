@@ -1,6 +1,9 @@
 //! One file per op; `Engine::dispatch` is the one match over them.
 
 pub mod ack;
+pub mod delete;
+pub mod edit;
+pub mod react;
 pub mod read;
 pub mod send;
 pub mod sync;

@@ -54,19 +54,10 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) {
         return;
     };
     let others: Vec<_> = members.into_iter().filter(|u| *u != caller.user).collect();
-    let Ok(devices) = engine.publisher.directory().devices(&others).await else {
-        return;
-    };
     let event = Ephemeral::Typing {
         conv: req.conv,
         user: caller.user.clone(),
         on: req.on,
     };
-    let payload = serde_json::to_vec(&event).expect("event serialises");
-    for (user, device) in devices {
-        engine
-            .publisher
-            .ephemeral(&user, &device, payload.clone())
-            .await;
-    }
+    engine.publisher.ephemeral_to(&others, &event).await;
 }

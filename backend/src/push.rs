@@ -1,0 +1,180 @@
+//! Push notifications for users who are away. When a new message reaches a user with no
+//! connected device, a content-free notice (user, device, push token, conversation, unread
+//! count, badge) is POSTed to the configured webhook for each of their devices with a push
+//! token; the receiver relays it to FCM/APNs/Web Push. The notice carries no message text, so
+//! nothing private leaves through the push provider.
+//!
+//! Never on the delivery path: [`Pusher::notify`] only queues (a bounded queue; when it is
+//! full the notice is dropped and counted — the messages themselves are in the log). Notices
+//! for the same (user, conversation) that are still queued are coalesced: the one sent carries
+//! the unread count at sending time. Failed POSTs are retried with exponential backoff.
+
+use crate::store::Store;
+use protocol::http::PushNotice;
+use protocol::{ConvId, UserId};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// The webhook URL (http:// or https://).
+    pub url: String,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<String>,
+    /// Tries per notice, the first included.
+    pub attempts: u32,
+    /// Delay before the first retry; doubles after each failure.
+    pub first_backoff: Duration,
+}
+
+impl PushConfig {
+    pub fn new(url: String, token: Option<String>) -> Self {
+        Self {
+            url,
+            token,
+            attempts: 6,
+            first_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Notices waiting to be sent, at most.
+const QUEUE: usize = 10_000;
+/// POSTs in flight, at most.
+const IN_FLIGHT: usize = 32;
+
+pub struct Pusher {
+    tx: mpsc::Sender<(UserId, ConvId)>,
+    queued: Mutex<HashSet<(UserId, ConvId)>>,
+    pub dropped: AtomicU64,
+    pub sent: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+}
+
+impl Pusher {
+    /// Starts the sending task (inside the tokio runtime).
+    pub fn start(store: Store, config: PushConfig) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let pusher = Arc::new(Self {
+            tx,
+            queued: Mutex::new(HashSet::new()),
+            dropped: AtomicU64::new(0),
+            sent: Arc::new(AtomicU64::new(0)),
+            failed: Arc::new(AtomicU64::new(0)),
+        });
+        tokio::spawn(run(Arc::downgrade(&pusher), store, config, rx));
+        pusher
+    }
+
+    /// Queues a notice for `user` about `conv`; returns at once.
+    pub fn notify(&self, user: &UserId, conv: &ConvId) {
+        let key = (user.clone(), conv.clone());
+        if !self.queued.lock().expect("push lock").insert(key.clone()) {
+            return;
+        }
+        if self.tx.try_send(key.clone()).is_err() {
+            self.queued.lock().expect("push lock").remove(&key);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(user = %user, "push queue full; notice dropped");
+        }
+    }
+}
+
+async fn run(
+    pusher: std::sync::Weak<Pusher>,
+    store: Store,
+    config: PushConfig,
+    mut rx: mpsc::Receiver<(UserId, ConvId)>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client");
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let config = Arc::new(config);
+    while let Some((user, conv)) = rx.recv().await {
+        let Some(p) = pusher.upgrade() else { return };
+        p.queued
+            .lock()
+            .expect("push lock")
+            .remove(&(user.clone(), conv.clone()));
+        let notices = match notices(&store, &user, &conv).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "push: cannot read unread counts; notice dropped");
+                p.failed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        for notice in notices {
+            let permit = slots.clone().acquire_owned().await.expect("open semaphore");
+            let (http, config) = (http.clone(), config.clone());
+            let (sent, failed) = (p.sent.clone(), p.failed.clone());
+            tokio::spawn(async move {
+                let ok = post(&http, &config, &notice).await;
+                if ok { sent } else { failed }.fetch_add(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// One notice per device of `user` with a push token.
+async fn notices(
+    store: &Store,
+    user: &UserId,
+    conv: &ConvId,
+) -> crate::error::Result<Vec<PushNotice>> {
+    let targets = store.push_targets(user).await?;
+    if targets.is_empty() {
+        return Ok(vec![]);
+    }
+    let watermarks = store.read_watermarks(user).await?;
+    let counts = store.unread_counts(user, &watermarks).await?;
+    let unread = counts.get(conv.as_str()).copied().unwrap_or(0);
+    let badge = counts.values().sum();
+    let ts = crate::util::now_ms();
+    Ok(targets
+        .into_iter()
+        .map(|t| PushNotice {
+            user: user.clone(),
+            device: t.device,
+            provider: t.provider,
+            token: t.token,
+            conv: conv.clone(),
+            unread,
+            badge,
+            ts,
+        })
+        .collect())
+}
+
+/// POSTs with retries; true once the receiver answered 2xx.
+async fn post(http: &reqwest::Client, config: &PushConfig, notice: &PushNotice) -> bool {
+    let mut wait = config.first_backoff;
+    for attempt in 1..=config.attempts {
+        let mut req = http.post(&config.url).json(notice);
+        if let Some(t) = &config.token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => return true,
+            // The receiver refused this notice itself; retrying will not help.
+            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                tracing::warn!(status = %r.status(), "push webhook refused a notice");
+                return false;
+            }
+            Ok(r) => tracing::debug!(status = %r.status(), attempt, "push webhook failed"),
+            Err(e) => tracing::debug!(error = %e, attempt, "push webhook unreachable"),
+        }
+        if attempt < config.attempts {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+    }
+    tracing::warn!(device = %notice.device, "push notice not delivered after retries");
+    false
+}

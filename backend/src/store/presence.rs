@@ -1,0 +1,108 @@
+//! Presence and last seen, from the broker's connect/disconnect events (and a device's own
+//! presence publishes, its Last Will included): per device `online` and `last_seen_at`; a
+//! user is online while any of their devices is.
+
+use super::Store;
+use crate::entity::{devices, members};
+use crate::error::Result;
+use protocol::http::Presence;
+use protocol::{DeviceId, UserId};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+use std::collections::BTreeMap;
+
+impl Store {
+    /// Records that `device` went online or offline at `ts`. An event older than the last
+    /// one recorded for the device is ignored (events may arrive out of order). Returns the
+    /// device's user if the device is known.
+    pub async fn set_device_presence(
+        &self,
+        device: &DeviceId,
+        online: bool,
+        ts: i64,
+    ) -> Result<Option<UserId>> {
+        devices::Entity::update_many()
+            .col_expr(devices::Column::Online, Expr::value(online))
+            .col_expr(devices::Column::LastSeenAt, Expr::value(ts))
+            .filter(devices::Column::Id.eq(device.as_str()))
+            .filter(
+                Condition::any()
+                    .add(devices::Column::LastSeenAt.is_null())
+                    .add(devices::Column::LastSeenAt.lte(ts)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(devices::Entity::find_by_id(device.as_str())
+            .one(&self.db)
+            .await?
+            .map(|d| UserId::from_trusted(d.user_id)))
+    }
+
+    /// After a restart of the embedded broker nobody is connected: every device that was
+    /// online was last seen now.
+    pub async fn reset_presence(&self, now: i64) -> Result<u64> {
+        let r = devices::Entity::update_many()
+            .col_expr(devices::Column::Online, Expr::value(false))
+            .col_expr(devices::Column::LastSeenAt, Expr::value(now))
+            .filter(devices::Column::Online.eq(true))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected)
+    }
+
+    /// Presence of each of `users` (in the order given; users without devices are offline,
+    /// never seen).
+    pub async fn presence(&self, users: &[UserId]) -> Result<Vec<Presence>> {
+        let mut by_user: BTreeMap<&str, (bool, Option<i64>)> = BTreeMap::new();
+        if !users.is_empty() {
+            let rows: Vec<(String, bool, Option<i64>)> = devices::Entity::find()
+                .select_only()
+                .column(devices::Column::UserId)
+                .column(devices::Column::Online)
+                .column(devices::Column::LastSeenAt)
+                .filter(devices::Column::UserId.is_in(users.iter().map(|u| u.as_str())))
+                .filter(devices::Column::RevokedAt.is_null())
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (user, online, seen) in rows {
+                let Some(u) = users.iter().find(|u| u.as_str() == user) else {
+                    continue;
+                };
+                let e = by_user.entry(u.as_str()).or_default();
+                e.0 |= online;
+                e.1 = e.1.max(seen);
+            }
+        }
+        Ok(users
+            .iter()
+            .map(|u| {
+                let (online, last_seen) = by_user.get(u.as_str()).copied().unwrap_or_default();
+                Presence {
+                    user: u.clone(),
+                    online,
+                    last_seen,
+                }
+            })
+            .collect())
+    }
+
+    /// Everyone who shares a conversation with `user` (not `user`).
+    pub async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>> {
+        let convs = Query::select()
+            .column(members::Column::ConvId)
+            .from(members::Entity)
+            .and_where(members::Column::UserId.eq(user.as_str()))
+            .to_owned();
+        let rows: Vec<String> = members::Entity::find()
+            .select_only()
+            .column(members::Column::UserId)
+            .distinct()
+            .filter(members::Column::ConvId.in_subquery(convs))
+            .filter(members::Column::UserId.ne(user.as_str()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(UserId::from_trusted).collect())
+    }
+}

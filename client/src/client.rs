@@ -210,7 +210,10 @@ impl Client {
             let _ = tx.send(ordered::Input::Connected);
             tx
         });
+        // Only a weak link: once the app drops every `Client`, the MQTT client goes with it and
+        // the connection closes.
         let weak = Arc::downgrade(&inner);
+        drop(mqtt);
         let (user, device) = (opts.user.clone(), opts.device.clone());
         tokio::spawn(async move {
             let rsp_topic = topic(&user, &device, "rsp");
@@ -220,7 +223,7 @@ impl Client {
                 let Some(inner) = weak.upgrade() else { return };
                 let event = match msg {
                     Incoming::Connected => {
-                        if subscribe(mqtt.clone(), user.clone(), device.clone())
+                        if subscribe(inner.mqtt.clone(), user.clone(), device.clone())
                             .await
                             .is_err()
                         {

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn courier() -> Command {
+pub(crate) fn courier() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
     c.env("NO_COLOR", "1").env_remove("RUST_LOG");
     for (k, _) in std::env::vars() {

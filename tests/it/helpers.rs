@@ -35,32 +35,39 @@ pub struct TestApp {
     pub api: Api,
     shutdown: CancellationToken,
     /// The per-test PostgreSQL database, dropped with the app.
-    pg_database: Option<String>,
+    _pg_database: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        if let Some(name) = self.pg_database.take() {
-            // Drop is synchronous and runs inside the test's runtime: use a thread of its own.
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async {
-                    let admin = sea_orm::Database::connect(postgres_base()).await?;
-                    admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await
-                        .map(drop)
-                })
-                .map_err(std::io::Error::other)
+    }
+}
+
+/// A test's own PostgreSQL database; dropped (with its connections) when this is.
+pub struct PgDatabase(String);
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Drop is synchronous and runs inside the test's runtime: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let admin = sea_orm::Database::connect(postgres_base()).await?;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .map(drop)
             })
-            .join();
-            if !matches!(dropped, Ok(Ok(()))) {
-                eprintln!("could not drop a test database: {dropped:?}");
-            }
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop a test database: {dropped:?}");
         }
     }
 }
@@ -70,9 +77,9 @@ fn postgres_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A fresh, empty PostgreSQL database (its URL and name); panics (failing the test) when
-/// PostgreSQL is unreachable.
-async fn fresh_postgres() -> (String, String) {
+/// A fresh, empty PostgreSQL database (its URL, and the guard that drops it); panics (failing
+/// the test) when PostgreSQL is unreachable.
+pub async fn fresh_postgres() -> (String, PgDatabase) {
     let base = postgres_base();
     let admin = sea_orm::Database::connect(&base)
         .await
@@ -83,7 +90,7 @@ async fn fresh_postgres() -> (String, String) {
         .await
         .expect("create test database");
     let (root, _) = base.rsplit_once('/').expect("database url has a path");
-    (format!("{root}/{name}"), name)
+    (format!("{root}/{name}"), PgDatabase(name))
 }
 
 pub fn test_settings(dir: &std::path::Path) -> Settings {
@@ -101,11 +108,15 @@ pub async fn spawn_app(db: Db) -> TestApp {
     spawn_app_with(db, |_| {}).await
 }
 
-pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
+}
+
+pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(dir.path());
     let mut pg_database = None;
@@ -130,7 +141,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestAp
         addrs,
         api,
         shutdown,
-        pg_database,
+        _pg_database: pg_database,
         _dir: dir,
     }
 }

@@ -11,6 +11,7 @@ mod bad_input;
 mod binary;
 mod broker_edge;
 mod delivery;
+mod fault;
 mod helpers;
 mod http_api;
 mod message_changes;

@@ -15,7 +15,7 @@ use crate::directory::Directory;
 use crate::push::Pusher;
 use crate::store::log::Outgoing;
 use crate::store::Store;
-use protocol::{DeviceId, Response, UserId};
+use protocol::{DeviceId, UserId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::AsyncClient;
 use std::collections::HashMap;
@@ -111,8 +111,8 @@ impl Publisher {
         }
     }
 
-    pub async fn respond(&self, user: &UserId, device: &DeviceId, rsp: &Response) {
-        let payload = serde_json::to_vec(rsp).expect("response serialises");
+    /// An answer (a serialised [`protocol::Response`]) on the device's `rsp`.
+    pub async fn respond(&self, user: &UserId, device: &DeviceId, payload: Vec<u8>) {
         self.publish(topic(user, device, "rsp"), QoS::AtLeastOnce, payload)
             .await;
     }

@@ -115,24 +115,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_courier(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
-    let dir = tempfile::tempdir()?;
-    let mut settings = courier::Settings::defaults();
-    settings.http = "127.0.0.1:0".parse()?;
-    settings.mqtt = "127.0.0.1:0".parse()?;
-    settings.mqtt_ws = "127.0.0.1:0".parse()?;
-    settings.data_dir = dir.path().to_path_buf();
-    settings.database_url = args.database_url.clone().unwrap_or_else(|| {
-        format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        )
-    });
-    let app = courier::App::bind(settings).await?;
-    let addrs = app.addrs();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(app.run(shutdown.clone()));
+    let server = bench::Server::start(args.database_url.clone()).await?;
+    let addrs = server.addrs;
     let api = Api::new(format!("http://{}", addrs.http));
-    wait_ready(&addrs.http.to_string()).await?;
     println!(
         "courier up at {} (mqtt {}), creating {} pairs…",
         addrs.http, addrs.mqtt, args.pairs
@@ -206,27 +191,8 @@ async fn run_courier(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
     for t in &tasks {
         t.abort();
     }
-    shutdown.cancel();
-    let _ = server.await;
+    server.stop().await;
     Ok((stats, elapsed))
-}
-
-async fn wait_ready(http: &str) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for _ in 0..500 {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(http).await {
-            let _ = s
-                .write_all(format!("GET /readyz HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes())
-                .await;
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out).await;
-            if out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200") {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    anyhow::bail!("courier never became ready")
 }
 
 async fn run_baseline(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {

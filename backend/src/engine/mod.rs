@@ -241,12 +241,13 @@ impl Engine {
                 (id, result)
             }
         };
-        let rsp = match result {
-            Ok(value) => Response::ok(id, value),
-            Err(body) => Response::err(id, body),
+        let payload = match result {
+            // The result is already JSON text: splice it in rather than re-encoding it.
+            Ok(json) => format!(r#"{{"id":{id},"ok":true,"result":{json}}}"#).into_bytes(),
+            Err(body) => serde_json::to_vec(&Response::err(id, body)).expect("serialises"),
         };
         self.publisher
-            .respond(&caller.user, &caller.device, &rsp)
+            .respond(&caller.user, &caller.device, payload)
             .await;
         for out in &deliver {
             self.publisher.deliver(out).await;

@@ -15,16 +15,22 @@ use protocol::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// A handled request: the answer for `rsp`, then the committed updates to publish.
+/// A handled request: the answer's result (JSON text) for `rsp`, then the committed updates
+/// to publish.
 pub struct Done {
-    pub result: Value,
+    pub result: String,
     pub deliver: Vec<Outgoing>,
 }
 
 impl Done {
     pub fn answer(result: impl serde::Serialize) -> Self {
+        Self::json(serde_json::to_string(&result).expect("result serialises"))
+    }
+
+    /// A result that is JSON text already.
+    pub fn json(result: String) -> Self {
         Self {
-            result: serde_json::to_value(result).expect("result serialises"),
+            result,
             deliver: vec![],
         }
     }

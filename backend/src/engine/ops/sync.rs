@@ -5,7 +5,7 @@
 use super::{parse, Done};
 use crate::engine::{Caller, Engine};
 use crate::error::{Error, Result};
-use protocol::ops::{SyncReq, SyncResult, DEFAULT_SYNC_LIMIT, MAX_SYNC_LIMIT};
+use protocol::ops::{SyncReq, DEFAULT_SYNC_LIMIT, MAX_SYNC_LIMIT};
 use protocol::ErrorCode;
 use serde_json::Value;
 
@@ -21,28 +21,27 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Don
             format!("`limit` must be 1..={MAX_SYNC_LIMIT}"),
         ));
     }
-    let mut page = engine
+    let page = engine
         .store
         .read_log(&caller.user, req.after, limit)
         .await?;
-    // Keep answers well inside clients' packet limits: cut the page by size, keeping at
-    // least one update; the client asks again from where the page ends.
-    let mut bytes = 0;
-    let mut keep = page.updates.len();
+    // Each update is encoded once, straight into the answer. Answers stay well inside
+    // clients' packet limits: the page is cut by size, keeping at least one update, and the
+    // client asks again from where it ends.
+    let mut json = String::with_capacity(64 * page.updates.len() + 64);
+    json.push_str(r#"{"updates":["#);
+    let mut more = page.more;
     for (i, u) in page.updates.iter().enumerate() {
-        bytes += serde_json::to_vec(u).map(|v| v.len()).unwrap_or(0);
-        if bytes > MAX_PAGE_BYTES && i > 0 {
-            keep = i;
+        let one = serde_json::to_string(u).expect("update serialises");
+        if i > 0 && json.len() + one.len() > MAX_PAGE_BYTES {
+            more = true;
             break;
         }
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&one);
     }
-    if keep < page.updates.len() {
-        page.updates.truncate(keep);
-        page.more = true;
-    }
-    Ok(Done::answer(SyncResult {
-        updates: page.updates,
-        more: page.more,
-        head: page.head,
-    }))
+    json.push_str(&format!(r#"],"more":{more},"head":{}}}"#, page.head));
+    Ok(Done::json(json))
 }

@@ -1,0 +1,64 @@
+//! What the benchmark binaries share: a Courier server started in-process exactly as
+//! `courier serve` runs it, on SQLite in a temp dir or on a given database.
+
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub struct Server {
+    pub addrs: courier::Addrs,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts Courier on `database_url` (default: SQLite in a temp dir) and waits until ready.
+    pub async fn start(database_url: Option<String>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut settings = courier::Settings::defaults();
+        settings.http = "127.0.0.1:0".parse()?;
+        settings.mqtt = "127.0.0.1:0".parse()?;
+        settings.mqtt_ws = "127.0.0.1:0".parse()?;
+        settings.data_dir = dir.path().to_path_buf();
+        settings.database_url = database_url.unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("bench.db").display()
+            )
+        });
+        let app = courier::App::bind(settings).await?;
+        let addrs = app.addrs();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run(shutdown.clone()));
+        wait_ready(&addrs.http.to_string()).await?;
+        Ok(Self {
+            addrs,
+            shutdown,
+            task,
+            _dir: dir,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn wait_ready(http: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..500 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(http).await {
+            let _ = s
+                .write_all(format!("GET /readyz HTTP/1.0\r\nHost: {http}\r\n\r\n").as_bytes())
+                .await;
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out).await;
+            if out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("courier never became ready")
+}

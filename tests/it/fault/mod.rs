@@ -87,7 +87,8 @@ async fn survive(db: Db, fault: Fault) {
     let mut server = Server::start(dir.path(), &database_url).await;
     let api = Api::new(format!("http://{}", server.http));
 
-    // Four users, a phone (MQTT 3.1.1 over TCP) and a laptop (MQTT 5 over WebSocket) each.
+    // Four users, a phone (MQTT 3.1.1 over TCP, persistent session) and a laptop (MQTT 5 over
+    // WebSocket, clean start) each.
     let names = ["alice", "bob", "carol", "dave"];
     let mut sessions = Vec::new();
     for n in names {

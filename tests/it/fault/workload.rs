@@ -48,6 +48,8 @@ fn options(session: &Session, ws: bool, after: i64) -> ClientOptions {
     } else {
         ClientOptions::tcp(session)
     };
+    // Phones keep a persistent MQTT session, laptops start clean: both must converge.
+    o.clean_session = ws;
     o.request_timeout = Duration::from_secs(3);
     o.keep_alive = Duration::from_secs(5);
     o.ordered_from(after)

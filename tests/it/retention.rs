@@ -56,6 +56,11 @@ async fn trims_below_active_cursors_and_reports_expired_cursors(db: Db) {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(floor_of(phone.client.sync(2, 100).await), 5);
 
+    // A device logging in now starts at the floor.
+    let newcomer = app.tcp_device("alice", "laptop").await;
+    assert_eq!(floor_of(newcomer.client.sync(0, 100).await), 5);
+    assert!(newcomer.client.sync_all(5).await.unwrap().is_empty());
+
     // History keeps every message whatever the log trimmed.
     let page = app
         .api

@@ -126,7 +126,8 @@ impl Store {
             name: Set(device_name.to_owned()),
             platform: Set(platform.to_owned()),
             token_hash: Set(token_hash(&token)),
-            cursor: Set(0),
+            // Nothing below the floor exists any more; a new device must not hold trimming back.
+            cursor: Set(user.log_floor),
             created_at: Set(now_ms()),
             revoked_at: Set(None),
             online: Set(false),

@@ -25,7 +25,7 @@ fn is_change(u: &Update) -> bool {
 
 /// The changes this device sees within a short while.
 async fn changes(d: &mut Device) -> Vec<UpdateBody> {
-    d.drain_for(Duration::from_millis(700))
+    d.drain_for(Duration::from_millis(1200))
         .await
         .into_iter()
         .filter_map(|e| match e {

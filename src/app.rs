@@ -4,11 +4,13 @@
 use crate::settings::{redact_url, Settings};
 use anyhow::Context;
 use backend::embedded_broker::DeviceAuthenticator;
+use backend::http::media::Media;
 use backend::http::{AppState, Kicker};
 use backend::publisher::Connections;
 use backend::push::{PushConfig, Pusher};
 use backend::{db, Engine, EngineConfig, Store};
 use broker::{Broker, BrokerConfig};
+use media_worker::LocalStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +137,11 @@ impl App {
             },
             kicker: Some(Arc::new(broker) as Arc<dyn Kicker>),
             engine_ready,
+            media: Media {
+                store: Arc::new(LocalStore::new(s.data_dir.join("objects"))),
+                spool: s.data_dir.join("spool"),
+                max_upload: s.max_upload_size,
+            },
         };
         let router = backend::http::router(state);
         tracing::info!(

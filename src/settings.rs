@@ -53,6 +53,13 @@ pub struct ServeArgs {
         global = true
     )]
     pub max_request_size: Option<usize>,
+    /// Largest media upload in bytes [default: 104857600 (100 MiB)]
+    #[arg(
+        long = "max-upload-size",
+        env = "COURIER_MAX_UPLOAD_SIZE",
+        global = true
+    )]
+    pub max_upload_size: Option<u64>,
     /// Time allowed for the WebSocket handshake and for CONNECT [default: 10s]
     #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
@@ -130,6 +137,7 @@ pub struct Settings {
     pub service_secret: Option<String>,
     pub max_packet_size: usize,
     pub max_request_size: usize,
+    pub max_upload_size: u64,
     pub connect_timeout: Duration,
     pub edit_window: Duration,
     pub log_retention: Duration,
@@ -153,6 +161,7 @@ impl std::fmt::Debug for Settings {
             )
             .field("max_packet_size", &self.max_packet_size)
             .field("max_request_size", &self.max_request_size)
+            .field("max_upload_size", &self.max_upload_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("edit_window", &self.edit_window)
             .field("log_retention", &self.log_retention)
@@ -236,6 +245,10 @@ impl Settings {
                 .max_request_size
                 .or(f.max_request_size)
                 .unwrap_or(64 * 1024),
+            max_upload_size: a
+                .max_upload_size
+                .or(f.max_upload_size)
+                .unwrap_or(100 * 1024 * 1024),
             connect_timeout: a
                 .connect_timeout
                 .or(f.connect_timeout)

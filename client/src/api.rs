@@ -109,6 +109,20 @@ impl Api {
             .await
     }
 
+    /// Uploads a file in one request (`POST /v1/media`); `name` is what recipients see.
+    pub async fn upload(
+        &self,
+        token: &str,
+        bytes: Vec<u8>,
+        name: Option<&str>,
+    ) -> Result<protocol::http::MediaFile, ClientError> {
+        let mut req = self.req(Method::POST, "/media", Some(token)).body(bytes);
+        if let Some(n) = name {
+            req = req.query(&[("name", n)]);
+        }
+        self.call(req).await
+    }
+
     /// Stops push notices for `device`.
     pub async fn clear_push_token(&self, token: &str, device: &str) -> Result<(), ClientError> {
         let path = format!("/devices/{device}/push");

@@ -37,6 +37,8 @@ pub enum ErrorCode {
     CursorExpired,
     /// The request is over a rate limit; retry later.
     RateLimited,
+    /// An upload whose bytes are not a type Courier accepts (detected from the bytes).
+    UnsupportedMedia,
     /// HTTP: no or bad bearer token.
     Unauthorized,
     /// HTTP: wrong username or password.
@@ -65,6 +67,7 @@ impl ErrorCode {
             Self::TooLate => "too_late",
             Self::CursorExpired => "cursor_expired",
             Self::RateLimited => "rate_limited",
+            Self::UnsupportedMedia => "unsupported_media",
             Self::Unauthorized => "unauthorized",
             Self::BadCredentials => "bad_credentials",
             Self::UsernameTaken => "username_taken",

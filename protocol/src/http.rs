@@ -1,6 +1,6 @@
 //! HTTP bodies under `/v1` (JSON; `Authorization: Bearer <device token>`).
 
-use crate::ids::{ConvId, DeviceId, UserId};
+use crate::ids::{ConvId, DeviceId, FileId, UserId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,4 +126,21 @@ pub struct HistoryPage {
     /// Pass as `before` to get the next (older) page; absent on the last page.
     #[serde(default)]
     pub next_before: Option<i64>,
+}
+
+/// An uploaded file, as `POST /v1/media` answers and `GET /v1/media/{id}/info` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaFile {
+    pub id: FileId,
+    /// The type read from the bytes (`image/jpeg`, `video/mp4`, `application/pdf`, …).
+    pub mime: String,
+    /// `image`, `video`, `audio` or `document`.
+    pub class: String,
+    pub size: u64,
+    /// SHA-256 of the bytes, hex: the content address.
+    pub sha256: String,
+    /// The name the uploader gave, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub created_at: i64,
 }

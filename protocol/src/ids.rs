@@ -72,6 +72,10 @@ id_type!(
     /// A stored message.
     MsgId
 );
+id_type!(
+    /// An uploaded file (each upload gets its own, even when its bytes are stored once).
+    FileId
+);
 
 /// 1–64 characters of `[A-Za-z0-9_-]`: no MQTT wildcard, separator or `$`.
 pub fn is_id(s: &str) -> bool {

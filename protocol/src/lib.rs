@@ -13,6 +13,6 @@ pub mod topic;
 pub mod update;
 
 pub use envelope::{ErrorBody, ErrorCode, Response};
-pub use ids::{ConvId, DeviceId, MsgId, UserId};
+pub use ids::{ConvId, DeviceId, FileId, MsgId, UserId};
 pub use topic::{DeviceTopic, Stream, TopicError};
 pub use update::{Message, Update, UpdateBody};

@@ -2,7 +2,7 @@
 
 use crate::envelope::{ErrorBody, ErrorCode};
 use crate::ids::{is_id, ConvId, MsgId};
-use crate::update::{Contact, Content, DeleteScope, Location, Update};
+use crate::update::{Attachment, Contact, Content, DeleteScope, Location, Update};
 use serde::{Deserialize, Serialize};
 
 /// The ops Courier answers; the topic's last level names one.
@@ -90,7 +90,44 @@ pub fn check_text(text: &str) -> Result<(), ErrorBody> {
     Ok(())
 }
 
+/// Most photos in one image message.
+pub const MAX_IMAGES: usize = 10;
+
 impl SendReq {
+    /// `attachments` as `[{"file":id}]`, between `least` and `most` distinct files.
+    fn attachments(&self, least: usize, most: usize) -> Result<Vec<Attachment>, ErrorBody> {
+        let list = self.attachments.as_deref().unwrap_or_default();
+        let shape = || {
+            invalid(format!(
+                "a {} message needs `attachments`: {least}..={most} of {{\"file\":id}}, each file once",
+                self.kind
+            ))
+        };
+        if list.len() < least || list.len() > most {
+            return Err(shape());
+        }
+        let mut out: Vec<Attachment> = Vec::with_capacity(list.len());
+        for item in list {
+            let file = item
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.get("file"))
+                .and_then(|f| f.as_str())
+                .and_then(crate::FileId::parse)
+                .ok_or_else(shape)?;
+            if out.iter().any(|a| a.file == file) {
+                return Err(shape());
+            }
+            out.push(Attachment {
+                file,
+                mime: String::new(),
+                size: 0,
+                name: None,
+            });
+        }
+        Ok(out)
+    }
+
     /// Checks the client message id and turns the kind-specific fields into [`Content`],
     /// refusing fields that do not belong to the kind.
     pub fn content(&self) -> Result<Content, ErrorBody> {
@@ -151,13 +188,32 @@ impl SendReq {
                 contact.validate()?;
                 Ok(Content::Contact { contact })
             }
-            "image" | "video" | "voice" | "file" => Err(ErrorBody::new(
-                ErrorCode::UnsupportedKind,
-                format!(
-                    "`{}` messages need media uploads, which this server does not have yet",
-                    self.kind
-                ),
-            )),
+            "image" | "video" => {
+                extra(&["attachments", "text"])?;
+                let most = if self.kind == "image" { MAX_IMAGES } else { 1 };
+                let attachments = self.attachments(1, most)?;
+                let text = match self.text.as_deref() {
+                    Some(t) => {
+                        check_text(t)?;
+                        Some(t.to_owned())
+                    }
+                    None => None,
+                };
+                Ok(if self.kind == "image" {
+                    Content::Image { attachments, text }
+                } else {
+                    Content::Video { attachments, text }
+                })
+            }
+            "voice" | "file" => {
+                extra(&["attachments"])?;
+                let attachments = self.attachments(1, 1)?;
+                Ok(if self.kind == "voice" {
+                    Content::Voice { attachments }
+                } else {
+                    Content::File { attachments }
+                })
+            }
             "system" => Err(invalid("system messages are made by the server only")),
             other => Err(ErrorBody::new(
                 ErrorCode::UnsupportedKind,

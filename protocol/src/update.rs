@@ -140,8 +140,40 @@ pub enum Content {
     Contact {
         contact: Contact,
     },
+    /// One to ten photos, with an optional caption.
+    Image {
+        attachments: Vec<Attachment>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// One video, with an optional caption.
+    Video {
+        attachments: Vec<Attachment>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// One voice note (an audio file).
+    Voice {
+        attachments: Vec<Attachment>,
+    },
+    /// One file of any accepted type.
+    File {
+        attachments: Vec<Attachment>,
+    },
     /// A tombstone: the message was deleted (see [`Message::deleted`]).
     Deleted {},
+}
+
+/// A file carried by a message. Senders give only `file`; the server fills in the rest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub file: crate::FileId,
+    #[serde(default)]
+    pub mime: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Content {
@@ -151,7 +183,42 @@ impl Content {
             Self::Sticker { .. } => "sticker",
             Self::Location { .. } => "location",
             Self::Contact { .. } => "contact",
+            Self::Image { .. } => "image",
+            Self::Video { .. } => "video",
+            Self::Voice { .. } => "voice",
+            Self::File { .. } => "file",
             Self::Deleted {} => "deleted",
+        }
+    }
+
+    /// The files a media message carries.
+    pub fn attachments(&self) -> &[Attachment] {
+        match self {
+            Self::Image { attachments, .. }
+            | Self::Video { attachments, .. }
+            | Self::Voice { attachments }
+            | Self::File { attachments } => attachments,
+            _ => &[],
+        }
+    }
+
+    pub fn attachments_mut(&mut self) -> &mut [Attachment] {
+        match self {
+            Self::Image { attachments, .. }
+            | Self::Video { attachments, .. }
+            | Self::Voice { attachments }
+            | Self::File { attachments } => attachments,
+            _ => &mut [],
+        }
+    }
+
+    /// The media class each attachment of this kind must have (`None`: any).
+    pub fn required_class(&self) -> Option<&'static str> {
+        match self {
+            Self::Image { .. } => Some("image"),
+            Self::Video { .. } => Some("video"),
+            Self::Voice { .. } => Some("audio"),
+            _ => None,
         }
     }
 }

@@ -161,8 +161,8 @@ async fn invalid_messages_per_kind(db: Db) {
             ErrorCode::InvalidMessage,
         ),
         (
-            json!({"kind":"image","attachments":[{"file":"f1"}]}),
-            ErrorCode::UnsupportedKind,
+            json!({"kind":"image","attachments":[{"file":"fnosuchfile"}]}),
+            ErrorCode::NotFound,
         ),
         (json!({"kind":"hologram"}), ErrorCode::UnsupportedKind),
         (

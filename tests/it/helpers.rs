@@ -167,6 +167,11 @@ pub struct Device {
 }
 
 impl TestApp {
+    /// The server's data directory (SQLite file, local object store).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub async fn user(&self, name: &str) -> String {
         self.api
             .sign_up(name, "correct horse battery")

@@ -14,6 +14,7 @@ mod delivery;
 mod fault;
 mod helpers;
 mod http_api;
+mod media;
 mod message_changes;
 mod presence;
 mod push;

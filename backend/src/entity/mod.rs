@@ -1,9 +1,12 @@
 //! SeaORM entities, one per table created by the migrations crate.
 
+pub mod blobs;
 pub mod conversations;
 pub mod devices;
+pub mod files;
 pub mod hidden_messages;
 pub mod members;
+pub mod message_files;
 pub mod messages;
 pub mod reactions;
 pub mod updates;

@@ -22,6 +22,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         NotFound => StatusCode::NOT_FOUND,
         UsernameTaken | AckAhead | CursorExpired => StatusCode::CONFLICT,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -5,6 +5,7 @@ mod auth;
 mod conversations;
 mod devices;
 mod error;
+pub mod media;
 mod users;
 
 use crate::publisher::Publisher;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub kicker: Option<Arc<dyn Kicker>>,
     /// Set by the engine once it is subscribed to the request stream.
     pub engine_ready: Arc<AtomicBool>,
+    pub media: media::Media,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -66,6 +68,14 @@ pub fn router(state: AppState) -> Router {
             "/conversations/{id}/members/{user}",
             delete(conversations::remove_member),
         );
+    // Uploads stream to disk under their own limit, not the JSON body limit.
+    let uploads = Router::new()
+        .route("/media", post(media::upload))
+        .layer(DefaultBodyLimit::disable());
+    let v1 = v1
+        .route("/media/{id}", get(media::download))
+        .route("/media/{id}/info", get(media::info))
+        .merge(uploads);
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(|| async { "ok" }))

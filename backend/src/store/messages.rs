@@ -4,7 +4,7 @@
 use super::conversations::membership;
 use super::log::{append_many, message_from_row, Entry, Outgoing};
 use super::Store;
-use crate::entity::{conversations, members, messages};
+use crate::entity::{conversations, files, members, message_files, messages};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
@@ -77,6 +77,40 @@ impl Store {
         Ok(())
     }
 
+    /// A media message's content with each attachment checked — the file exists, the sender
+    /// uploaded it or can see it in one of their conversations (a forward), and its class
+    /// fits the kind — and described (type, size, name).
+    async fn attach<C: ConnectionTrait>(
+        db: &C,
+        user: &UserId,
+        content: &Content,
+        files_by_id: &HashMap<String, files::Model>,
+    ) -> Result<Content> {
+        let mut content = content.clone();
+        let class = content.required_class();
+        let kind = content.kind();
+        for a in content.attachments_mut() {
+            let not_found = || Error::client(ErrorCode::NotFound, format!("no file {}", a.file));
+            let f = files_by_id.get(a.file.as_str()).ok_or_else(not_found)?;
+            if f.owner_id != user.as_str() && !super::media::shared_with(db, user, &f.id).await? {
+                return Err(not_found());
+            }
+            if class.is_some_and(|c| c != f.class) {
+                return Err(Error::client(
+                    ErrorCode::InvalidMessage,
+                    format!(
+                        "a {kind} message cannot carry a {} file ({})",
+                        f.class, f.mime
+                    ),
+                ));
+            }
+            a.mime = f.mime.clone();
+            a.size = f.size as u64;
+            a.name = f.name.clone();
+        }
+        Ok(content)
+    }
+
     /// Stores a batch of sends in one transaction — one commit (one fsync) for all of them —
     /// while each job still succeeds or fails on its own (a savepoint each). The outer error
     /// means the commit itself failed and nothing of the batch was stored.
@@ -121,6 +155,24 @@ impl Store {
                 .push(UserId::from_trusted(m.user_id));
         }
 
+        // Files the batch's media messages carry.
+        let file_ids: BTreeSet<&str> = jobs
+            .iter()
+            .flat_map(|j| j.content.attachments().iter().map(|a| a.file.as_str()))
+            .collect();
+        let files_by_id: HashMap<String, files::Model> = if file_ids.is_empty() {
+            HashMap::new()
+        } else {
+            files::Entity::find()
+                .filter(files::Column::Id.is_in(file_ids.iter().copied()))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|f| (f.id.clone(), f))
+                .collect()
+        };
+        let mut contents: HashMap<usize, Content> = HashMap::new();
+
         // Decide each job: an error, a duplicate (of the past or of an earlier job here), or new.
         let mut plans = Vec::with_capacity(jobs.len());
         let mut first_here: HashMap<(&str, &str), usize> = HashMap::new();
@@ -157,6 +209,17 @@ impl Store {
             if let Err(e) = refs.await {
                 plans.push(Plan::Done(Err(e)));
                 continue;
+            }
+            if !j.content.attachments().is_empty() {
+                match Self::attach(db, &j.user, &j.content, &files_by_id).await {
+                    Ok(c) => {
+                        contents.insert(i, c);
+                    }
+                    Err(e) => {
+                        plans.push(Plan::Done(Err(e)));
+                        continue;
+                    }
+                }
             }
             first_here.insert((j.device.as_str(), j.req.cmid.as_str()), i);
             *new_per_conv.entry(j.req.conv.as_str()).or_default() += 1;
@@ -206,7 +269,7 @@ impl Store {
                     device: j.device.clone(),
                     ts,
                     cmid: j.req.cmid.clone(),
-                    content: j.content.clone(),
+                    content: contents.remove(&i).unwrap_or_else(|| j.content.clone()),
                     reply_to: j.req.reply_to.clone(),
                     forward_of: j.req.forward_of.clone(),
                     edited_at: None,
@@ -236,6 +299,24 @@ impl Store {
         }))
         .exec(db)
         .await?;
+
+        // Members of these conversations may now download the files.
+        let carried: Vec<message_files::ActiveModel> = new_msgs
+            .iter()
+            .flat_map(|(_, m)| {
+                m.content
+                    .attachments()
+                    .iter()
+                    .map(|a| message_files::ActiveModel {
+                        msg_id: Set(m.id.to_string()),
+                        file_id: Set(a.file.to_string()),
+                        conv_id: Set(m.conv.to_string()),
+                    })
+            })
+            .collect();
+        if !carried.is_empty() {
+            message_files::Entity::insert_many(carried).exec(db).await?;
+        }
 
         // The senders have seen (so delivered and read) their own messages.
         let mut sender_top: BTreeMap<(&str, &str), i64> = BTreeMap::new();

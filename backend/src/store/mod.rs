@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod changes;
 pub mod conversations;
 pub mod log;
+pub mod media;
 pub mod messages;
 pub mod presence;
 pub mod receipts;

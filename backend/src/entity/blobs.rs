@@ -1,0 +1,21 @@
+//! Table `blobs`. Stored bytes by SHA-256: one row (and one object) per distinct content.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "blobs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub sha256: String,
+    pub size: i64,
+    pub mime: String,
+    pub class: String,
+    /// Where the object store keeps the bytes.
+    pub storage_key: String,
+    pub created_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

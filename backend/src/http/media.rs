@@ -1,0 +1,275 @@
+//! Media over HTTP: `POST /v1/media` (a simple upload: the body is the file), `GET
+//! /v1/media/{id}` (the bytes, with HTTP Range) and `GET /v1/media/{id}/info`.
+//!
+//! An upload is streamed to a temporary file while it is hashed (SHA-256) and counted; its
+//! type is read from its first bytes. Bytes already stored under the same hash are not written
+//! again: the new file just points at the existing blob.
+
+use super::{AppState, Authed};
+use crate::error::{Error, Result};
+use crate::store::media::{media_file, NewFile};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use media_worker::blob::{ByteRange, Download};
+use media_worker::sniff::SNIFF_BYTES;
+use media_worker::{blob_key, sniff, BlobStore};
+use protocol::http::MediaFile;
+use protocol::ErrorCode;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// What the media routes need.
+#[derive(Clone)]
+pub struct Media {
+    pub store: Arc<dyn BlobStore>,
+    /// Where uploads are spooled while they arrive.
+    pub spool: PathBuf,
+    /// Largest upload, in bytes.
+    pub max_upload: u64,
+}
+
+#[derive(serde::Deserialize)]
+pub struct UploadQuery {
+    /// The file's name as the user knows it (shown to recipients; never used as a path).
+    name: Option<String>,
+}
+
+fn clean_name(name: Option<String>) -> Result<Option<String>> {
+    let Some(name) = name else { return Ok(None) };
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
+        return Err(Error::client(
+            ErrorCode::BadRequest,
+            "`name` is 1-255 characters without control characters",
+        ));
+    }
+    Ok(Some(name))
+}
+
+/// A spooled upload; its temporary file goes when this does.
+struct Spooled {
+    path: PathBuf,
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::Internal(format!("upload spool: {e}"))
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<MediaFile>)> {
+    let media = &state.media;
+    let name = clean_name(q.name)?;
+    let too_large = || {
+        Error::client(
+            ErrorCode::PayloadTooLarge,
+            format!("uploads are limited to {} bytes", media.max_upload),
+        )
+    };
+    // A declared length over the limit is refused before a byte is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > media.max_upload) {
+        return Err(too_large());
+    }
+    tokio::fs::create_dir_all(&media.spool).await.map_err(io)?;
+    let spooled = Spooled {
+        path: media.spool.join(crate::util::new_id('s')),
+    };
+    let mut out = tokio::fs::File::create(&spooled.path).await.map_err(io)?;
+    let (mut hasher, mut size, mut head) = (Sha256::new(), 0u64, Vec::new());
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Error::client(ErrorCode::BadRequest, format!("upload interrupted: {e}"))
+        })?;
+        size += chunk.len() as u64;
+        if size > media.max_upload {
+            return Err(too_large());
+        }
+        if head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    drop(out);
+    let Some(detected) = sniff(&head) else {
+        return Err(Error::client(
+            ErrorCode::UnsupportedMedia,
+            "this file type is not accepted (images, videos, audio, PDF, office documents, text and zip are)",
+        ));
+    };
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let key = blob_key(&sha256);
+    if !state.store.blob_stored(&sha256).await? {
+        media
+            .store
+            .put_file(&key, &spooled.path, detected.mime)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    let file = state
+        .store
+        .add_file(
+            &me.user,
+            NewFile {
+                sha256,
+                size,
+                detected,
+                name,
+                storage_key: key,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(file)))
+}
+
+pub async fn info(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<MediaFile>> {
+    let (file, _) = state.store.file_for(&me.user, &id).await?;
+    Ok(Json(media_file(&file)))
+}
+
+/// `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` against an object of `size` bytes. `Ok(None)`:
+/// no (usable) range, send it all; `Err(())`: unsatisfiable.
+fn range(headers: &HeaderMap, size: u64) -> std::result::Result<Option<ByteRange>, ()> {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: send the whole object
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (first, last) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (a, "") => (a.parse().map_err(|_| ())?, size.saturating_sub(1)),
+        (a, b) => {
+            let (a, b): (u64, u64) = (a.parse().map_err(|_| ())?, b.parse().map_err(|_| ())?);
+            if b < a {
+                return Err(());
+            }
+            (a, b.min(size.saturating_sub(1)))
+        }
+    };
+    if size == 0 || first >= size {
+        return Err(());
+    }
+    Ok(Some(ByteRange { first, last }))
+}
+
+pub async fn download(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (file, blob) = state.store.file_for(&me.user, &id).await?;
+    let size = blob.size as u64;
+    let wanted = match range(&headers, size) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+            );
+            return Ok(r);
+        }
+    };
+    let got = state
+        .media
+        .store
+        .download(&blob.storage_key, wanted)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let (status, range, body) = match got {
+        Download::Redirect(url) => {
+            let mut r = StatusCode::FOUND.into_response();
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&url).map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            return Ok(r);
+        }
+        Download::Stream { range, body, .. } => {
+            let status = if wanted.is_some() {
+                StatusCode::PARTIAL_CONTENT
+            } else {
+                StatusCode::OK
+            };
+            (status, range, body)
+        }
+    };
+    let mut r = Response::new(Body::from_stream(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    let len = if size == 0 {
+        0
+    } else {
+        range.last - range.first + 1
+    };
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&file.mime).expect("our mime"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", blob.sha256)).expect("hex"),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.first, range.last))
+                .expect("ascii"),
+        );
+    }
+    Ok(r)
+}

@@ -1,0 +1,115 @@
+//! Uploaded files and their blobs: recording an upload (the blob once per content, a file row
+//! per upload) and deciding who may see a file — its uploader, and members of a conversation
+//! holding a message that carries it. Anyone else is told it does not exist.
+
+use super::conversations::membership;
+use super::Store;
+use crate::entity::{blobs, files, message_files};
+use crate::error::{Error, Result};
+use crate::util::{new_id, now_ms};
+use media_worker::Detected;
+use protocol::http::MediaFile;
+use protocol::{ConvId, ErrorCode, FileId, UserId};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+
+/// A finished upload, hashed and typed, whose bytes are in the object store.
+pub struct NewFile {
+    pub sha256: String,
+    pub size: u64,
+    pub detected: Detected,
+    pub name: Option<String>,
+    pub storage_key: String,
+}
+
+pub fn media_file(f: &files::Model) -> MediaFile {
+    MediaFile {
+        id: FileId::from_trusted(f.id.clone()),
+        mime: f.mime.clone(),
+        class: f.class.clone(),
+        size: f.size as u64,
+        sha256: f.sha256.clone(),
+        name: f.name.clone(),
+        created_at: f.created_at,
+    }
+}
+
+impl Store {
+    /// Whether bytes with this SHA-256 are stored already (then they need not be written).
+    pub async fn blob_stored(&self, sha256: &str) -> Result<bool> {
+        Ok(blobs::Entity::find_by_id(sha256)
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Records an upload: the blob if it is new, and a file of `owner`'s pointing at it.
+    pub async fn add_file(&self, owner: &UserId, new: NewFile) -> Result<MediaFile> {
+        let now = now_ms();
+        blobs::Entity::insert(blobs::ActiveModel {
+            sha256: Set(new.sha256.clone()),
+            size: Set(new.size as i64),
+            mime: Set(new.detected.mime.to_owned()),
+            class: Set(new.detected.class.as_str().to_owned()),
+            storage_key: Set(new.storage_key),
+            created_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(blobs::Column::Sha256)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        let file = files::Model {
+            id: new_id('f'),
+            owner_id: owner.to_string(),
+            sha256: new.sha256,
+            name: new.name,
+            mime: new.detected.mime.to_owned(),
+            class: new.detected.class.as_str().to_owned(),
+            size: new.size as i64,
+            created_at: now,
+        };
+        files::Entity::insert(files::ActiveModel::from(file.clone()))
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(media_file(&file))
+    }
+
+    /// The file and its blob, if `user` may see it; `not_found` otherwise.
+    pub async fn file_for(&self, user: &UserId, id: &str) -> Result<(files::Model, blobs::Model)> {
+        let not_found = || Error::client(ErrorCode::NotFound, "no such file");
+        let file = files::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(not_found)?;
+        if file.owner_id != user.as_str() && !shared_with(&self.db, user, id).await? {
+            return Err(not_found());
+        }
+        let blob = blobs::Entity::find_by_id(file.sha256.as_str())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("file {id} has no blob")))?;
+        Ok((file, blob))
+    }
+}
+
+/// Whether a message carrying file `id` is in a conversation `user` is a member of.
+pub async fn shared_with<C: ConnectionTrait>(db: &C, user: &UserId, id: &str) -> Result<bool> {
+    let convs = message_files::Entity::find()
+        .filter(message_files::Column::FileId.eq(id))
+        .all(db)
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    for c in convs {
+        if seen.insert(c.conv_id.clone())
+            && membership(db, &ConvId::from_trusted(c.conv_id), user)
+                .await
+                .is_ok()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

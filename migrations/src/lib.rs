@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_core_tables;
 mod m20261122_000002_add_message_changes_presence_retention;
 mod m20261122_000003_create_media_tables;
+mod m20261122_000004_create_uploads;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_core_tables::Migration),
             Box::new(m20261122_000002_add_message_changes_presence_retention::Migration),
             Box::new(m20261122_000003_create_media_tables::Migration),
+            Box::new(m20261122_000004_create_uploads::Migration),
         ]
     }
 }

@@ -20,3 +20,4 @@ mod presence;
 mod push;
 mod retention;
 mod server;
+mod uploads;

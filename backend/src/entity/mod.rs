@@ -10,4 +10,5 @@ pub mod message_files;
 pub mod messages;
 pub mod reactions;
 pub mod updates;
+pub mod uploads;
 pub mod users;

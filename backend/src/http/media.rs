@@ -40,7 +40,7 @@ pub struct UploadQuery {
     name: Option<String>,
 }
 
-fn clean_name(name: Option<String>) -> Result<Option<String>> {
+pub(super) fn clean_name(name: Option<String>) -> Result<Option<String>> {
     let Some(name) = name else { return Ok(None) };
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
@@ -63,7 +63,7 @@ impl Drop for Spooled {
     }
 }
 
-fn io(e: std::io::Error) -> Error {
+pub(super) fn io(e: std::io::Error) -> Error {
     Error::Internal(format!("upload spool: {e}"))
 }
 
@@ -114,29 +114,45 @@ pub async fn upload(
     }
     out.flush().await.map_err(io)?;
     drop(out);
-    let Some(detected) = sniff(&head) else {
+    let sha256 = hex(&hasher.finalize());
+    let file = ingest(&state, &me.user, &spooled.path, &head, sha256, size, name).await?;
+    Ok((StatusCode::CREATED, Json(file)))
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A complete upload in the spool (its first bytes `head`, its hash and size): typed, stored
+/// unless the same bytes are stored already, and recorded as a file of `owner`'s.
+pub(super) async fn ingest(
+    state: &AppState,
+    owner: &protocol::UserId,
+    path: &std::path::Path,
+    head: &[u8],
+    sha256: String,
+    size: u64,
+    name: Option<String>,
+) -> Result<MediaFile> {
+    let Some(detected) = sniff(head) else {
         return Err(Error::client(
             ErrorCode::UnsupportedMedia,
             "this file type is not accepted (images, videos, audio, PDF, office documents, text and zip are)",
         ));
     };
-    let sha256: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let key = blob_key(&sha256);
     if !state.store.blob_stored(&sha256).await? {
-        media
+        state
+            .media
             .store
-            .put_file(&key, &spooled.path, detected.mime)
+            .put_file(&key, path, detected.mime)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
     }
-    let file = state
+    state
         .store
         .add_file(
-            &me.user,
+            owner,
             NewFile {
                 sha256,
                 size,
@@ -145,8 +161,7 @@ pub async fn upload(
                 storage_key: key,
             },
         )
-        .await?;
-    Ok((StatusCode::CREATED, Json(file)))
+        .await
 }
 
 pub async fn info(
@@ -154,8 +169,16 @@ pub async fn info(
     Authed(me): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<MediaFile>> {
-    let (file, _) = state.store.file_for(&me.user, &id).await?;
-    Ok(Json(media_file(&file)))
+    Ok(Json(info_of(&state, &me.user, &id).await?))
+}
+
+pub(super) async fn info_of(
+    state: &AppState,
+    user: &protocol::UserId,
+    id: &str,
+) -> Result<MediaFile> {
+    let (file, _) = state.store.file_for(user, id).await?;
+    Ok(media_file(&file))
 }
 
 /// `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` against an object of `size` bytes. `Ok(None)`:

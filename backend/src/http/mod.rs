@@ -6,12 +6,13 @@ mod conversations;
 mod devices;
 mod error;
 pub mod media;
+mod uploads;
 mod users;
 
 use crate::publisher::Publisher;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, head, post, put};
 use axum::Router;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,6 +72,14 @@ pub fn router(state: AppState) -> Router {
     // Uploads stream to disk under their own limit, not the JSON body limit.
     let uploads = Router::new()
         .route("/media", post(media::upload))
+        .route("/uploads", post(uploads::create).options(uploads::options))
+        .route(
+            "/uploads/{id}",
+            head(uploads::head)
+                .patch(uploads::patch)
+                .delete(uploads::terminate)
+                .get(uploads::status),
+        )
         .layer(DefaultBodyLimit::disable());
     let v1 = v1
         .route("/media/{id}", get(media::download))

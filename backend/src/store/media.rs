@@ -4,7 +4,7 @@
 
 use super::conversations::membership;
 use super::Store;
-use crate::entity::{blobs, files, message_files};
+use crate::entity::{blobs, files, message_files, uploads};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use media_worker::Detected;
@@ -112,4 +112,53 @@ pub async fn shared_with<C: ConnectionTrait>(db: &C, user: &UserId, id: &str) ->
         }
     }
     Ok(false)
+}
+
+impl Store {
+    /// Registers a resumable upload of `length` bytes.
+    pub async fn create_upload(
+        &self,
+        owner: &UserId,
+        length: u64,
+        name: Option<String>,
+    ) -> Result<uploads::Model> {
+        let row = uploads::Model {
+            id: new_id('t'),
+            owner_id: owner.to_string(),
+            length: length as i64,
+            name,
+            file_id: None,
+            created_at: now_ms(),
+        };
+        uploads::Entity::insert(uploads::ActiveModel::from(row.clone()))
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(row)
+    }
+
+    /// One of `owner`'s uploads; `not_found` for anyone else's.
+    pub async fn upload_of(&self, owner: &UserId, id: &str) -> Result<uploads::Model> {
+        uploads::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .filter(|u| u.owner_id == owner.as_str())
+            .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such upload"))
+    }
+
+    pub async fn finish_upload(&self, id: &str, file: &FileId) -> Result<()> {
+        uploads::Entity::update_many()
+            .col_expr(
+                uploads::Column::FileId,
+                sea_orm::sea_query::Expr::value(file.to_string()),
+            )
+            .filter(uploads::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_upload(&self, id: &str) -> Result<()> {
+        uploads::Entity::delete_by_id(id).exec(&self.db).await?;
+        Ok(())
+    }
 }

@@ -143,6 +143,11 @@ impl App {
                 max_upload: s.max_upload_size,
             },
         };
+        tasks.spawn(expire_uploads(
+            state.clone(),
+            s.upload_expiry,
+            shutdown.clone(),
+        ));
         let router = backend::http::router(state);
         tracing::info!(
             http = %addrs.http, mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws,
@@ -171,6 +176,23 @@ async fn trim_logs(store: Store, retention: Duration, every: Duration, stop: Can
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "log trimming failed; will retry"),
+        }
+    }
+}
+
+/// Drops unfinished resumable uploads older than `expiry`, checking every quarter of it
+/// (at most hourly).
+async fn expire_uploads(state: AppState, expiry: Duration, stop: CancellationToken) {
+    let every = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match backend::http::uploads::expire(&state, expiry).await {
+            Ok(n) if n > 0 => tracing::info!(uploads = n, "expired unfinished uploads"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "expiring uploads failed; will retry"),
         }
     }
 }

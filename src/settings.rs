@@ -60,6 +60,10 @@ pub struct ServeArgs {
         global = true
     )]
     pub max_upload_size: Option<u64>,
+    /// Unfinished resumable uploads are dropped after this long [default: 24h]
+    #[arg(long = "upload-expiry", env = "COURIER_UPLOAD_EXPIRY", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub upload_expiry: Option<Duration>,
     /// Time allowed for the WebSocket handshake and for CONNECT [default: 10s]
     #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
@@ -138,6 +142,7 @@ pub struct Settings {
     pub max_packet_size: usize,
     pub max_request_size: usize,
     pub max_upload_size: u64,
+    pub upload_expiry: Duration,
     pub connect_timeout: Duration,
     pub edit_window: Duration,
     pub log_retention: Duration,
@@ -162,6 +167,7 @@ impl std::fmt::Debug for Settings {
             .field("max_packet_size", &self.max_packet_size)
             .field("max_request_size", &self.max_request_size)
             .field("max_upload_size", &self.max_upload_size)
+            .field("upload_expiry", &self.upload_expiry)
             .field("connect_timeout", &self.connect_timeout)
             .field("edit_window", &self.edit_window)
             .field("log_retention", &self.log_retention)
@@ -249,6 +255,10 @@ impl Settings {
                 .max_upload_size
                 .or(f.max_upload_size)
                 .unwrap_or(100 * 1024 * 1024),
+            upload_expiry: a
+                .upload_expiry
+                .or(f.upload_expiry)
+                .unwrap_or(Duration::from_secs(24 * 3600)),
             connect_timeout: a
                 .connect_timeout
                 .or(f.connect_timeout)

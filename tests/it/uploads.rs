@@ -7,7 +7,7 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
 
-crate::on_both_databases!(tus_upload_resumes_and_completes);
+crate::on_both_databases!(tus_upload_resumes_and_completes, unfinished_uploads_expire);
 
 fn tus(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
     app.api
@@ -235,4 +235,37 @@ fn walk(p: &std::path::Path) -> usize {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+async fn unfinished_uploads_expire(db: Db) {
+    let app = spawn_app_with(db, |s| s.upload_expiry = Duration::from_millis(800)).await;
+    app.users(&["alice"]).await;
+    let a = app.session("alice", "phone").await.token;
+    let done = create(&app, &a, 3, "done.txt").await;
+    let r = patch(&app, &done, &a, 0).body("ok\n").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let stale = create(&app, &a, 100, "stale.txt").await;
+    let r = patch(&app, &stale, &a, 0)
+        .body("half")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        offset(&app, &stale, &a).await.0,
+        StatusCode::NOT_FOUND,
+        "expired"
+    );
+    let tus_spool = app.data_dir().join("spool").join("tus");
+    assert_eq!(
+        std::fs::read_dir(tus_spool).unwrap().count(),
+        0,
+        "its bytes are gone"
+    );
+    assert_eq!(
+        offset(&app, &done, &a).await,
+        (StatusCode::OK, Some(3)),
+        "finished ones stay"
+    );
 }

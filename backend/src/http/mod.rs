@@ -6,7 +6,7 @@ mod conversations;
 mod devices;
 mod error;
 pub mod media;
-mod uploads;
+pub mod uploads;
 mod users;
 
 use crate::publisher::Publisher;

@@ -342,3 +342,30 @@ pub async fn terminate(
     state.store.delete_upload(&id).await?;
     Ok(tus(StatusCode::NO_CONTENT, &[]))
 }
+
+/// Drops unfinished uploads older than `expiry` (their rows and spooled bytes); returns how
+/// many went.
+pub async fn expire(state: &AppState, expiry: std::time::Duration) -> Result<usize> {
+    let cutoff = crate::util::now_ms() - expiry.as_millis() as i64;
+    let mut gone = 0;
+    loop {
+        let stale = state.store.stale_uploads(cutoff, 500).await?;
+        if stale.is_empty() {
+            return Ok(gone);
+        }
+        let mut dropped = 0;
+        for id in stale {
+            // One still receiving bytes is left for the next round.
+            let Some(_busy) = Busy::take(&id) else {
+                continue;
+            };
+            let _ = tokio::fs::remove_file(spool(state, &id)).await;
+            state.store.delete_upload(&id).await?;
+            dropped += 1;
+        }
+        if dropped == 0 {
+            return Ok(gone);
+        }
+        gone += dropped;
+    }
+}

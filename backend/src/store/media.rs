@@ -157,6 +157,21 @@ impl Store {
         Ok(())
     }
 
+    /// Unfinished uploads created before `cutoff` (Unix ms), at most `limit`.
+    pub async fn stale_uploads(&self, cutoff: i64, limit: u64) -> Result<Vec<String>> {
+        use sea_orm::{QueryOrder, QuerySelect};
+        Ok(uploads::Entity::find()
+            .select_only()
+            .column(uploads::Column::Id)
+            .filter(uploads::Column::FileId.is_null())
+            .filter(uploads::Column::CreatedAt.lt(cutoff))
+            .order_by_asc(uploads::Column::CreatedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn delete_upload(&self, id: &str) -> Result<()> {
         uploads::Entity::delete_by_id(id).exec(&self.db).await?;
         Ok(())

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(uploads::terminate)
                 .get(uploads::status),
         )
+        .layer(axum::middleware::map_response(close_on_error))
         .layer(DefaultBodyLimit::disable());
     let v1 = v1
         .route("/media/{id}", get(media::download))
@@ -92,6 +93,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// An upload refused before its body was read leaves the rest of the body on the connection:
+/// close it rather than let the client reuse it.
+async fn close_on_error(mut r: axum::response::Response) -> axum::response::Response {
+    if r.status().is_client_error() || r.status().is_server_error() {
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    r
 }
 
 /// `GET /readyz`: 200 when the database answers and the engine is subscribed, else 503.

@@ -7,6 +7,7 @@
 //! same bytes are written once however many users send them.
 
 pub mod blob;
+pub mod image;
 pub mod sniff;
 
 pub use blob::{BlobStore, LocalStore, StoreError};
@@ -19,4 +20,19 @@ pub fn blob_key(sha256_hex: &str) -> String {
         &sha256_hex[..2],
         &sha256_hex[2..4]
     )
+}
+
+/// Why processing a file failed. Every one fails that file's job only.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The file is not what it claims, or is damaged.
+    #[error("corrupt or unreadable: {0}")]
+    Corrupt(String),
+    /// The file is over a processing limit (pixels, duration, memory, time).
+    #[error("over a limit: {0}")]
+    TooLarge(String),
+    #[error("processing failed: {0}")]
+    Failed(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
 }

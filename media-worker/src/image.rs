@@ -1,0 +1,376 @@
+//! Images (JPEG, PNG, WebP, GIF's first frame) → what a chat screen shows: a 320 px thumbnail
+//! (lossy WebP) and a 1280 px preview (JPEG quality 80, 4:2:0), with the EXIF orientation
+//! applied and every piece of metadata (EXIF, GPS, ICC, comments) left behind, since both are
+//! re-encoded from pixels.
+//!
+//! Decoding is bounded before it starts: the header's dimensions are checked against
+//! [`ImageLimits`], and the decoder's allocation budget is charged with the image's full size
+//! up front (`Limits::reserve`), because image 0.25's `into_decoder`/`from_decoder` path does
+//! not enforce `max_alloc` by itself. A hostile file fails its own job with an error; it
+//! neither aborts the process nor takes unbounded memory.
+
+use crate::MediaError;
+use fast_image_resize as fr;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use std::io::Cursor;
+use std::path::Path;
+
+/// Longest side of the thumbnail.
+pub const THUMB_SIDE: u32 = 320;
+/// Longest side of the preview.
+pub const PREVIEW_SIDE: u32 = 1280;
+const THUMB_QUALITY: f32 = 75.0;
+const PREVIEW_QUALITY: u8 = 80;
+
+#[derive(Clone, Debug)]
+pub struct ImageLimits {
+    /// Most pixels (width × height) decoded.
+    pub max_pixels: u64,
+    /// Longest side accepted.
+    pub max_side: u32,
+    /// Most bytes the decoder may allocate.
+    pub max_alloc: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 100_000_000,
+            max_side: 30_000,
+            max_alloc: 512 << 20,
+        }
+    }
+}
+
+/// What an image job makes.
+#[derive(Debug)]
+pub struct ImageOutput {
+    /// As displayed (after the EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+    /// WebP, at most [`THUMB_SIDE`] on the longest side.
+    pub thumb: Vec<u8>,
+    /// JPEG, at most [`PREVIEW_SIDE`] on the longest side.
+    pub preview: Vec<u8>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Corrupt(e.to_string())
+}
+
+/// Decodes `path` within `limits` and makes the thumbnail and preview.
+pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, MediaError> {
+    let reader = ImageReader::open(path)?
+        .with_guessed_format()
+        .map_err(corrupt)?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(path)? {
+        // The JPEG decoder fills a cut-off image with grey rather than fail.
+        return Err(MediaError::Corrupt(
+            "the JPEG is truncated (no end marker)".into(),
+        ));
+    }
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(MediaError::Corrupt("the image has no pixels".into()));
+    }
+    if w > limits.max_side || h > limits.max_side || u64::from(w) * u64::from(h) > limits.max_pixels
+    {
+        return Err(MediaError::TooLarge(format!(
+            "{w}×{h} is over the limit ({} pixels, {} per side)",
+            limits.max_pixels, limits.max_side
+        )));
+    }
+    let mut budget = Limits::default();
+    budget.max_image_width = Some(limits.max_side);
+    budget.max_image_height = Some(limits.max_side);
+    budget.max_alloc = Some(limits.max_alloc);
+    budget
+        .reserve(decoder.total_bytes())
+        .map_err(|e| MediaError::TooLarge(e.to_string()))?;
+    decoder
+        .set_limits(budget)
+        .map_err(|e| MediaError::TooLarge(e.to_string()))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    let (width, height) = (img.width(), img.height());
+
+    let alpha = img.color().has_alpha();
+    let src = if alpha {
+        Pixels::rgba(img.into_rgba8())
+    } else {
+        Pixels::rgb(img.into_rgb8())
+    };
+    let thumb_px = src.fit(THUMB_SIDE)?;
+    let thumb = match &thumb_px {
+        Pixels {
+            alpha: true,
+            w,
+            h,
+            data,
+        } => webp::Encoder::from_rgba(data, *w, *h),
+        Pixels { w, h, data, .. } => webp::Encoder::from_rgb(data, *w, *h),
+    }
+    .encode(THUMB_QUALITY)
+    .to_vec();
+    let preview_px = src.fit(PREVIEW_SIDE)?.without_alpha();
+    let mut preview = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut preview, PREVIEW_QUALITY);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(
+        &preview_px.data,
+        preview_px.w as u16,
+        preview_px.h as u16,
+        jpeg_encoder::ColorType::Rgb,
+    )
+    .map_err(|e| MediaError::Failed(format!("JPEG encoding: {e}")))?;
+    Ok(ImageOutput {
+        width,
+        height,
+        thumb,
+        preview,
+    })
+}
+
+/// Whether a JPEG has its end-of-image marker (within the last 64 KiB: some cameras append
+/// data after it).
+fn jpeg_is_complete(path: &Path) -> Result<bool, MediaError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let tail = len.min(64 * 1024);
+    f.seek(SeekFrom::Start(len - tail))?;
+    let mut buf = Vec::with_capacity(tail as usize);
+    f.read_to_end(&mut buf)?;
+    Ok(buf.windows(2).any(|w| w == [0xFF, 0xD9]))
+}
+
+/// Interleaved 8-bit pixels, RGB or RGBA.
+struct Pixels {
+    alpha: bool,
+    w: u32,
+    h: u32,
+    data: Vec<u8>,
+}
+
+impl Pixels {
+    fn rgb(img: image::RgbImage) -> Self {
+        let (w, h) = img.dimensions();
+        Self {
+            alpha: false,
+            w,
+            h,
+            data: img.into_raw(),
+        }
+    }
+
+    fn rgba(img: image::RgbaImage) -> Self {
+        let (w, h) = img.dimensions();
+        Self {
+            alpha: true,
+            w,
+            h,
+            data: img.into_raw(),
+        }
+    }
+
+    /// A copy scaled to fit `side` × `side` (never enlarged).
+    fn fit(&self, side: u32) -> Result<Self, MediaError> {
+        let scale = (f64::from(side) / f64::from(self.w.max(self.h))).min(1.0);
+        let w = ((f64::from(self.w) * scale).round() as u32).max(1);
+        let h = ((f64::from(self.h) * scale).round() as u32).max(1);
+        let kind = if self.alpha {
+            fr::PixelType::U8x4
+        } else {
+            fr::PixelType::U8x3
+        };
+        if (w, h) == (self.w, self.h) {
+            return Ok(Self {
+                data: self.data.clone(),
+                ..*self
+            });
+        }
+        let src = fr::images::ImageRef::new(self.w, self.h, &self.data, kind)
+            .map_err(|e| MediaError::Failed(format!("resize: {e}")))?;
+        let mut dst = fr::images::Image::new(w, h, kind);
+        let options = fr::ResizeOptions::new()
+            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+        fr::Resizer::new()
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| MediaError::Failed(format!("resize: {e}")))?;
+        Ok(Self {
+            alpha: self.alpha,
+            w,
+            h,
+            data: dst.into_vec(),
+        })
+    }
+
+    /// RGB, transparent parts shown over white (as a chat bubble would).
+    fn without_alpha(self) -> Self {
+        if !self.alpha {
+            return self;
+        }
+        let data = self
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let a = u32::from(p[3]);
+                let mix = |c: u8| ((u32::from(c) * a + 255 * (255 - a)) / 255) as u8;
+                [mix(p[0]), mix(p[1]), mix(p[2])]
+            })
+            .collect();
+        Self {
+            alpha: false,
+            data,
+            ..self
+        }
+    }
+}
+
+/// Width and height of an encoded image (for tests and checks).
+pub fn dimensions_of(bytes: &[u8]) -> Option<(u32, u32)> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// A `w`×`h` JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
+    fn rotated_jpeg(w: u16, h: u16) -> Vec<u8> {
+        let mut px = Vec::with_capacity(usize::from(w) * usize::from(h) * 3);
+        for y in 0..h {
+            for x in 0..w {
+                px.extend_from_slice(&[(x % 256) as u8, (y % 256) as u8, 128]);
+            }
+        }
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        // Exif, big-endian TIFF, one IFD entry: Orientation (0x0112), SHORT, 1, value 6.
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        exif.extend_from_slice(b"\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0");
+        enc.add_app_segment(1, exif).unwrap();
+        enc.encode(&px, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
+        out
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xEDB8_8320 & (!(crc & 1)).wrapping_add(1));
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn orients_scales_and_strips() {
+        let dir = tempfile::tempdir().unwrap();
+        let jpeg = rotated_jpeg(2000, 1000);
+        assert!(jpeg.windows(4).any(|w| w == b"Exif"));
+        let out =
+            process_image(&write(dir.path(), "a.jpg", &jpeg), &ImageLimits::default()).unwrap();
+        assert_eq!((out.width, out.height), (1000, 2000), "orientation applied");
+        assert_eq!(dimensions_of(&out.thumb), Some((160, 320)));
+        assert_eq!(dimensions_of(&out.preview), Some((640, 1280)));
+        assert!(out.thumb.starts_with(b"RIFF") && &out.thumb[8..12] == b"WEBP");
+        assert!(out.preview.starts_with(b"\xFF\xD8\xFF"));
+        assert!(
+            !out.preview.windows(4).any(|w| w == b"Exif"),
+            "metadata stripped"
+        );
+    }
+
+    #[test]
+    fn small_images_are_not_enlarged_and_alpha_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut png = Vec::new();
+        image::RgbaImage::from_pixel(40, 30, image::Rgba([255, 0, 0, 128]))
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let out =
+            process_image(&write(dir.path(), "a.png", &png), &ImageLimits::default()).unwrap();
+        assert_eq!(dimensions_of(&out.thumb), Some((40, 30)));
+        assert_eq!(dimensions_of(&out.preview), Some((40, 30)));
+    }
+
+    #[test]
+    fn hostile_images_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 70-byte PNG declaring 65 000 × 65 000 RGB pixels (12 GB decoded): a decompression
+        // bomb needs no more than its header to be refused.
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&65_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&65_000u32.to_be_bytes());
+        ihdr.extend_from_slice(b"\x08\x02\0\0\0");
+        let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\r".to_vec();
+        bomb.extend_from_slice(&ihdr);
+        bomb.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        // One IDAT: a zlib stream holding a single stored zero byte.
+        let idat = b"IDAT\x78\x01\x01\x01\0\xFE\xFF\0\0\x01\0\x01";
+        bomb.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
+        bomb.extend_from_slice(idat);
+        bomb.extend_from_slice(&crc32(idat).to_be_bytes());
+        bomb.extend_from_slice(b"\0\0\0\0IEND\xaeB`\x82");
+        let r = process_image(
+            &write(dir.path(), "bomb.png", &bomb),
+            &ImageLimits::default(),
+        );
+        assert!(
+            matches!(r, Err(MediaError::TooLarge(_))),
+            "{:?}",
+            r.map(|o| (o.width, o.height))
+        );
+        // A tiny JPEG whose frame header declares 65 000 × 65 000.
+        let mut huge = b"\xFF\xD8\xFF\xC0\0\x11\x08".to_vec();
+        huge.extend_from_slice(&65_000u16.to_be_bytes());
+        huge.extend_from_slice(&65_000u16.to_be_bytes());
+        huge.extend_from_slice(b"\x03\x01\x22\0\x02\x11\x01\x03\x11\x01\xFF\xD9");
+        let r = process_image(
+            &write(dir.path(), "huge.jpg", &huge),
+            &ImageLimits::default(),
+        );
+        assert!(r.is_err(), "{:?}", r.map(|o| (o.width, o.height)));
+        // Within the side limit but over the allocation budget.
+        let tight = ImageLimits {
+            max_alloc: 1 << 20,
+            ..Default::default()
+        };
+        let jpeg = rotated_jpeg(1000, 1000);
+        let r = process_image(&write(dir.path(), "big.jpg", &jpeg), &tight);
+        assert!(
+            matches!(r, Err(MediaError::TooLarge(_))),
+            "{:?}",
+            r.map(|o| (o.width, o.height))
+        );
+        // Random bytes and a truncated JPEG.
+        let r = process_image(
+            &write(dir.path(), "x.bin", &[7u8; 500]),
+            &ImageLimits::default(),
+        );
+        assert!(
+            matches!(r, Err(MediaError::Corrupt(_))),
+            "{:?}",
+            r.map(|o| (o.width, o.height))
+        );
+        let cut = &jpeg[..jpeg.len() / 3];
+        let r = process_image(&write(dir.path(), "cut.jpg", cut), &ImageLimits::default());
+        assert!(r.is_err(), "{:?}", r.map(|o| (o.width, o.height)));
+    }
+}

@@ -127,6 +127,20 @@ impl App {
         let engine_ready = engine.ready.clone();
         tasks.spawn(engine.run(eventloop, shutdown.clone()));
 
+        let media = Media {
+            store: Arc::new(LocalStore::new(s.data_dir.join("objects"))),
+            spool: s.data_dir.join("spool"),
+            max_upload: s.max_upload_size,
+            jobs: Arc::new(tokio::sync::Notify::new()),
+        };
+        let runner = backend::jobs::Runner {
+            store: self.store.clone(),
+            blobs: media.store.clone(),
+            publisher: publisher.clone(),
+            spool: media.spool.join("jobs"),
+            config: Default::default(),
+        };
+        tasks.spawn(runner.run(media.jobs.clone(), shutdown.clone()));
         let state = AppState {
             store: self.store.clone(),
             publisher,
@@ -137,11 +151,7 @@ impl App {
             },
             kicker: Some(Arc::new(broker) as Arc<dyn Kicker>),
             engine_ready,
-            media: Media {
-                store: Arc::new(LocalStore::new(s.data_dir.join("objects"))),
-                spool: s.data_dir.join("spool"),
-                max_upload: s.max_upload_size,
-            },
+            media: media.clone(),
         };
         tasks.spawn(expire_uploads(
             state.clone(),

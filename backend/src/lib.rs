@@ -16,6 +16,7 @@ pub mod engine;
 pub mod entity;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod publisher;
 pub mod push;
 pub mod store;

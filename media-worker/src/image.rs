@@ -268,17 +268,6 @@ mod tests {
         out
     }
 
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = (crc >> 1) ^ (0xEDB8_8320 & (!(crc & 1)).wrapping_add(1));
-            }
-        }
-        !crc
-    }
-
     #[test]
     fn orients_scales_and_strips() {
         let dir = tempfile::tempdir().unwrap();
@@ -313,21 +302,9 @@ mod tests {
     #[test]
     fn hostile_images_fail_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        // A 70-byte PNG declaring 65 000 × 65 000 RGB pixels (12 GB decoded): a decompression
-        // bomb needs no more than its header to be refused.
-        let mut ihdr = b"IHDR".to_vec();
-        ihdr.extend_from_slice(&65_000u32.to_be_bytes());
-        ihdr.extend_from_slice(&65_000u32.to_be_bytes());
-        ihdr.extend_from_slice(b"\x08\x02\0\0\0");
-        let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\r".to_vec();
-        bomb.extend_from_slice(&ihdr);
-        bomb.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-        // One IDAT: a zlib stream holding a single stored zero byte.
-        let idat = b"IDAT\x78\x01\x01\x01\0\xFE\xFF\0\0\x01\0\x01";
-        bomb.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
-        bomb.extend_from_slice(idat);
-        bomb.extend_from_slice(&crc32(idat).to_be_bytes());
-        bomb.extend_from_slice(b"\0\0\0\0IEND\xaeB`\x82");
+        // A PNG declaring 65 000 × 65 000 RGB pixels (12 GB decoded), and a JPEG header
+        // declaring the same.
+        let bomb = crate::fixtures::png_bomb(65_000);
         let r = process_image(
             &write(dir.path(), "bomb.png", &bomb),
             &ImageLimits::default(),
@@ -337,11 +314,7 @@ mod tests {
             "{:?}",
             r.map(|o| (o.width, o.height))
         );
-        // A tiny JPEG whose frame header declares 65 000 × 65 000.
-        let mut huge = b"\xFF\xD8\xFF\xC0\0\x11\x08".to_vec();
-        huge.extend_from_slice(&65_000u16.to_be_bytes());
-        huge.extend_from_slice(&65_000u16.to_be_bytes());
-        huge.extend_from_slice(b"\x03\x01\x22\0\x02\x11\x01\x03\x11\x01\xFF\xD9");
+        let huge = crate::fixtures::jpeg_header_only(65_000);
         let r = process_image(
             &write(dir.path(), "huge.jpg", &huge),
             &ImageLimits::default(),

@@ -7,6 +7,7 @@
 //! same bytes are written once however many users send them.
 
 pub mod blob;
+pub mod fixtures;
 pub mod image;
 pub mod sniff;
 

@@ -7,6 +7,7 @@ mod m20261122_000001_create_core_tables;
 mod m20261122_000002_add_message_changes_presence_retention;
 mod m20261122_000003_create_media_tables;
 mod m20261122_000004_create_uploads;
+mod m20261122_000005_create_media_jobs;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_add_message_changes_presence_retention::Migration),
             Box::new(m20261122_000003_create_media_tables::Migration),
             Box::new(m20261122_000004_create_uploads::Migration),
+            Box::new(m20261122_000005_create_media_jobs::Migration),
         ]
     }
 }

@@ -143,4 +143,21 @@ pub struct MediaFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub created_at: i64,
+    /// Processing: `none` (nothing to make for this type), `pending`, `ready` or `failed`.
+    pub status: String,
+    /// Pixels as displayed (images, videos), once processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Videos and audio, once processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// Which derivatives exist: `GET /v1/media/{id}/thumb`, `/preview`, `/poster`.
+    #[serde(default)]
+    pub thumb: bool,
+    #[serde(default)]
+    pub preview: bool,
+    #[serde(default)]
+    pub poster: bool,
 }

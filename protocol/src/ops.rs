@@ -123,6 +123,10 @@ impl SendReq {
                 mime: String::new(),
                 size: 0,
                 name: None,
+                status: None,
+                width: None,
+                height: None,
+                duration_ms: None,
             });
         }
         Ok(out)

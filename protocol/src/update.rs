@@ -50,6 +50,21 @@ pub enum UpdateBody {
         scope: DeleteScope,
         by: UserId,
     },
+    /// A file's processing ended: thumbnails, previews and dimensions are ready (or it failed).
+    Media {
+        file: crate::FileId,
+        /// `ready` or `failed`.
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        width: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        height: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<i64>,
+        thumb: bool,
+        preview: bool,
+        poster: bool,
+    },
     /// `user` added (`on`) or removed a reaction.
     Reaction {
         conv: ConvId,
@@ -71,6 +86,7 @@ impl UpdateBody {
             Self::Edit { .. } => "edit",
             Self::Delete { .. } => "delete",
             Self::Reaction { .. } => "reaction",
+            Self::Media { .. } => "media",
         }
     }
 }
@@ -174,6 +190,16 @@ pub struct Attachment {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Processing when the message was sent: `none`, `pending`, `ready` or `failed`; a
+    /// `media` update follows when a pending one ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
 }
 
 impl Content {

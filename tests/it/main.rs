@@ -15,6 +15,7 @@ mod fault;
 mod helpers;
 mod http_api;
 mod media;
+mod media_jobs;
 mod message_changes;
 mod presence;
 mod push;

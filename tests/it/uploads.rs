@@ -195,7 +195,7 @@ async fn tus_upload_resumes_and_completes(db: Db) {
     assert_eq!(header(&r, "courier-file-id"), file_id);
 
     // The same bytes again, by simple upload: no new object.
-    let objects = || walk(&app.data_dir().join("objects"));
+    let objects = || walk(&app.data_dir().join("objects").join("blobs"));
     let before = objects();
     app.api.upload(b, content.clone(), None).await.unwrap();
     assert_eq!(objects(), before);

@@ -13,6 +13,17 @@ pub struct Model {
     /// Where the object store keeps the bytes.
     pub storage_key: String,
     pub created_at: i64,
+    /// `none` (nothing to make), `pending`, `ready` or `failed`.
+    pub status: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub duration_ms: Option<i64>,
+    pub thumb_key: Option<String>,
+    pub preview_key: Option<String>,
+    pub poster_key: Option<String>,
+    /// Why processing failed.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub failure: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

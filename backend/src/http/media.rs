@@ -32,6 +32,8 @@ pub struct Media {
     pub spool: PathBuf,
     /// Largest upload, in bytes.
     pub max_upload: u64,
+    /// Wakes the processing jobs runner when a job is queued.
+    pub jobs: Arc<tokio::sync::Notify>,
 }
 
 #[derive(serde::Deserialize)]
@@ -149,7 +151,7 @@ pub(super) async fn ingest(
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
     }
-    state
+    let (file, queued) = state
         .store
         .add_file(
             owner,
@@ -161,7 +163,11 @@ pub(super) async fn ingest(
                 storage_key: key,
             },
         )
-        .await
+        .await?;
+    if queued {
+        state.media.jobs.notify_one();
+    }
+    Ok(file)
 }
 
 pub async fn info(
@@ -177,8 +183,8 @@ pub(super) async fn info_of(
     user: &protocol::UserId,
     id: &str,
 ) -> Result<MediaFile> {
-    let (file, _) = state.store.file_for(user, id).await?;
-    Ok(media_file(&file))
+    let (file, blob) = state.store.file_for(user, id).await?;
+    Ok(media_file(&file, &blob))
 }
 
 /// `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` against an object of `size` bytes. `Ok(None)`:
@@ -218,6 +224,30 @@ fn range(headers: &HeaderMap, size: u64) -> std::result::Result<Option<ByteRange
     Ok(Some(ByteRange { first, last }))
 }
 
+/// `GET /v1/media/{id}/{thumb|preview|poster}`: a derivative, once processing made it.
+pub async fn derived(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path((id, which)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (_, blob) = state.store.file_for(&me.user, &id).await?;
+    let (key, mime) = match which.as_str() {
+        "thumb" => (blob.thumb_key, "image/webp"),
+        "preview" => (blob.preview_key, "image/jpeg"),
+        "poster" => (blob.poster_key, "image/jpeg"),
+        _ => (None, ""),
+    };
+    let Some(key) = key else {
+        return Err(Error::client(
+            ErrorCode::NotFound,
+            format!("no {which} for this file (yet)"),
+        ));
+    };
+    let (size, etag) = (None, format!("{}-{which}", blob.sha256));
+    serve(&state, &key, mime, size, &etag, &headers).await
+}
+
 pub async fn download(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -225,10 +255,31 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response> {
     let (file, blob) = state.store.file_for(&me.user, &id).await?;
-    let size = blob.size as u64;
-    let wanted = match range(&headers, size) {
-        Ok(r) => r,
-        Err(()) => {
+    serve(
+        &state,
+        &blob.storage_key,
+        &file.mime,
+        Some(blob.size as u64),
+        &blob.sha256,
+        &headers,
+    )
+    .await
+}
+
+/// Streams an object (honouring `Range` when its size is known) or redirects to the store.
+async fn serve(
+    state: &AppState,
+    key: &str,
+    mime: &str,
+    known_size: Option<u64>,
+    etag: &str,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let file_mime = mime;
+    let wanted = match known_size.map(|size| (size, range(headers, size))) {
+        None => None,
+        Some((_, Ok(r))) => r,
+        Some((size, Err(()))) => {
             let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             r.headers_mut().insert(
                 header::CONTENT_RANGE,
@@ -240,10 +291,10 @@ pub async fn download(
     let got = state
         .media
         .store
-        .download(&blob.storage_key, wanted)
+        .download(key, wanted)
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let (status, range, body) = match got {
+    let (size, status, range, body) = match got {
         Download::Redirect(url) => {
             let mut r = StatusCode::FOUND.into_response();
             r.headers_mut().insert(
@@ -252,13 +303,13 @@ pub async fn download(
             );
             return Ok(r);
         }
-        Download::Stream { range, body, .. } => {
+        Download::Stream { size, range, body } => {
             let status = if wanted.is_some() {
                 StatusCode::PARTIAL_CONTENT
             } else {
                 StatusCode::OK
             };
-            (status, range, body)
+            (size, status, range, body)
         }
     };
     let mut r = Response::new(Body::from_stream(body));
@@ -271,7 +322,7 @@ pub async fn download(
     };
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&file.mime).expect("our mime"),
+        HeaderValue::from_str(file_mime).expect("our mime"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -285,7 +336,7 @@ pub async fn download(
     );
     h.insert(
         header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", blob.sha256)).expect("hex"),
+        HeaderValue::from_str(&format!("\"{etag}\"")).expect("hex"),
     );
     if status == StatusCode::PARTIAL_CONTENT {
         h.insert(

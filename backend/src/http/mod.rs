@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = v1
         .route("/media/{id}", get(media::download))
         .route("/media/{id}/info", get(media::info))
+        .route("/media/{id}/{which}", get(media::derived))
         .merge(uploads);
     Router::new()
         .nest("/v1", v1)

@@ -4,14 +4,14 @@
 
 use super::conversations::membership;
 use super::Store;
-use crate::entity::{blobs, files, message_files, uploads};
+use crate::entity::{blobs, files, media_jobs, message_files, uploads};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
-use media_worker::Detected;
+use media_worker::{Detected, MediaClass};
 use protocol::http::MediaFile;
 use protocol::{ConvId, ErrorCode, FileId, UserId};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 /// A finished upload, hashed and typed, whose bytes are in the object store.
 pub struct NewFile {
@@ -22,7 +22,7 @@ pub struct NewFile {
     pub storage_key: String,
 }
 
-pub fn media_file(f: &files::Model) -> MediaFile {
+pub fn media_file(f: &files::Model, b: &blobs::Model) -> MediaFile {
     MediaFile {
         id: FileId::from_trusted(f.id.clone()),
         mime: f.mime.clone(),
@@ -31,7 +31,19 @@ pub fn media_file(f: &files::Model) -> MediaFile {
         sha256: f.sha256.clone(),
         name: f.name.clone(),
         created_at: f.created_at,
+        status: b.status.clone(),
+        width: b.width.map(|w| w as u32),
+        height: b.height.map(|h| h as u32),
+        duration_ms: b.duration_ms,
+        thumb: b.thumb_key.is_some(),
+        preview: b.preview_key.is_some(),
+        poster: b.poster_key.is_some(),
     }
+}
+
+/// Whether Courier makes derivatives for this class (images now; video and audio next).
+fn processed(class: MediaClass) -> bool {
+    class == MediaClass::Image
 }
 
 impl Store {
@@ -44,23 +56,52 @@ impl Store {
     }
 
     /// Records an upload: the blob if it is new, and a file of `owner`'s pointing at it.
-    pub async fn add_file(&self, owner: &UserId, new: NewFile) -> Result<MediaFile> {
+    /// A new blob that needs derivatives gets a processing job in the same transaction.
+    /// Returns the file and whether a job was queued.
+    pub async fn add_file(&self, owner: &UserId, new: NewFile) -> Result<(MediaFile, bool)> {
         let now = now_ms();
-        blobs::Entity::insert(blobs::ActiveModel {
-            sha256: Set(new.sha256.clone()),
-            size: Set(new.size as i64),
-            mime: Set(new.detected.mime.to_owned()),
-            class: Set(new.detected.class.as_str().to_owned()),
-            storage_key: Set(new.storage_key),
-            created_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(blobs::Column::Sha256)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
-        .await?;
+        let class = new.detected.class;
+        let txn = self.db.begin().await?;
+        let blob = blobs::Model {
+            sha256: new.sha256.clone(),
+            size: new.size as i64,
+            mime: new.detected.mime.to_owned(),
+            class: class.as_str().to_owned(),
+            storage_key: new.storage_key,
+            created_at: now,
+            status: if processed(class) { "pending" } else { "none" }.to_owned(),
+            width: None,
+            height: None,
+            duration_ms: None,
+            thumb_key: None,
+            preview_key: None,
+            poster_key: None,
+            failure: None,
+        };
+        let inserted = blobs::Entity::insert(blobs::ActiveModel::from(blob))
+            .on_conflict(
+                OnConflict::column(blobs::Column::Sha256)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        let queued = inserted == 1 && processed(class);
+        if queued {
+            media_jobs::Entity::insert(media_jobs::ActiveModel {
+                sha256: Set(new.sha256.clone()),
+                class: Set(class.as_str().to_owned()),
+                state: Set("queued".to_owned()),
+                attempts: Set(0),
+                run_after: Set(now),
+                locked_until: Set(None),
+                last_error: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+        }
         let file = files::Model {
             id: new_id('f'),
             owner_id: owner.to_string(),
@@ -72,9 +113,14 @@ impl Store {
             created_at: now,
         };
         files::Entity::insert(files::ActiveModel::from(file.clone()))
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
-        Ok(media_file(&file))
+        let blob = blobs::Entity::find_by_id(file.sha256.as_str())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::Internal("blob vanished".into()))?;
+        txn.commit().await?;
+        Ok((media_file(&file, &blob), queued))
     }
 
     /// The file and its blob, if `user` may see it; `not_found` otherwise.

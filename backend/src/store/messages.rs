@@ -4,7 +4,7 @@
 use super::conversations::membership;
 use super::log::{append_many, message_from_row, Entry, Outgoing};
 use super::Store;
-use crate::entity::{conversations, files, members, message_files, messages};
+use crate::entity::{blobs, conversations, files, members, message_files, messages};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
@@ -12,8 +12,8 @@ use protocol::update::Content;
 use protocol::{ConvId, DeviceId, ErrorCode, Message, MsgId, UpdateBody, UserId};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -85,6 +85,7 @@ impl Store {
         user: &UserId,
         content: &Content,
         files_by_id: &HashMap<String, files::Model>,
+        blobs_by_sha: &HashMap<String, blobs::Model>,
     ) -> Result<Content> {
         let mut content = content.clone();
         let class = content.required_class();
@@ -107,6 +108,12 @@ impl Store {
             a.mime = f.mime.clone();
             a.size = f.size as u64;
             a.name = f.name.clone();
+            if let Some(b) = blobs_by_sha.get(&f.sha256) {
+                a.status = Some(b.status.clone());
+                a.width = b.width.map(|w| w as u32);
+                a.height = b.height.map(|h| h as u32);
+                a.duration_ms = b.duration_ms;
+            }
         }
         Ok(content)
     }
@@ -171,6 +178,24 @@ impl Store {
                 .map(|f| (f.id.clone(), f))
                 .collect()
         };
+        // Their blobs' processing state. On PostgreSQL the rows are share-locked, so a job
+        // finishing now either commits first (and is seen here) or waits for this batch (and
+        // then finds its messages when it announces the result).
+        let blobs_by_sha: HashMap<String, blobs::Model> = if files_by_id.is_empty() {
+            HashMap::new()
+        } else {
+            let mut q = blobs::Entity::find().filter(
+                blobs::Column::Sha256.is_in(files_by_id.values().map(|f| f.sha256.as_str())),
+            );
+            if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+                q = q.lock_shared();
+            }
+            q.all(db)
+                .await?
+                .into_iter()
+                .map(|b| (b.sha256.clone(), b))
+                .collect()
+        };
         let mut contents: HashMap<usize, Content> = HashMap::new();
 
         // Decide each job: an error, a duplicate (of the past or of an earlier job here), or new.
@@ -211,7 +236,7 @@ impl Store {
                 continue;
             }
             if !j.content.attachments().is_empty() {
-                match Self::attach(db, &j.user, &j.content, &files_by_id).await {
+                match Self::attach(db, &j.user, &j.content, &files_by_id, &blobs_by_sha).await {
                     Ok(c) => {
                         contents.insert(i, c);
                     }

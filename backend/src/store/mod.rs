@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod changes;
 pub mod conversations;
+pub mod jobs;
 pub mod log;
 pub mod media;
 pub mod messages;

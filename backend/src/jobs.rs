@@ -1,0 +1,201 @@
+//! The media jobs runner: claims jobs from the database queue (`store/jobs.rs`), fetches the
+//! blob into the spool, makes its derivatives with `media_worker` on a blocking thread under a
+//! wall-clock budget, stores them, and publishes the `media` updates.
+//!
+//! A poisoned file fails its own job, never the runner: decoding errors and limit breaches are
+//! permanent failures, a panic inside a decoder is caught and counts as one too, and anything
+//! else (storage, I/O) is retried with exponential backoff up to [`JobConfig::attempts`].
+
+use crate::publisher::Publisher;
+use crate::store::jobs::{Claimed, Derived};
+use crate::store::Store;
+use futures_util::StreamExt;
+use media_worker::blob::Download;
+use media_worker::image::{process_image, ImageLimits};
+use media_worker::{BlobStore, MediaError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct JobConfig {
+    pub image: ImageLimits,
+    /// Tries per job, the first included.
+    pub attempts: i32,
+    /// Wall-clock budget of one job.
+    pub budget: Duration,
+    /// How long a claimed job stays leased to this runner.
+    pub lease: Duration,
+    /// How often to look for due jobs when nobody wakes the runner.
+    pub poll: Duration,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            image: ImageLimits::default(),
+            attempts: 5,
+            budget: Duration::from_secs(120),
+            lease: Duration::from_secs(300),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Runner {
+    pub store: Store,
+    pub blobs: Arc<dyn BlobStore>,
+    pub publisher: Publisher,
+    pub spool: PathBuf,
+    pub config: JobConfig,
+}
+
+enum Outcome {
+    Done(Derived),
+    /// The file itself is bad: no retry.
+    Poisoned(String),
+    /// Something around it failed: retry later.
+    Retry(String),
+}
+
+impl Runner {
+    /// Runs jobs until shutdown; `wake` is notified when a job is queued.
+    pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        loop {
+            let claimed = match self.store.claim_job(self.config.lease).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a media job; will retry");
+                    None
+                }
+            };
+            let Some(job) = claimed else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                }
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let outcome = self.process(&job).await;
+            let result = match &outcome {
+                Outcome::Done(d) => self.store.job_done(&job.sha256, d).await,
+                Outcome::Poisoned(why) => {
+                    tracing::info!(sha256 = %job.sha256, why, "media file refused by processing");
+                    self.store.job_failed(&job.sha256, why, true, None).await
+                }
+                Outcome::Retry(why) => {
+                    let last = job.attempts >= self.config.attempts;
+                    let wait = Duration::from_secs(1 << job.attempts.clamp(0, 10));
+                    tracing::warn!(sha256 = %job.sha256, why, attempt = job.attempts, "media job failed");
+                    self.store
+                        .job_failed(&job.sha256, why, last, (!last).then_some(wait))
+                        .await
+                }
+            };
+            tracing::debug!(sha256 = %job.sha256, took_ms = started.elapsed().as_millis() as u64, "media job");
+            match result {
+                Ok(updates) => {
+                    for u in &updates {
+                        self.publisher.deliver(u).await;
+                    }
+                }
+                // The lease runs out and the job runs again.
+                Err(e) => tracing::warn!(error = %e, "media job result not recorded"),
+            }
+        }
+    }
+
+    async fn process(&self, job: &Claimed) -> Outcome {
+        let input = self.spool.join(format!("job-{}", job.sha256));
+        let outcome = match self.fetch(&job.storage_key, &input).await {
+            Err(e) => Outcome::Retry(format!("fetching the blob: {e}")),
+            Ok(()) => match job.class.as_str() {
+                "image" => self.image(job, &input).await,
+                other => Outcome::Poisoned(format!("no processing for {other} files yet")),
+            },
+        };
+        let _ = tokio::fs::remove_file(&input).await;
+        outcome
+    }
+
+    async fn fetch(&self, key: &str, to: &Path) -> std::io::Result<()> {
+        tokio::fs::create_dir_all(&self.spool).await?;
+        let got = self
+            .blobs
+            .download(key, None)
+            .await
+            .map_err(std::io::Error::other)?;
+        let Download::Stream { mut body, .. } = got else {
+            return Err(std::io::Error::other("the store redirects; cannot fetch"));
+        };
+        let mut out = tokio::fs::File::create(to).await?;
+        while let Some(chunk) = body.next().await {
+            out.write_all(&chunk?).await?;
+        }
+        out.flush().await
+    }
+
+    async fn image(&self, job: &Claimed, input: &Path) -> Outcome {
+        let (path, limits) = (input.to_owned(), self.config.image.clone());
+        let work = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(|| process_image(&path, &limits))
+        });
+        let made = match tokio::time::timeout(self.config.budget, work).await {
+            Err(_) => return Outcome::Poisoned("over the processing time budget".into()),
+            Ok(Err(e)) => return Outcome::Retry(format!("worker thread: {e}")),
+            Ok(Ok(Err(_panic))) => return Outcome::Poisoned("the decoder crashed".into()),
+            Ok(Ok(Ok(Err(e)))) => {
+                return match e {
+                    MediaError::Corrupt(_) | MediaError::TooLarge(_) => {
+                        Outcome::Poisoned(e.to_string())
+                    }
+                    MediaError::Io(_) | MediaError::Failed(_) => Outcome::Retry(e.to_string()),
+                }
+            }
+            Ok(Ok(Ok(Ok(out)))) => out,
+        };
+        let thumb = derived_key(&job.sha256, "thumb.webp");
+        let preview = derived_key(&job.sha256, "preview.jpg");
+        for (key, bytes, mime) in [
+            (&thumb, &made.thumb, "image/webp"),
+            (&preview, &made.preview, "image/jpeg"),
+        ] {
+            if let Err(e) = self.put(key, bytes, mime).await {
+                return Outcome::Retry(format!("storing {key}: {e}"));
+            }
+        }
+        Outcome::Done(Derived {
+            width: Some(made.width),
+            height: Some(made.height),
+            thumb_key: Some(thumb),
+            preview_key: Some(preview),
+            ..Default::default()
+        })
+    }
+
+    async fn put(&self, key: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
+        let tmp = self.spool.join(crate::util::new_id('d'));
+        let r = async {
+            tokio::fs::write(&tmp, bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.blobs
+                .put_file(key, &tmp, mime)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        r
+    }
+}
+
+/// Where a blob's derivative lives: `derived/ab/<sha256>/<name>`.
+pub fn derived_key(sha256: &str, name: &str) -> String {
+    format!("derived/{}/{sha256}/{name}", &sha256[..2])
+}

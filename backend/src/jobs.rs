@@ -12,6 +12,7 @@ use crate::store::Store;
 use futures_util::StreamExt;
 use media_worker::blob::Download;
 use media_worker::image::{process_image, ImageLimits};
+use media_worker::video::{probe_audio, process_video, VideoLimits};
 use media_worker::{BlobStore, MediaError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug)]
 pub struct JobConfig {
     pub image: ImageLimits,
+    pub video: VideoLimits,
     /// Tries per job, the first included.
     pub attempts: i32,
     /// Wall-clock budget of one job.
@@ -37,6 +39,7 @@ impl Default for JobConfig {
     fn default() -> Self {
         Self {
             image: ImageLimits::default(),
+            video: VideoLimits::default(),
             attempts: 5,
             budget: Duration::from_secs(120),
             lease: Duration::from_secs(300),
@@ -116,7 +119,9 @@ impl Runner {
             Err(e) => Outcome::Retry(format!("fetching the blob: {e}")),
             Ok(()) => match job.class.as_str() {
                 "image" => self.image(job, &input).await,
-                other => Outcome::Poisoned(format!("no processing for {other} files yet")),
+                "video" => self.video(job, &input).await,
+                "audio" => self.audio(&input).await,
+                other => Outcome::Poisoned(format!("no processing for {other} files")),
             },
         };
         let _ = tokio::fs::remove_file(&input).await;
@@ -140,24 +145,64 @@ impl Runner {
         out.flush().await
     }
 
+    /// Runs `work` on a blocking thread under the budget; a panic or a bad file is the file's
+    /// fault (no retry), anything else is retried.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
+    ) -> Result<T, Outcome> {
+        let task = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        });
+        match tokio::time::timeout(self.config.budget, task).await {
+            Err(_) => Err(Outcome::Poisoned("over the processing time budget".into())),
+            Ok(Err(e)) => Err(Outcome::Retry(format!("worker thread: {e}"))),
+            Ok(Ok(Err(_panic))) => Err(Outcome::Poisoned("the decoder crashed".into())),
+            Ok(Ok(Ok(Err(e)))) => Err(match e {
+                MediaError::Corrupt(_) | MediaError::TooLarge(_) => {
+                    Outcome::Poisoned(e.to_string())
+                }
+                MediaError::Io(_) | MediaError::Failed(_) => Outcome::Retry(e.to_string()),
+            }),
+            Ok(Ok(Ok(Ok(out)))) => Ok(out),
+        }
+    }
+
+    async fn video(&self, job: &Claimed, input: &Path) -> Outcome {
+        let (path, limits) = (input.to_owned(), self.config.video.clone());
+        let made = match self.blocking(move || process_video(&path, &limits)).await {
+            Ok(m) => m,
+            Err(o) => return o,
+        };
+        let poster = derived_key(&job.sha256, "poster.jpg");
+        if let Err(e) = self.put(&poster, &made.poster, "image/jpeg").await {
+            return Outcome::Retry(format!("storing {poster}: {e}"));
+        }
+        Outcome::Done(Derived {
+            width: Some(made.width),
+            height: Some(made.height),
+            duration_ms: Some(made.duration_ms),
+            poster_key: Some(poster),
+            ..Default::default()
+        })
+    }
+
+    async fn audio(&self, input: &Path) -> Outcome {
+        let (path, limits) = (input.to_owned(), self.config.video.clone());
+        match self.blocking(move || probe_audio(&path, &limits)).await {
+            Ok(ms) => Outcome::Done(Derived {
+                duration_ms: Some(ms),
+                ..Default::default()
+            }),
+            Err(o) => o,
+        }
+    }
+
     async fn image(&self, job: &Claimed, input: &Path) -> Outcome {
         let (path, limits) = (input.to_owned(), self.config.image.clone());
-        let work = tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(|| process_image(&path, &limits))
-        });
-        let made = match tokio::time::timeout(self.config.budget, work).await {
-            Err(_) => return Outcome::Poisoned("over the processing time budget".into()),
-            Ok(Err(e)) => return Outcome::Retry(format!("worker thread: {e}")),
-            Ok(Ok(Err(_panic))) => return Outcome::Poisoned("the decoder crashed".into()),
-            Ok(Ok(Ok(Err(e)))) => {
-                return match e {
-                    MediaError::Corrupt(_) | MediaError::TooLarge(_) => {
-                        Outcome::Poisoned(e.to_string())
-                    }
-                    MediaError::Io(_) | MediaError::Failed(_) => Outcome::Retry(e.to_string()),
-                }
-            }
-            Ok(Ok(Ok(Ok(out)))) => out,
+        let made = match self.blocking(move || process_image(&path, &limits)).await {
+            Ok(m) => m,
+            Err(o) => return o,
         };
         let thumb = derived_key(&job.sha256, "thumb.webp");
         let preview = derived_key(&job.sha256, "preview.jpg");

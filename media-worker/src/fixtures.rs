@@ -39,3 +39,14 @@ pub fn jpeg_header_only(side: u16) -> Vec<u8> {
     jpeg.extend_from_slice(b"\x03\x01\x22\0\x02\x11\x01\x03\x11\x01\xFF\xD9");
     jpeg
 }
+
+/// Makes `out` with the `ffmpeg` command-line tool (tests need it; CI installs it).
+pub fn ffmpeg(args: &[&str], out: &std::path::Path) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("the ffmpeg command-line tool is needed to make test media");
+    assert!(status.success(), "ffmpeg {args:?}");
+}

@@ -10,6 +10,7 @@ pub mod blob;
 pub mod fixtures;
 pub mod image;
 pub mod sniff;
+pub mod video;
 
 pub use blob::{BlobStore, LocalStore, StoreError};
 pub use sniff::{sniff, Detected, MediaClass};

@@ -9,7 +9,10 @@ use courier_client::protocol::{FileId, UpdateBody};
 use reqwest::{Method, StatusCode};
 use std::io::Cursor;
 
-crate::on_both_databases!(photos_get_thumbnails_and_hostile_files_fail_alone);
+crate::on_both_databases!(
+    photos_get_thumbnails_and_hostile_files_fail_alone,
+    videos_get_posters_and_voice_notes_durations
+);
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -21,11 +24,15 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-/// The `media` update about `file` on this device's stream: (status, width, height, thumb).
+/// The `media` update about `file` on this device's stream.
+async fn media_body(d: &mut Device, file: &FileId) -> UpdateBody {
+    d.next_update(|u| matches!(&u.body, UpdateBody::Media { file: f, .. } if f == file))
+        .await
+        .body
+}
+
+/// The `media` update about an image: (status, width, height, thumb).
 async fn media_update(d: &mut Device, file: &FileId) -> (String, Option<u32>, Option<u32>, bool) {
-    let u = d
-        .next_update(|u| matches!(&u.body, UpdateBody::Media { file: f, .. } if f == file))
-        .await;
     let UpdateBody::Media {
         status,
         width,
@@ -33,12 +40,40 @@ async fn media_update(d: &mut Device, file: &FileId) -> (String, Option<u32>, Op
         thumb,
         preview,
         ..
-    } = u.body
+    } = media_body(d, file).await
     else {
         unreachable!()
     };
     assert_eq!(thumb, preview);
     (status, width, height, thumb)
+}
+
+/// `from` sends a `kind` message carrying `file`; the attachment as `to` receives it.
+async fn send_file(
+    from: &Device,
+    to: &mut Device,
+    conv: &courier_client::protocol::ConvId,
+    kind: &str,
+    file: &FileId,
+) -> courier_client::protocol::update::Attachment {
+    let req = serde_json::from_value(serde_json::json!({
+        "conv": conv, "cmid": format!("{kind}-{file}"), "kind": kind, "attachments": [{ "file": file }]
+    }))
+    .unwrap();
+    from.client.send(&req).await.unwrap();
+    let got = to.next_message().await;
+    let UpdateBody::Message { msg } = got.body else {
+        unreachable!()
+    };
+    msg.content.attachments()[0].clone()
+}
+
+/// Media made with the `ffmpeg` command-line tool (CI installs it).
+fn ffmpeg(args: &[&str], ext: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(format!("out.{ext}"));
+    media_worker::fixtures::ffmpeg(args, &out);
+    std::fs::read(out).unwrap()
 }
 
 async fn fetch(
@@ -134,16 +169,7 @@ async fn photos_get_thumbnails_and_hostile_files_fail_alone(db: Db) {
 
     // Sent to bob: the attachment says it is ready, and bob may fetch the derivatives.
     let conv = app.direct(&alice, &bob).await;
-    let req = serde_json::from_value(serde_json::json!({
-        "conv": conv, "cmid": "p1", "kind": "image", "attachments": [{ "file": photo.id }]
-    }))
-    .unwrap();
-    alice.client.send(&req).await.unwrap();
-    let got = bob.next_message().await;
-    let UpdateBody::Message { msg } = got.body else {
-        unreachable!()
-    };
-    let a = &msg.content.attachments()[0];
+    let a = send_file(&alice, &mut bob, &conv, "image", &photo.id).await;
     assert_eq!(
         (a.status.as_deref(), a.width, a.height),
         (Some("ready"), Some(1600), Some(1200))
@@ -160,4 +186,115 @@ async fn photos_get_thumbnails_and_hostile_files_fail_alone(db: Db) {
         .await
         .unwrap();
     assert_eq!((again.status.as_str(), again.thumb), ("ready", true));
+}
+
+async fn videos_get_posters_and_voice_notes_durations(db: Db) {
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let mut alice = app.tcp_device("alice", "phone").await;
+    let mut bob = app.tcp_device("bob", "phone").await;
+    let clip = ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=25",
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+        "mp4",
+    );
+    let voice = ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=2",
+            "-c:a",
+            "aac",
+        ],
+        "m4a",
+    );
+    let video: MediaFile = app
+        .api
+        .upload(alice.token(), clip, Some("clip.mp4"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            video.mime.as_str(),
+            video.class.as_str(),
+            video.status.as_str()
+        ),
+        ("video/mp4", "video", "pending")
+    );
+    let note: MediaFile = app.api.upload(alice.token(), voice, None).await.unwrap();
+    assert_eq!(
+        (note.mime.as_str(), note.class.as_str()),
+        ("audio/mp4", "audio")
+    );
+
+    // Sent while (probably) still processing: bob hears when it is ready, or finds it ready.
+    let conv = app.direct(&alice, &bob).await;
+    let req = serde_json::from_value(serde_json::json!({
+        "conv": conv, "cmid": "v1", "kind": "video", "attachments": [{ "file": video.id }]
+    }))
+    .unwrap();
+    alice.client.send(&req).await.unwrap();
+    let UpdateBody::Media {
+        status,
+        width,
+        height,
+        duration_ms,
+        poster,
+        thumb,
+        ..
+    } = media_body(&mut alice, &video.id).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (status.as_str(), width, height, poster, thumb),
+        ("ready", Some(640), Some(360), true, false)
+    );
+    assert!(
+        duration_ms.is_some_and(|d| (2900..=3100).contains(&d)),
+        "{duration_ms:?}"
+    );
+    let got = bob.next_message().await;
+    let UpdateBody::Message { msg } = got.body else {
+        unreachable!()
+    };
+    if msg.content.attachments()[0].status.as_deref() == Some("pending") {
+        let UpdateBody::Media { status, .. } = media_body(&mut bob, &video.id).await else {
+            unreachable!()
+        };
+        assert_eq!(status, "ready");
+    }
+    let (s, ct, poster) = fetch(&app, bob.token(), &format!("/media/{}/poster", video.id)).await;
+    assert_eq!((s, ct.as_deref()), (StatusCode::OK, Some("image/jpeg")));
+    assert_eq!(dims(&poster), (640, 360));
+
+    let UpdateBody::Media {
+        status,
+        duration_ms,
+        ..
+    } = media_body(&mut alice, &note.id).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(status, "ready");
+    assert!(
+        duration_ms.is_some_and(|d| (1900..=2200).contains(&d)),
+        "{duration_ms:?}"
+    );
+    let a = send_file(&alice, &mut bob, &conv, "voice", &note.id).await;
+    assert_eq!(a.status.as_deref(), Some("ready"));
+    assert!(a.duration_ms.is_some_and(|d| (1900..=2200).contains(&d)));
 }

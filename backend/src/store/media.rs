@@ -41,9 +41,9 @@ pub fn media_file(f: &files::Model, b: &blobs::Model) -> MediaFile {
     }
 }
 
-/// Whether Courier makes derivatives for this class (images now; video and audio next).
+/// Whether Courier processes this class (images, videos, audio; not documents).
 fn processed(class: MediaClass) -> bool {
-    class == MediaClass::Image
+    class != MediaClass::Document
 }
 
 impl Store {

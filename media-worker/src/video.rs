@@ -1,0 +1,424 @@
+//! Video and audio through FFmpeg (ffmpeg-next against the system libraries): duration,
+//! dimensions, rotation and a poster frame at 1 s for videos; duration for audio (voice
+//! notes).
+//!
+//! Bounded like images: the stream's pixel count and duration are checked before decoding,
+//! decoding runs under a wall-clock budget and a budget of decode errors, and a truncated file
+//! — which can reach end of file without a single error — is caught by comparing how far the
+//! packets went with the duration the container declares.
+
+use crate::MediaError;
+use ffmpeg_next as ff;
+use std::path::Path;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// Longest side of the poster frame.
+pub const POSTER_SIDE: u32 = 1280;
+/// Where the poster is taken from (or the first frame of a shorter clip).
+pub const POSTER_AT: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct VideoLimits {
+    /// Most pixels per frame (default 3840 × 2160: an 8K clip is refused).
+    pub max_pixels: u64,
+    /// Longest clip or voice note.
+    pub max_duration: Duration,
+    /// Wall-clock budget for decoding.
+    pub budget: Duration,
+    /// Decode and demux errors tolerated before the file counts as corrupt.
+    pub max_errors: u32,
+}
+
+impl Default for VideoLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 3840 * 2160,
+            max_duration: Duration::from_secs(30 * 60),
+            budget: Duration::from_secs(60),
+            max_errors: 20,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct VideoOutput {
+    /// As displayed (rotation applied).
+    pub width: u32,
+    pub height: u32,
+    /// Clockwise degrees the player must rotate the coded picture (0, 90, 180, 270).
+    pub rotation: u32,
+    pub duration_ms: i64,
+    /// JPEG, at most [`POSTER_SIDE`] on the longest side, rotated upright.
+    pub poster: Vec<u8>,
+}
+
+fn init() -> Result<(), MediaError> {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = ff::init();
+        ff::util::log::set_level(ff::util::log::Level::Fatal);
+    });
+    Ok(())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Corrupt(e.to_string())
+}
+
+/// The container's duration, if it declares one.
+fn declared_duration(ictx: &ff::format::context::Input) -> Option<Duration> {
+    let d = ictx.duration();
+    (d > 0).then(|| Duration::from_micros(d as u64))
+}
+
+/// Duration of an audio file (a voice note), checked against `limits`.
+pub fn probe_audio(path: &Path, limits: &VideoLimits) -> Result<i64, MediaError> {
+    init()?;
+    let ictx = ff::format::input(path).map_err(corrupt)?;
+    if ictx.streams().best(ff::media::Type::Audio).is_none() {
+        return Err(MediaError::Corrupt("no audio stream".into()));
+    }
+    let duration = declared_duration(&ictx)
+        .ok_or_else(|| MediaError::Corrupt("the file declares no duration".into()))?;
+    if duration > limits.max_duration {
+        return Err(MediaError::TooLarge(format!(
+            "{} s is longer than {} s",
+            duration.as_secs(),
+            limits.max_duration.as_secs()
+        )));
+    }
+    Ok(duration.as_millis() as i64)
+}
+
+/// Clockwise rotation the stream's display matrix asks for, in degrees.
+fn rotation_of(stream: &ff::format::stream::Stream) -> u32 {
+    for sd in stream.side_data() {
+        if sd.kind() == ff::codec::packet::side_data::Type::DisplayMatrix && sd.data().len() >= 36 {
+            // SAFETY: a display matrix is nine i32s; FFmpeg reads exactly those.
+            let ccw = unsafe { ff::ffi::av_display_rotation_get(sd.data().as_ptr().cast()) };
+            if ccw.is_nan() {
+                return 0;
+            }
+            let cw = (-ccw).rem_euclid(360.0);
+            return ((cw / 90.0).round() as u32 % 4) * 90;
+        }
+    }
+    0
+}
+
+/// Probes a video and makes its poster frame.
+pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, MediaError> {
+    init()?;
+    let started = Instant::now();
+    let mut ictx = ff::format::input(path).map_err(corrupt)?;
+    let stream = ictx
+        .streams()
+        .best(ff::media::Type::Video)
+        .ok_or_else(|| MediaError::Corrupt("no video stream".into()))?;
+    let index = stream.index();
+    let time_base = f64::from(stream.time_base());
+    let rotation = rotation_of(&stream);
+    let context =
+        ff::codec::context::Context::from_parameters(stream.parameters()).map_err(corrupt)?;
+    let mut decoder = context.decoder().video().map_err(corrupt)?;
+    let (cw, ch) = (decoder.width(), decoder.height());
+    if cw == 0 || ch == 0 {
+        return Err(MediaError::Corrupt("the video has no picture size".into()));
+    }
+    if u64::from(cw) * u64::from(ch) > limits.max_pixels {
+        return Err(MediaError::TooLarge(format!(
+            "{cw}×{ch} is over {} pixels per frame",
+            limits.max_pixels
+        )));
+    }
+    let declared = declared_duration(&ictx);
+    if declared.is_some_and(|d| d > limits.max_duration) {
+        return Err(MediaError::TooLarge(format!(
+            "longer than {} s",
+            limits.max_duration.as_secs()
+        )));
+    }
+
+    // Decode up to the poster time; then read on (without decoding) to the end to see how
+    // far the packets really go.
+    let mut errors = 0u32;
+    let mut first: Option<ff::frame::Video> = None;
+    let mut poster: Option<ff::frame::Video> = None;
+    let mut last_pts = 0f64;
+    let mut frame = ff::frame::Video::empty();
+    let mut packet = ff::Packet::empty();
+    let over_budget = || -> Result<(), MediaError> {
+        if started.elapsed() > limits.budget {
+            return Err(MediaError::TooLarge(
+                "over the processing time budget".into(),
+            ));
+        }
+        Ok(())
+    };
+    loop {
+        over_budget()?;
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(_) => {
+                errors += 1;
+                if errors > limits.max_errors {
+                    return Err(MediaError::Corrupt("too many read errors".into()));
+                }
+                continue;
+            }
+        }
+        if packet.stream() != index {
+            continue;
+        }
+        if let Some(pts) = packet.pts().or(packet.dts()) {
+            let end = (pts + packet.duration().max(0)) as f64 * time_base;
+            last_pts = last_pts.max(end);
+        }
+        if poster.is_some() {
+            continue;
+        }
+        if decoder.send_packet(&packet).is_err() {
+            errors += 1;
+        }
+        while decoder.receive_frame(&mut frame).is_ok() {
+            let t = frame.pts().map_or(0.0, |p| p as f64 * time_base);
+            // The first frame stands in when the clip is shorter than the poster time.
+            if first.is_none() {
+                first = Some(frame.clone());
+            }
+            if t >= POSTER_AT.as_secs_f64() {
+                poster = Some(frame.clone());
+                break;
+            }
+        }
+        if errors > limits.max_errors {
+            return Err(MediaError::Corrupt("too many decode errors".into()));
+        }
+    }
+    if poster.is_none() && first.is_none() {
+        let _ = decoder.send_eof();
+        if decoder.receive_frame(&mut frame).is_ok() {
+            first = Some(frame.clone());
+        }
+    }
+    let poster = poster
+        .or(first)
+        .ok_or_else(|| MediaError::Corrupt("no frame could be decoded".into()))?;
+    let duration = declared.map(|d| d.as_secs_f64()).unwrap_or(last_pts);
+    // A cut-off file ends early: its packets stop well before the declared duration.
+    if declared.is_some() && last_pts < duration * 0.9 - 0.5 {
+        return Err(MediaError::Corrupt(format!(
+            "truncated: the packets end at {last_pts:.1} s of a declared {duration:.1} s"
+        )));
+    }
+    let jpeg = poster_jpeg(&poster, rotation)?;
+    let (width, height) = if rotation % 180 == 90 {
+        (ch, cw)
+    } else {
+        (cw, ch)
+    };
+    Ok(VideoOutput {
+        width,
+        height,
+        rotation,
+        duration_ms: (duration * 1000.0).round() as i64,
+        poster: jpeg,
+    })
+}
+
+/// The frame as an upright RGB JPEG of at most [`POSTER_SIDE`].
+fn poster_jpeg(frame: &ff::frame::Video, rotation: u32) -> Result<Vec<u8>, MediaError> {
+    let (w, h) = (frame.width(), frame.height());
+    let scale = (f64::from(POSTER_SIDE) / f64::from(w.max(h))).min(1.0);
+    let tw = (((f64::from(w) * scale) as u32) & !1).max(2);
+    let th = (((f64::from(h) * scale) as u32) & !1).max(2);
+    let mut scaler = ff::software::scaling::Context::get(
+        frame.format(),
+        w,
+        h,
+        ff::format::Pixel::RGB24,
+        tw,
+        th,
+        ff::software::scaling::Flags::BILINEAR,
+    )
+    .map_err(corrupt)?;
+    let mut rgb = ff::frame::Video::empty();
+    scaler.run(frame, &mut rgb).map_err(corrupt)?;
+    // Rows are padded to the stride: copy them out tightly.
+    let stride = rgb.stride(0);
+    let data = rgb.data(0);
+    let mut pixels = Vec::with_capacity((tw * th * 3) as usize);
+    for row in 0..th as usize {
+        pixels.extend_from_slice(&data[row * stride..row * stride + tw as usize * 3]);
+    }
+    let img = image::RgbImage::from_raw(tw, th, pixels)
+        .ok_or_else(|| MediaError::Failed("poster buffer".into()))?;
+    let img = match rotation {
+        90 => image::imageops::rotate90(&img),
+        180 => image::imageops::rotate180(&img),
+        270 => image::imageops::rotate270(&img),
+        _ => img,
+    };
+    let mut out = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, 80);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(
+        img.as_raw(),
+        img.width() as u16,
+        img.height() as u16,
+        jpeg_encoder::ColorType::Rgb,
+    )
+    .map_err(|e| MediaError::Failed(format!("JPEG encoding: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// Makes a file with the `ffmpeg` command-line tool (required for these tests).
+    fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+        let out = dir.join(name);
+        crate::fixtures::ffmpeg(args, &out);
+        out
+    }
+
+    fn clip(dir: &Path, name: &str, size: &str, secs: &str, extra: &[&str]) -> PathBuf {
+        let src = format!("testsrc=size={size}:rate=25");
+        let mut args = vec!["-f", "lavfi", "-i", &src, "-t", secs];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ]);
+        ffmpeg(dir, name, &args)
+    }
+
+    fn dims(jpeg: &[u8]) -> (u32, u32) {
+        crate::image::dimensions_of(jpeg).expect("a decodable poster")
+    }
+
+    #[test]
+    fn probes_and_makes_posters() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = VideoLimits::default();
+        let mp4 = clip(dir.path(), "a.mp4", "640x360", "3", &[]);
+        let out = process_video(&mp4, &limits).unwrap();
+        assert_eq!((out.width, out.height, out.rotation), (640, 360, 0));
+        assert!(
+            (2900..=3100).contains(&out.duration_ms),
+            "{}",
+            out.duration_ms
+        );
+        assert_eq!(dims(&out.poster), (640, 360));
+
+        // Phones record sideways and say so in the display matrix (set here by a stream copy).
+        let src = mp4.display().to_string();
+        let turned = ffmpeg(
+            dir.path(),
+            "r.mp4",
+            &["-i", &src, "-c", "copy", "-metadata:s:v:0", "rotate=90"],
+        );
+        let out = process_video(&turned, &limits).unwrap();
+        assert_eq!((out.width, out.height), (360, 640));
+        assert_eq!(dims(&out.poster), (360, 640));
+        // Upright the way FFmpeg's own player shows it: compare with its frame at 1 s.
+        let path = turned.display().to_string();
+        let reference = ffmpeg(
+            dir.path(),
+            "ref.png",
+            &["-ss", "1", "-i", &path, "-frames:v", "1"],
+        );
+        let want = image::open(&reference).unwrap().into_rgb8();
+        let got = image::load_from_memory(&out.poster).unwrap().into_rgb8();
+        let diff = |a: &image::RgbImage, b: &image::RgbImage| -> f64 {
+            let total: u64 = a
+                .as_raw()
+                .iter()
+                .zip(b.as_raw())
+                .map(|(x, y)| u64::from(x.abs_diff(*y)))
+                .sum();
+            total as f64 / a.as_raw().len() as f64
+        };
+        let upside_down = image::imageops::rotate180(&got);
+        assert!(
+            diff(&want, &got) < 12.0 && diff(&want, &got) < diff(&want, &upside_down),
+            "poster not upright: diff {} (rotated 180: {})",
+            diff(&want, &got),
+            diff(&want, &upside_down)
+        );
+
+        // Shorter than the poster time: the first frame.
+        let short = clip(dir.path(), "s.mp4", "320x240", "0.4", &[]);
+        assert_eq!(
+            dims(&process_video(&short, &limits).unwrap().poster),
+            (320, 240)
+        );
+
+        let m4a = ffmpeg(
+            dir.path(),
+            "v.m4a",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:duration=2",
+                "-c:a",
+                "aac",
+            ],
+        );
+        let ms = probe_audio(&m4a, &limits).unwrap();
+        assert!((1900..=2200).contains(&ms), "{ms}");
+    }
+
+    #[test]
+    fn hostile_videos_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = VideoLimits::default();
+        // An 8K clip is over the pixel limit.
+        let big = clip(dir.path(), "8k.mp4", "7680x4320", "0.04", &[]);
+        assert!(matches!(
+            process_video(&big, &limits),
+            Err(MediaError::TooLarge(_))
+        ));
+        // A clip cut to 40 % (index at the front, so it still opens and ends without error).
+        let whole = clip(
+            dir.path(),
+            "w.mp4",
+            "320x240",
+            "5",
+            &["-movflags", "+faststart"],
+        );
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = dir.path().join("cut.mp4");
+        std::fs::write(&cut, &bytes[..bytes.len() * 2 / 5]).unwrap();
+        let r = process_video(&cut, &limits);
+        assert!(
+            matches!(r, Err(MediaError::Corrupt(_))),
+            "{:?}",
+            r.map(|o| o.duration_ms)
+        );
+        // Random bytes, and a clip over the duration limit.
+        let junk = dir.path().join("junk.mp4");
+        std::fs::write(&junk, [0x42u8; 4096]).unwrap();
+        assert!(matches!(
+            process_video(&junk, &limits),
+            Err(MediaError::Corrupt(_))
+        ));
+        let short_limit = VideoLimits {
+            max_duration: Duration::from_secs(2),
+            ..Default::default()
+        };
+        assert!(matches!(
+            process_video(&whole, &short_limit),
+            Err(MediaError::TooLarge(_))
+        ));
+    }
+}

@@ -12,7 +12,7 @@ use crate::store::Store;
 use futures_util::StreamExt;
 use media_worker::blob::Download;
 use media_worker::image::{process_image, ImageLimits};
-use media_worker::video::{probe_audio, process_video, VideoLimits};
+use media_worker::video::{make_preview, probe_audio, process_video, VideoLimits};
 use media_worker::{BlobStore, MediaError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -178,11 +178,36 @@ impl Runner {
         if let Err(e) = self.put(&poster, &made.poster, "image/jpeg").await {
             return Outcome::Retry(format!("storing {poster}: {e}"));
         }
+        // The 480p preview: without one (too long for the budget, an encoder problem) the
+        // file is still ready, with its poster and facts.
+        let out = self.spool.join(format!("preview-{}.mp4", job.sha256));
+        let (src, dst, limits) = (input.to_owned(), out.clone(), self.config.video.clone());
+        let preview = match self
+            .blocking(move || make_preview(&src, &dst, &limits))
+            .await
+        {
+            Ok(()) => {
+                let key = derived_key(&job.sha256, "preview.mp4");
+                match self.blobs.put_file(&key, &out, "video/mp4").await {
+                    Ok(()) => Some(key),
+                    Err(e) => {
+                        let _ = tokio::fs::remove_file(&out).await;
+                        return Outcome::Retry(format!("storing {key}: {e}"));
+                    }
+                }
+            }
+            Err(_) => {
+                tracing::info!(sha256 = %job.sha256, "no video preview made");
+                None
+            }
+        };
+        let _ = tokio::fs::remove_file(&out).await;
         Outcome::Done(Derived {
             width: Some(made.width),
             height: Some(made.height),
             duration_ms: Some(made.duration_ms),
             poster_key: Some(poster),
+            preview_key: preview,
             ..Default::default()
         })
     }

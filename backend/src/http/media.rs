@@ -232,11 +232,11 @@ pub async fn derived(
     headers: HeaderMap,
 ) -> Result<Response> {
     let (_, blob) = state.store.file_for(&me.user, &id).await?;
-    let (key, mime) = match which.as_str() {
-        "thumb" => (blob.thumb_key, "image/webp"),
-        "preview" => (blob.preview_key, "image/jpeg"),
-        "poster" => (blob.poster_key, "image/jpeg"),
-        _ => (None, ""),
+    let key = match which.as_str() {
+        "thumb" => blob.thumb_key,
+        "preview" => blob.preview_key,
+        "poster" => blob.poster_key,
+        _ => None,
     };
     let Some(key) = key else {
         return Err(Error::client(
@@ -244,8 +244,20 @@ pub async fn derived(
             format!("no {which} for this file (yet)"),
         ));
     };
-    let (size, etag) = (None, format!("{}-{which}", blob.sha256));
-    serve(&state, &key, mime, size, &etag, &headers).await
+    // Derivatives are named for their type: thumb.webp, preview.jpg or preview.mp4, poster.jpg.
+    let mime = match key.rsplit('.').next() {
+        Some("webp") => "image/webp",
+        Some("mp4") => "video/mp4",
+        _ => "image/jpeg",
+    };
+    let size = state
+        .media
+        .store
+        .size(&key)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let etag = format!("{}-{which}", blob.sha256);
+    serve(&state, &key, mime, Some(size), &etag, &headers).await
 }
 
 pub async fn download(

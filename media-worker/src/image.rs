@@ -60,6 +60,46 @@ fn corrupt(e: impl std::fmt::Display) -> MediaError {
 
 /// Decodes `path` within `limits` and makes the thumbnail and preview.
 pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, MediaError> {
+    let src = decode(path, limits)?;
+    let (width, height) = (src.w, src.h);
+    let thumb = thumbnail(&src)?;
+    let preview_px = src.fit(PREVIEW_SIDE)?.without_alpha();
+    let mut preview = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut preview, PREVIEW_QUALITY);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(
+        &preview_px.data,
+        preview_px.w as u16,
+        preview_px.h as u16,
+        jpeg_encoder::ColorType::Rgb,
+    )
+    .map_err(|e| MediaError::Failed(format!("JPEG encoding: {e}")))?;
+    Ok(ImageOutput {
+        width,
+        height,
+        thumb,
+        preview,
+    })
+}
+
+/// Only the thumbnail (what the benchmark compares with `vipsthumbnail`).
+pub fn thumbnail_of(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, MediaError> {
+    thumbnail(&decode(path, limits)?)
+}
+
+/// The WebP thumbnail of decoded pixels.
+fn thumbnail(src: &Pixels) -> Result<Vec<u8>, MediaError> {
+    let px = src.fit(THUMB_SIDE)?;
+    let enc = if px.alpha {
+        webp::Encoder::from_rgba(&px.data, px.w, px.h)
+    } else {
+        webp::Encoder::from_rgb(&px.data, px.w, px.h)
+    };
+    Ok(enc.encode(THUMB_QUALITY).to_vec())
+}
+
+/// The pixels of `path` as displayed (orientation applied), decoded within `limits`.
+fn decode(path: &Path, limits: &ImageLimits) -> Result<Pixels, MediaError> {
     let reader = ImageReader::open(path)?
         .with_guessed_format()
         .map_err(corrupt)?;
@@ -96,42 +136,10 @@ pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, M
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
-    let (width, height) = (img.width(), img.height());
-
-    let alpha = img.color().has_alpha();
-    let src = if alpha {
+    Ok(if img.color().has_alpha() {
         Pixels::rgba(img.into_rgba8())
     } else {
         Pixels::rgb(img.into_rgb8())
-    };
-    let thumb_px = src.fit(THUMB_SIDE)?;
-    let thumb = match &thumb_px {
-        Pixels {
-            alpha: true,
-            w,
-            h,
-            data,
-        } => webp::Encoder::from_rgba(data, *w, *h),
-        Pixels { w, h, data, .. } => webp::Encoder::from_rgb(data, *w, *h),
-    }
-    .encode(THUMB_QUALITY)
-    .to_vec();
-    let preview_px = src.fit(PREVIEW_SIDE)?.without_alpha();
-    let mut preview = Vec::new();
-    let mut enc = jpeg_encoder::Encoder::new(&mut preview, PREVIEW_QUALITY);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    enc.encode(
-        &preview_px.data,
-        preview_px.w as u16,
-        preview_px.h as u16,
-        jpeg_encoder::ColorType::Rgb,
-    )
-    .map_err(|e| MediaError::Failed(format!("JPEG encoding: {e}")))?;
-    Ok(ImageOutput {
-        width,
-        height,
-        thumb,
-        preview,
     })
 }
 

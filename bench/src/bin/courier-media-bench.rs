@@ -1,0 +1,174 @@
+//! `courier-media-bench`: Courier's media worker against the usual tools, on the same files,
+//! in one run.
+//!
+//! 1. A 12 MP JPEG (4000 × 3000, FFmpeg's `testsrc2` pattern at JPEG quality ~90) → a 320 px
+//!    WebP thumbnail: Courier's `thumbnail_of` (decode, orientation, resize, lossy WebP q75)
+//!    against `vipsthumbnail photo.jpg -s 320 -o thumb.webp[Q=75]` (libvips-tools). Also the
+//!    whole image job (thumbnail and 1280 px preview).
+//! 2. A 1080p 10 s H.264 clip → the 480p H.264 preview: Courier's `make_preview` against
+//!    `ffmpeg -vf scale=-2:480 -c:v libx264 -preset veryfast -crf 28 -an -movflags +faststart`,
+//!    and against real time (10 s).
+//!
+//! Each is run `--runs` times; the median wall time is reported. The external tools' times
+//! include starting their process (a few ms); Courier's run in this process.
+
+use clap::Parser;
+use media_worker::image::{process_image, thumbnail_of, ImageLimits};
+use media_worker::video::{make_preview, process_video, VideoLimits};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Runs of each measurement
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("tool runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    println!(
+        "courier-media-bench: {} runs each, {} cores",
+        args.runs,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    // 1. Photo → thumbnail.
+    let photo = d.join("photo.jpg");
+    media_worker::fixtures::ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=4000x3000",
+            "-frames:v",
+            "1",
+            "-q:v",
+            "2",
+        ],
+        &photo,
+    );
+    let limits = ImageLimits::default();
+    let mut ours = Vec::new();
+    let t_ours = time(args.runs, || ours = thumbnail_of(&photo, &limits).unwrap());
+    let t_job = time(args.runs, || {
+        process_image(&photo, &limits).unwrap();
+    });
+    let vips_out = d.join("vips.webp");
+    let target = format!("{}[Q=75]", vips_out.display());
+    let t_vips = time(args.runs, || {
+        run(Command::new("vipsthumbnail")
+            .arg(&photo)
+            .args(["-s", "320", "-o"])
+            .arg(&target))
+    });
+    println!(
+        "12 MP JPEG ({:.1} MB) → 320 px WebP thumbnail:\n  courier        {:>7.1} ms  {:>6} B\n  vipsthumbnail  {:>7.1} ms  {:>6} B\n  ratio (vips/courier) {:.2}×; courier's whole image job (thumbnail + 1280 px preview) {:.1} ms",
+        size(&photo) as f64 / 1e6,
+        ms(t_ours),
+        ours.len(),
+        ms(t_vips),
+        size(&vips_out),
+        t_vips.as_secs_f64() / t_ours.as_secs_f64(),
+        ms(t_job),
+    );
+
+    // 2. Clip → 480p preview.
+    let clip = d.join("clip.mp4");
+    media_worker::fixtures::ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1920x1080:rate=30",
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "fast",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+        &clip,
+    );
+    let vlimits = VideoLimits {
+        budget: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let ours = d.join("ours.mp4");
+    let t_ours = time(args.runs, || make_preview(&clip, &ours, &vlimits).unwrap());
+    let t_probe = time(args.runs, || {
+        process_video(&clip, &vlimits).unwrap();
+    });
+    let theirs = d.join("ffmpeg.mp4");
+    let t_ffmpeg = time(args.runs, || {
+        run(Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&clip)
+            .args([
+                "-vf",
+                "scale=-2:480",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "28",
+                "-an",
+                "-movflags",
+                "+faststart",
+            ])
+            .arg(&theirs))
+    });
+    println!(
+        "1080p 10 s H.264 clip ({:.1} MB) → 480p H.264 preview:\n  courier        {:>7.0} ms  {:>8} B  {:.1}× real time\n  ffmpeg CLI     {:>7.0} ms  {:>8} B  {:.1}× real time\n  probe + poster {:>7.0} ms",
+        size(&clip) as f64 / 1e6,
+        ms(t_ours),
+        size(&ours),
+        10.0 / t_ours.as_secs_f64(),
+        ms(t_ffmpeg),
+        size(&theirs),
+        10.0 / t_ffmpeg.as_secs_f64(),
+        ms(t_probe),
+    );
+}

@@ -60,8 +60,7 @@ fn corrupt(e: impl std::fmt::Display) -> MediaError {
 
 /// Decodes `path` within `limits` and makes the thumbnail and preview.
 pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, MediaError> {
-    let src = decode(path, limits)?;
-    let (width, height) = (src.w, src.h);
+    let (src, (width, height)) = decode(path, limits, PREVIEW_SIDE)?;
     let thumb = thumbnail(&src)?;
     let preview_px = src.fit(PREVIEW_SIDE)?.without_alpha();
     let mut preview = Vec::new();
@@ -84,7 +83,7 @@ pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, M
 
 /// Only the thumbnail (what the benchmark compares with `vipsthumbnail`).
 pub fn thumbnail_of(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, MediaError> {
-    thumbnail(&decode(path, limits)?)
+    thumbnail(&decode(path, limits, THUMB_SIDE)?.0)
 }
 
 /// The WebP thumbnail of decoded pixels.
@@ -99,28 +98,28 @@ fn thumbnail(src: &Pixels) -> Result<Vec<u8>, MediaError> {
 }
 
 /// The pixels of `path` as displayed (orientation applied), decoded within `limits`.
-fn decode(path: &Path, limits: &ImageLimits) -> Result<Pixels, MediaError> {
+///
+/// JPEGs are decoded shrunk in the DCT domain (1/2, 1/4 or 1/8) to the smallest size that
+/// still covers `want` on its longest side — what makes a 12 MP photo's thumbnail cheap — and
+/// the size returned is the original's. Other formats are decoded whole.
+fn decode(path: &Path, limits: &ImageLimits, want: u32) -> Result<Decoded, MediaError> {
     let reader = ImageReader::open(path)?
         .with_guessed_format()
         .map_err(corrupt)?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(path)? {
-        // The JPEG decoder fills a cut-off image with grey rather than fail.
-        return Err(MediaError::Corrupt(
-            "the JPEG is truncated (no end marker)".into(),
-        ));
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        if !jpeg_is_complete(path)? {
+            // A JPEG decoder fills a cut-off image with grey rather than fail.
+            return Err(MediaError::Corrupt(
+                "the JPEG is truncated (no end marker)".into(),
+            ));
+        }
+        if let Some(done) = decode_jpeg_scaled(path, limits, want)? {
+            return Ok(done);
+        }
     }
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (w, h) = decoder.dimensions();
-    if w == 0 || h == 0 {
-        return Err(MediaError::Corrupt("the image has no pixels".into()));
-    }
-    if w > limits.max_side || h > limits.max_side || u64::from(w) * u64::from(h) > limits.max_pixels
-    {
-        return Err(MediaError::TooLarge(format!(
-            "{w}×{h} is over the limit ({} pixels, {} per side)",
-            limits.max_pixels, limits.max_side
-        )));
-    }
+    check_size(w, h, limits)?;
     let mut budget = Limits::default();
     budget.max_image_width = Some(limits.max_side);
     budget.max_image_height = Some(limits.max_side);
@@ -136,11 +135,86 @@ fn decode(path: &Path, limits: &ImageLimits) -> Result<Pixels, MediaError> {
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
-    Ok(if img.color().has_alpha() {
+    let size = (img.width(), img.height());
+    let px = if img.color().has_alpha() {
         Pixels::rgba(img.into_rgba8())
     } else {
         Pixels::rgb(img.into_rgb8())
-    })
+    };
+    Ok((px, size))
+}
+
+/// Decoded pixels, and the displayed size of the original image.
+type Decoded = (Pixels, (u32, u32));
+
+fn check_size(w: u32, h: u32, limits: &ImageLimits) -> Result<(), MediaError> {
+    if w == 0 || h == 0 {
+        return Err(MediaError::Corrupt("the image has no pixels".into()));
+    }
+    if w > limits.max_side || h > limits.max_side || u64::from(w) * u64::from(h) > limits.max_pixels
+    {
+        return Err(MediaError::TooLarge(format!(
+            "{w}×{h} is over the limit ({} pixels, {} per side)",
+            limits.max_pixels, limits.max_side
+        )));
+    }
+    Ok(())
+}
+
+/// A JPEG decoded at a reduced IDCT scale, orientation applied. `None` for what this path
+/// does not handle (CMYK): the caller decodes it whole instead.
+fn decode_jpeg_scaled(
+    path: &Path,
+    limits: &ImageLimits,
+    want: u32,
+) -> Result<Option<Decoded>, MediaError> {
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut dec = jpeg_decoder::Decoder::new(file);
+    dec.read_info().map_err(corrupt)?;
+    let info = dec.info().ok_or_else(|| corrupt("no JPEG header"))?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    check_size(w, h, limits)?;
+    if info.pixel_format == jpeg_decoder::PixelFormat::CMYK32 {
+        return Ok(None);
+    }
+    if u64::from(w) * u64::from(h) * 3 > limits.max_alloc {
+        return Err(MediaError::TooLarge(format!(
+            "{w}×{h} needs more than {} bytes",
+            limits.max_alloc
+        )));
+    }
+    dec.set_max_decoding_buffer_size(limits.max_alloc as usize);
+    let side = want.min(u32::from(u16::MAX)) as u16;
+    dec.scale(side, side).map_err(corrupt)?;
+    let raw = dec.decode().map_err(corrupt)?;
+    let out = dec.info().ok_or_else(|| corrupt("no JPEG header"))?;
+    let (sw, sh) = (u32::from(out.width), u32::from(out.height));
+    let rgb: Vec<u8> = match out.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => raw,
+        jpeg_decoder::PixelFormat::L8 => raw.iter().flat_map(|&l| [l, l, l]).collect(),
+        jpeg_decoder::PixelFormat::L16 => raw
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        jpeg_decoder::PixelFormat::CMYK32 => return Ok(None),
+    };
+    let img = image::RgbImage::from_raw(sw, sh, rgb)
+        .ok_or_else(|| corrupt("the JPEG decoded to fewer pixels than it declares"))?;
+    let orientation = dec
+        .exif_data()
+        .and_then(image::metadata::Orientation::from_exif_chunk)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::ImageRgb8(img);
+    img.apply_orientation(orientation);
+    let turned = matches!(
+        orientation,
+        image::metadata::Orientation::Rotate90
+            | image::metadata::Orientation::Rotate270
+            | image::metadata::Orientation::Rotate90FlipH
+            | image::metadata::Orientation::Rotate270FlipH
+    );
+    let size = if turned { (h, w) } else { (w, h) };
+    Ok(Some((Pixels::rgb(img.into_rgb8()), size)))
 }
 
 /// Whether a JPEG has its end-of-image marker (within the last 64 KiB: some cameras append

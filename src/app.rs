@@ -10,7 +10,7 @@ use backend::publisher::Connections;
 use backend::push::{PushConfig, Pusher};
 use backend::{db, Engine, EngineConfig, Store};
 use broker::{Broker, BrokerConfig};
-use media_worker::LocalStore;
+use media_worker::{BlobStore, LocalStore, S3Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ pub struct App {
     http: TcpListener,
     mqtt: TcpListener,
     mqtt_ws: TcpListener,
+    objects: Arc<dyn BlobStore>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,8 +61,22 @@ impl App {
                 redact_url(&settings.database_url)
             )
         })?;
+        let objects: Arc<dyn BlobStore> = match &settings.s3 {
+            None => Arc::new(LocalStore::new(settings.data_dir.join("objects"))),
+            Some(s3) => {
+                anyhow::ensure!(
+                    !s3.access_key.is_empty() && !s3.secret_key.is_empty(),
+                    "--s3-endpoint needs --s3-access-key and --s3-secret-key"
+                );
+                let store = S3Store::connect(s3).await.with_context(|| {
+                    format!("cannot use S3 bucket {} at {}", s3.bucket, s3.endpoint)
+                })?;
+                Arc::new(store)
+            }
+        };
         Ok(Self {
             settings,
+            objects,
             store: Store::new(db),
             http,
             mqtt,
@@ -128,7 +143,7 @@ impl App {
         tasks.spawn(engine.run(eventloop, shutdown.clone()));
 
         let media = Media {
-            store: Arc::new(LocalStore::new(s.data_dir.join("objects"))),
+            store: self.objects.clone(),
             spool: s.data_dir.join("spool"),
             max_upload: s.max_upload_size,
             jobs: Arc::new(tokio::sync::Notify::new()),

@@ -2,6 +2,7 @@
 //! (`COURIER_…`) → command-line flags. Secrets are never printed.
 
 use clap::Args;
+use media_worker::S3Config;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,37 @@ pub struct ServeArgs {
         global = true
     )]
     pub push_webhook_token: Option<String>,
+    /// S3/MinIO endpoint for media objects, e.g. http://minio:9000 (default: files under the data dir)
+    #[arg(long = "s3-endpoint", env = "COURIER_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+    /// The S3 endpoint as clients reach it, for presigned download URLs [default: --s3-endpoint]
+    #[arg(
+        long = "s3-public-endpoint",
+        env = "COURIER_S3_PUBLIC_ENDPOINT",
+        global = true
+    )]
+    pub s3_public_endpoint: Option<String>,
+    /// S3 bucket for media objects, created if missing [default: courier]
+    #[arg(long = "s3-bucket", env = "COURIER_S3_BUCKET", global = true)]
+    pub s3_bucket: Option<String>,
+    /// S3 region used for signing [default: us-east-1]
+    #[arg(long = "s3-region", env = "COURIER_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+    /// S3 access key
+    #[arg(long = "s3-access-key", env = "COURIER_S3_ACCESS_KEY", global = true)]
+    pub s3_access_key: Option<String>,
+    /// S3 secret key
+    #[arg(
+        long = "s3-secret-key",
+        env = "COURIER_S3_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub s3_secret_key: Option<String>,
+    /// How long a presigned S3 download URL stays valid [default: 5m]
+    #[arg(long = "s3-url-ttl", env = "COURIER_S3_URL_TTL", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub s3_url_ttl: Option<Duration>,
 }
 
 /// `250ms`, `10s`, `15m`, `48h`, `30d`, or a bare number of seconds.
@@ -149,6 +181,8 @@ pub struct Settings {
     pub trim_interval: Duration,
     pub push_webhook: Option<String>,
     pub push_webhook_token: Option<String>,
+    /// Media objects in S3/MinIO instead of under the data dir.
+    pub s3: Option<S3Config>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -177,6 +211,7 @@ impl std::fmt::Debug for Settings {
                 "push_webhook_token",
                 &self.push_webhook_token.as_ref().map(|_| "<set>"),
             )
+            .field("s3", &self.s3)
             .finish()
     }
 }
@@ -277,6 +312,24 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(3600)),
             push_webhook: a.push_webhook.or(f.push_webhook),
             push_webhook_token: a.push_webhook_token.or(f.push_webhook_token),
+            s3: a.s3_endpoint.or(f.s3_endpoint).map(|endpoint| S3Config {
+                endpoint,
+                public_endpoint: a.s3_public_endpoint.or(f.s3_public_endpoint),
+                bucket: a
+                    .s3_bucket
+                    .or(f.s3_bucket)
+                    .unwrap_or_else(|| "courier".into()),
+                region: a
+                    .s3_region
+                    .or(f.s3_region)
+                    .unwrap_or_else(|| "us-east-1".into()),
+                access_key: a.s3_access_key.or(f.s3_access_key).unwrap_or_default(),
+                secret_key: a.s3_secret_key.or(f.s3_secret_key).unwrap_or_default(),
+                url_ttl: a
+                    .s3_url_ttl
+                    .or(f.s3_url_ttl)
+                    .unwrap_or(Duration::from_secs(300)),
+            }),
         }
     }
 }

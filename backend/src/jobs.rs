@@ -9,15 +9,12 @@
 use crate::publisher::Publisher;
 use crate::store::jobs::{Claimed, Derived};
 use crate::store::Store;
-use futures_util::StreamExt;
-use media_worker::blob::Download;
 use media_worker::image::{process_image, ImageLimits};
 use media_worker::video::{make_preview, probe_audio, process_video, VideoLimits};
-use media_worker::{BlobStore, MediaError};
+use media_worker::{BlobStore, MediaError, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -128,21 +125,9 @@ impl Runner {
         outcome
     }
 
-    async fn fetch(&self, key: &str, to: &Path) -> std::io::Result<()> {
+    async fn fetch(&self, key: &str, to: &Path) -> Result<(), StoreError> {
         tokio::fs::create_dir_all(&self.spool).await?;
-        let got = self
-            .blobs
-            .download(key, None)
-            .await
-            .map_err(std::io::Error::other)?;
-        let Download::Stream { mut body, .. } = got else {
-            return Err(std::io::Error::other("the store redirects; cannot fetch"));
-        };
-        let mut out = tokio::fs::File::create(to).await?;
-        while let Some(chunk) = body.next().await {
-            out.write_all(&chunk?).await?;
-        }
-        out.flush().await
+        self.blobs.read(key, None).await?.write_to(to).await
     }
 
     /// Runs `work` on a blocking thread under the budget; a panic or a bad file is the file's

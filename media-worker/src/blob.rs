@@ -1,5 +1,5 @@
 //! Object storage behind one small trait. [`LocalStore`] keeps objects as files under a
-//! directory (the default); an S3/MinIO implementation comes with the scaled-out setup.
+//! directory (the default); [`crate::s3::S3Store`] keeps them in an S3/MinIO bucket.
 //!
 //! Writes are atomic: an object is written to a temporary name and renamed into place, so a
 //! reader never sees half an object and a crash leaves no partial one under its key.
@@ -28,16 +28,27 @@ pub struct ByteRange {
     pub last: u64,
 }
 
-/// What a download gets: the bytes to stream, or a URL to redirect the client to.
-pub enum Download {
-    Stream {
-        /// Size of the whole object.
-        size: u64,
-        /// The part being sent (the whole object when no range was asked).
-        range: ByteRange,
-        body: BoxStream<'static, std::io::Result<Bytes>>,
-    },
-    Redirect(String),
+/// An object being read: its bytes as a stream.
+pub struct Object {
+    /// Size of the whole object.
+    pub size: u64,
+    /// The part being read (the whole object when no range was asked).
+    pub range: ByteRange,
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+impl Object {
+    /// Writes the bytes being read to a new file at `path`.
+    pub async fn write_to(mut self, path: &Path) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let mut out = tokio::fs::File::create(path).await?;
+        while let Some(chunk) = self.body.next().await {
+            out.write_all(&chunk?).await?;
+        }
+        out.flush().await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -47,9 +58,16 @@ pub trait BlobStore: Send + Sync {
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
     /// Size of an object in bytes.
     async fn size(&self, key: &str) -> Result<u64, StoreError>;
-    /// The object (or `range` of it) to send to a client.
-    async fn download(&self, key: &str, range: Option<ByteRange>) -> Result<Download, StoreError>;
+    /// Reads the object, or `range` of it.
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<Object, StoreError>;
+    /// A short-lived URL from which a client may fetch the object itself (HTTP Range
+    /// included), or `None` when this store has no such URLs and Courier streams the bytes.
+    async fn presigned_get(&self, _key: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Checks that the store answers (readiness).
+    async fn check(&self) -> Result<(), StoreError>;
 }
 
 /// Objects as files under `root`.
@@ -113,7 +131,7 @@ impl BlobStore for LocalStore {
         }
     }
 
-    async fn download(&self, key: &str, range: Option<ByteRange>) -> Result<Download, StoreError> {
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<Object, StoreError> {
         let path = self.path(key)?;
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
@@ -134,7 +152,7 @@ impl BlobStore for LocalStore {
             range.last - range.first + 1
         };
         let body = tokio_util::io::ReaderStream::new(file.take(len));
-        Ok(Download::Stream {
+        Ok(Object {
             size,
             range,
             body: Box::pin(body),
@@ -147,6 +165,11 @@ impl BlobStore for LocalStore {
             _ => Ok(()),
         }
     }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        tokio::fs::create_dir_all(&self.root).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -154,14 +177,9 @@ mod tests {
     use super::*;
     use futures_util::TryStreamExt;
 
-    async fn body(d: Download) -> (u64, Vec<u8>) {
-        match d {
-            Download::Stream { size, body, .. } => {
-                let parts: Vec<Bytes> = body.try_collect().await.unwrap();
-                (size, parts.concat())
-            }
-            Download::Redirect(_) => panic!("local store streams"),
-        }
+    async fn body(o: Object) -> (u64, Vec<u8>) {
+        let parts: Vec<Bytes> = o.body.try_collect().await.unwrap();
+        (o.size, parts.concat())
     }
 
     #[tokio::test]
@@ -175,19 +193,13 @@ mod tests {
             .await
             .unwrap();
         assert!(store.exists("blobs/ab/cd/abcd").await.unwrap());
-        let (size, all) = body(store.download("blobs/ab/cd/abcd", None).await.unwrap()).await;
+        let (size, all) = body(store.read("blobs/ab/cd/abcd", None).await.unwrap()).await;
         assert_eq!((size, all.as_slice()), (10, &b"0123456789"[..]));
         let part = ByteRange { first: 2, last: 4 };
-        let (_, some) = body(
-            store
-                .download("blobs/ab/cd/abcd", Some(part))
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, some) = body(store.read("blobs/ab/cd/abcd", Some(part)).await.unwrap()).await;
         assert_eq!(some, b"234");
         assert!(matches!(
-            store.download("blobs/none", None).await,
+            store.read("blobs/none", None).await,
             Err(StoreError::NotFound(_))
         ));
         for bad in ["../x", "a//b", "", "a/./b"] {

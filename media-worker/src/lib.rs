@@ -1,5 +1,5 @@
 //! Courier's media side: where uploaded bytes live ([`blob`]: a small object-store trait with a
-//! local-disk implementation), what they are ([`sniff`]: the type read from the bytes, never the
+//! local-disk implementation, and [`s3`] for S3/MinIO buckets), what they are ([`sniff`]: the type read from the bytes, never the
 //! client's claim), and — as the pieces land — the processing jobs that make thumbnails and
 //! previews.
 //!
@@ -9,10 +9,12 @@
 pub mod blob;
 pub mod fixtures;
 pub mod image;
+pub mod s3;
 pub mod sniff;
 pub mod video;
 
 pub use blob::{BlobStore, LocalStore, StoreError};
+pub use s3::{S3Config, S3Store};
 pub use sniff::{sniff, Detected, MediaClass};
 
 /// The object key of a blob with this SHA-256 (hex): `blobs/ab/cd/abcd…`.

@@ -15,17 +15,57 @@ pub enum Db {
     Postgres,
 }
 
-/// Runs each listed scenario (an `async fn(Db)`) once on SQLite and once on PostgreSQL.
+/// Where a test server keeps media objects.
+#[derive(Clone, Copy, Debug)]
+pub enum Objects {
+    /// Files under the data dir (the default).
+    Local,
+    /// A bucket on an in-process S3 endpoint ([`crate::s3_endpoint`]).
+    S3,
+}
+
+/// How a test server is set up: its database and its object store.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub db: Db,
+    pub objects: Objects,
+}
+
+impl From<Db> for Setup {
+    fn from(db: Db) -> Self {
+        Setup {
+            db,
+            objects: Objects::Local,
+        }
+    }
+}
+
+/// Runs each listed scenario (an `async fn(Db)` or `async fn(Setup)`) once on SQLite and once
+/// on PostgreSQL. Scenarios listed after `with_s3:` (taking a `Setup`) also run a third time,
+/// on PostgreSQL with media objects in S3.
 #[macro_export]
 macro_rules! on_both_databases {
+    ($($name:ident),* ; with_s3: $($s3:ident),+) => {
+        $crate::on_both_databases!($($name,)* $($s3),+);
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $s3() {
+                super::$s3($crate::helpers::Setup {
+                    db: $crate::helpers::Db::Postgres,
+                    objects: $crate::helpers::Objects::S3,
+                })
+                .await
+            })+
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name($crate::helpers::Db::Sqlite).await })*
+            async fn $name() { super::$name($crate::helpers::Db::Sqlite.into()).await })*
         }
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name($crate::helpers::Db::Postgres).await })*
+            async fn $name() { super::$name($crate::helpers::Db::Postgres.into()).await })*
         }
     };
 }
@@ -34,8 +74,12 @@ pub struct TestApp {
     pub addrs: Addrs,
     pub api: Api,
     shutdown: CancellationToken,
+    /// Where media objects lie on disk (the local store's root, or the S3 bucket's).
+    pub objects_dir: std::path::PathBuf,
     /// The per-test PostgreSQL database, dropped with the app.
     _pg_database: Option<PgDatabase>,
+    /// The per-test S3 endpoint, stopped with the app.
+    _s3: Option<crate::s3_endpoint::S3Endpoint>,
     _dir: tempfile::TempDir,
 }
 
@@ -104,8 +148,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s
 }
 
-pub async fn spawn_app(db: Db) -> TestApp {
-    spawn_app_with(db, |_| {}).await
+pub async fn spawn_app(setup: impl Into<Setup>) -> TestApp {
+    spawn_app_with(setup, |_| {}).await
 }
 
 pub fn init_tracing() {
@@ -115,16 +159,29 @@ pub fn init_tracing() {
         .try_init();
 }
 
-pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(setup: impl Into<Setup>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     init_tracing();
+    let setup = setup.into();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(dir.path());
     let mut pg_database = None;
-    if let Db::Postgres = db {
+    if let Db::Postgres = setup.db {
         let (url, name) = fresh_postgres().await;
         settings.database_url = url;
         pg_database = Some(name);
     }
+    let mut s3 = None;
+    let objects_dir = match setup.objects {
+        Objects::Local => dir.path().join("objects"),
+        Objects::S3 => {
+            let endpoint = crate::s3_endpoint::S3Endpoint::start().await;
+            let config = crate::s3_endpoint::config(&endpoint);
+            let bucket = endpoint.bucket_dir(&config.bucket);
+            settings.s3 = Some(config);
+            s3 = Some(endpoint);
+            bucket
+        }
+    };
     tweak(&mut settings);
     let app = App::bind(settings).await.expect("server starts");
     let addrs = app.addrs();
@@ -141,7 +198,9 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> TestAp
         addrs,
         api,
         shutdown,
+        objects_dir,
         _pg_database: pg_database,
+        _s3: s3,
         _dir: dir,
     }
 }
@@ -168,6 +227,26 @@ pub struct Device {
 
 impl TestApp {
     /// The server's data directory (SQLite file, local object store).
+    /// Uploaded contents (not derivatives) in the object store, S3 or local.
+    pub fn stored_blobs(&self) -> usize {
+        fn walk(p: &std::path::Path) -> usize {
+            std::fs::read_dir(p)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                walk(&e.path())
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&self.objects_dir.join("blobs"))
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }

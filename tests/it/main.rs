@@ -3,6 +3,8 @@
 //!
 //! Every scenario runs on SQLite and on PostgreSQL (`COURIER_TEST_POSTGRES`, default
 //! `postgres://postgres@127.0.0.1:5432/test`); an unreachable PostgreSQL fails the tests.
+//! Media scenarios also run with their objects in S3, on an in-process s3s-fs endpoint that
+//! checks Signature V4 (`s3_endpoint.rs`).
 
 extern crate client as courier_client;
 
@@ -20,5 +22,7 @@ mod message_changes;
 mod presence;
 mod push;
 mod retention;
+mod s3_endpoint;
+mod s3_storage;
 mod server;
 mod uploads;

@@ -3,14 +3,14 @@
 //! access rule, the same bytes are never processed twice, and a hostile file fails its own job
 //! while the worker goes on.
 
-use crate::helpers::{spawn_app, Db, Device};
+use crate::helpers::{spawn_app, Device, Setup};
 use courier_client::protocol::http::MediaFile;
 use courier_client::protocol::{FileId, UpdateBody};
 use reqwest::{Method, StatusCode};
 use std::io::Cursor;
 
-crate::on_both_databases!(
-    photos_get_thumbnails_and_hostile_files_fail_alone,
+crate::on_both_databases!(;
+    with_s3: photos_get_thumbnails_and_hostile_files_fail_alone,
     videos_get_posters_and_voice_notes_durations
 );
 
@@ -103,8 +103,8 @@ fn dims(bytes: &[u8]) -> (u32, u32) {
         .unwrap()
 }
 
-async fn photos_get_thumbnails_and_hostile_files_fail_alone(db: Db) {
-    let app = spawn_app(db).await;
+async fn photos_get_thumbnails_and_hostile_files_fail_alone(setup: Setup) {
+    let app = spawn_app(setup).await;
     app.users(&["alice", "bob", "carol"]).await;
     let mut alice = app.tcp_device("alice", "phone").await;
     let mut bob = app.tcp_device("bob", "phone").await;
@@ -188,8 +188,8 @@ async fn photos_get_thumbnails_and_hostile_files_fail_alone(db: Db) {
     assert_eq!((again.status.as_str(), again.thumb), ("ready", true));
 }
 
-async fn videos_get_posters_and_voice_notes_durations(db: Db) {
-    let app = spawn_app(db).await;
+async fn videos_get_posters_and_voice_notes_durations(setup: Setup) {
+    let app = spawn_app(setup).await;
     app.users(&["alice", "bob"]).await;
     let mut alice = app.tcp_device("alice", "phone").await;
     let mut bob = app.tcp_device("bob", "phone").await;

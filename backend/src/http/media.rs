@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use media_worker::blob::{ByteRange, Download};
+use media_worker::blob::{ByteRange, Object};
 use media_worker::sniff::SNIFF_BYTES;
 use media_worker::{blob_key, sniff, BlobStore};
 use protocol::http::MediaFile;
@@ -250,14 +250,8 @@ pub async fn derived(
         Some("mp4") => "video/mp4",
         _ => "image/jpeg",
     };
-    let size = state
-        .media
-        .store
-        .size(&key)
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
     let etag = format!("{}-{which}", blob.sha256);
-    serve(&state, &key, mime, Some(size), &etag, &headers).await
+    serve(&state, &key, mime, None, &etag, &headers).await
 }
 
 pub async fn download(
@@ -278,7 +272,8 @@ pub async fn download(
     .await
 }
 
-/// Streams an object (honouring `Range` when its size is known) or redirects to the store.
+/// Redirects to the store's own short-lived URL when it has them (S3), or streams the object
+/// honouring `Range`. `known_size` saves a lookup when the caller has it.
 async fn serve(
     state: &AppState,
     key: &str,
@@ -287,11 +282,26 @@ async fn serve(
     etag: &str,
     headers: &HeaderMap,
 ) -> Result<Response> {
-    let file_mime = mime;
-    let wanted = match known_size.map(|size| (size, range(headers, size))) {
-        None => None,
-        Some((_, Ok(r))) => r,
-        Some((size, Err(()))) => {
+    let store = &state.media.store;
+    let internal = |e: media_worker::StoreError| Error::Internal(e.to_string());
+    if let Some(url) = store.presigned_get(key).await.map_err(internal)? {
+        let mut r = StatusCode::FOUND.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_str(&url).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        // The URL expires: never cache the redirect itself.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(r);
+    }
+    let size = match known_size {
+        Some(size) => size,
+        None => store.size(key).await.map_err(internal)?,
+    };
+    let wanted = match range(headers, size) {
+        Ok(r) => r,
+        Err(()) => {
             let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             r.headers_mut().insert(
                 header::CONTENT_RANGE,
@@ -300,29 +310,11 @@ async fn serve(
             return Ok(r);
         }
     };
-    let got = state
-        .media
-        .store
-        .download(key, wanted)
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let (size, status, range, body) = match got {
-        Download::Redirect(url) => {
-            let mut r = StatusCode::FOUND.into_response();
-            r.headers_mut().insert(
-                header::LOCATION,
-                HeaderValue::from_str(&url).map_err(|e| Error::Internal(e.to_string()))?,
-            );
-            return Ok(r);
-        }
-        Download::Stream { size, range, body } => {
-            let status = if wanted.is_some() {
-                StatusCode::PARTIAL_CONTENT
-            } else {
-                StatusCode::OK
-            };
-            (size, status, range, body)
-        }
+    let Object { size, range, body } = store.read(key, wanted).await.map_err(internal)?;
+    let status = if wanted.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
     };
     let mut r = Response::new(Body::from_stream(body));
     *r.status_mut() = status;
@@ -334,7 +326,7 @@ async fn serve(
     };
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(file_mime).expect("our mime"),
+        HeaderValue::from_str(mime).expect("our mime"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));

@@ -6,6 +6,7 @@ use anyhow::Context;
 use backend::embedded_broker::DeviceAuthenticator;
 use backend::http::media::Media;
 use backend::http::{AppState, Kicker};
+use backend::jobs::JobConfig;
 use backend::publisher::Connections;
 use backend::push::{PushConfig, Pusher};
 use backend::{db, Engine, EngineConfig, Store};
@@ -50,34 +51,12 @@ impl App {
         let http = bind(settings.http, "HTTP", "--http").await?;
         let mqtt = bind(settings.mqtt, "MQTT", "--mqtt").await?;
         let mqtt_ws = bind(settings.mqtt_ws, "MQTT WebSocket", "--mqtt-ws").await?;
-        if settings.database_url.starts_with("sqlite:") {
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-                format!("cannot create data dir {}", settings.data_dir.display())
-            })?;
-        }
-        let db = db::open(&settings.database_url).await.with_context(|| {
-            format!(
-                "cannot open database {}",
-                redact_url(&settings.database_url)
-            )
-        })?;
-        let objects: Arc<dyn BlobStore> = match &settings.s3 {
-            None => Arc::new(LocalStore::new(settings.data_dir.join("objects"))),
-            Some(s3) => {
-                anyhow::ensure!(
-                    !s3.access_key.is_empty() && !s3.secret_key.is_empty(),
-                    "--s3-endpoint needs --s3-access-key and --s3-secret-key"
-                );
-                let store = S3Store::connect(s3).await.with_context(|| {
-                    format!("cannot use S3 bucket {} at {}", s3.bucket, s3.endpoint)
-                })?;
-                Arc::new(store)
-            }
-        };
+        let store = open_store(&settings).await?;
+        let objects = open_objects(&settings).await?;
         Ok(Self {
             settings,
             objects,
-            store: Store::new(db),
+            store,
             http,
             mqtt,
             mqtt_ws,
@@ -153,9 +132,11 @@ impl App {
             blobs: media.store.clone(),
             publisher: publisher.clone(),
             spool: media.spool.join("jobs"),
-            config: Default::default(),
+            config: job_config(s),
         };
-        tasks.spawn(runner.run(media.jobs.clone(), shutdown.clone()));
+        for _ in 0..s.media_jobs {
+            tasks.spawn(runner.clone().run(media.jobs.clone(), shutdown.clone()));
+        }
         let state = AppState {
             store: self.store.clone(),
             publisher,
@@ -185,6 +166,54 @@ impl App {
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// The database, created (SQLite) and migrated.
+pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    }
+    let db = db::open(&settings.database_url).await.with_context(|| {
+        format!(
+            "cannot open database {}",
+            redact_url(&settings.database_url)
+        )
+    })?;
+    Ok(Store::new(db))
+}
+
+/// The media object store: S3/MinIO when configured (its bucket created if missing), else
+/// files under the data dir.
+pub(crate) async fn open_objects(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let Some(s3) = &settings.s3 else {
+        return Ok(Arc::new(LocalStore::new(settings.data_dir.join("objects"))));
+    };
+    anyhow::ensure!(
+        !s3.access_key.is_empty() && !s3.secret_key.is_empty(),
+        "--s3-endpoint needs --s3-access-key and --s3-secret-key"
+    );
+    let store = S3Store::connect(s3)
+        .await
+        .with_context(|| format!("cannot use S3 bucket {} at {}", s3.bucket, s3.endpoint))?;
+    Ok(Arc::new(store))
+}
+
+/// How media jobs run: each task in a `courier media-job` child process under the limits.
+pub(crate) fn job_config(settings: &Settings) -> JobConfig {
+    let defaults = JobConfig::default();
+    let mut process = defaults.process.clone();
+    if let Some(program) = &settings.media_job_program {
+        process.program = program.clone();
+    }
+    process.limits.memory = settings.media_job_memory;
+    // Every thread's CPU time counts: allow the whole machine for the whole budget.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    process.limits.cpu_seconds = defaults.budget.as_secs() * cores + 1;
+    JobConfig {
+        process,
+        ..defaults
     }
 }
 

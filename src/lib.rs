@@ -4,6 +4,7 @@
 pub mod app;
 pub mod settings;
 pub mod telemetry;
+pub mod worker;
 
 pub use app::{Addrs, App};
 pub use settings::Settings;

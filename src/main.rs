@@ -1,8 +1,10 @@
-//! `courier`: the all-in-one binary. `courier serve` (the default) runs the broker, backend and
-//! HTTP API; `courier migrate` applies pending database migrations and exits.
+//! `courier`: the all-in-one binary. `courier serve` (the default) runs the broker, backend,
+//! HTTP API and media jobs (`--role media-worker`: media jobs only); `courier migrate` applies
+//! pending database migrations and exits; the hidden `courier media-job` is one media job's
+//! child process.
 
 use clap::{Parser, Subcommand};
-use courier::settings::{ServeArgs, Settings};
+use courier::settings::{Role, ServeArgs, Settings};
 use courier::App;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,10 +32,16 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit
     Migrate,
+    /// Run one media processing job read from stdin (the media worker starts these)
+    #[command(hide = true)]
+    MediaJob,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::MediaJob)) {
+        return media_worker::isolate::child_main();
+    }
     courier::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,7 +67,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("migrations applied");
         return Ok(());
     }
-    let app = App::bind(settings).await?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -67,7 +74,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    app.run(shutdown).await
+    match settings.role {
+        Role::All => App::bind(settings).await?.run(shutdown).await,
+        Role::MediaWorker => courier::worker::run(settings, shutdown).await,
+    }
 }
 
 async fn wait_for_signal() {

@@ -14,6 +14,10 @@ use std::time::Duration;
 #[derive(Args, Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ServeArgs {
+    /// What this process runs: `all` (broker, backend, HTTP API and media jobs) or
+    /// `media-worker` (media jobs only, sharing the server's PostgreSQL database and object store) [default: all]
+    #[arg(long, env = "COURIER_ROLE", global = true, value_enum)]
+    pub role: Option<Role>,
     /// HTTP API address
     #[arg(long, env = "COURIER_HTTP", global = true)]
     pub http: Option<SocketAddr>,
@@ -123,6 +127,31 @@ pub struct ServeArgs {
     #[arg(long = "s3-url-ttl", env = "COURIER_S3_URL_TTL", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub s3_url_ttl: Option<Duration>,
+    /// Media jobs this process runs at once; 0 leaves them to `--role media-worker` processes [default: 1]
+    #[arg(long = "media-jobs", env = "COURIER_MEDIA_JOBS", global = true)]
+    pub media_jobs: Option<usize>,
+    /// Address-space limit of each media job process, in bytes [default: 2147483648 (2 GiB)]
+    #[arg(
+        long = "media-job-memory",
+        env = "COURIER_MEDIA_JOB_MEMORY",
+        global = true
+    )]
+    pub media_job_memory: Option<u64>,
+    /// MQTT broker (host:port) a media worker publishes its updates through, as the service
+    /// identity (`--service-secret`) [default: 127.0.0.1 and the --mqtt port]
+    #[arg(long, env = "COURIER_BROKER", global = true)]
+    pub broker: Option<String>,
+}
+
+/// What a `courier serve` process runs.
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The broker, the backend, the HTTP API and media jobs, in one process.
+    #[default]
+    All,
+    /// Media processing jobs only.
+    MediaWorker,
 }
 
 /// `250ms`, `10s`, `15m`, `48h`, `30d`, or a bare number of seconds.
@@ -164,6 +193,7 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 
 #[derive(Clone)]
 pub struct Settings {
+    pub role: Role,
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
     pub mqtt_ws: SocketAddr,
@@ -183,11 +213,18 @@ pub struct Settings {
     pub push_webhook_token: Option<String>,
     /// Media objects in S3/MinIO instead of under the data dir.
     pub s3: Option<S3Config>,
+    pub media_jobs: usize,
+    pub media_job_memory: u64,
+    /// The program each media job runs in (`<program> media-job`); `None` is this executable.
+    /// Not a flag: embedders and tests set it.
+    pub media_job_program: Option<PathBuf>,
+    pub broker: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
+            .field("role", &self.role)
             .field("http", &self.http)
             .field("mqtt", &self.mqtt)
             .field("mqtt_ws", &self.mqtt_ws)
@@ -212,6 +249,10 @@ impl std::fmt::Debug for Settings {
                 &self.push_webhook_token.as_ref().map(|_| "<set>"),
             )
             .field("s3", &self.s3)
+            .field("media_jobs", &self.media_jobs)
+            .field("media_job_memory", &self.media_job_memory)
+            .field("media_job_program", &self.media_job_program)
+            .field("broker", &self.broker)
             .finish()
     }
 }
@@ -268,6 +309,7 @@ impl Settings {
             )
         });
         Self {
+            role: a.role.or(f.role).unwrap_or_default(),
             http: a.http.or(f.http).unwrap_or(([127, 0, 0, 1], 8080).into()),
             mqtt: a.mqtt.or(f.mqtt).unwrap_or(([0, 0, 0, 0], 1883).into()),
             mqtt_ws: a
@@ -330,6 +372,10 @@ impl Settings {
                     .or(f.s3_url_ttl)
                     .unwrap_or(Duration::from_secs(300)),
             }),
+            media_jobs: a.media_jobs.or(f.media_jobs).unwrap_or(1),
+            media_job_memory: a.media_job_memory.or(f.media_job_memory).unwrap_or(2 << 30),
+            media_job_program: None,
+            broker: a.broker.or(f.broker),
         }
     }
 }

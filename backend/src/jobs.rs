@@ -1,17 +1,19 @@
 //! The media jobs runner: claims jobs from the database queue (`store/jobs.rs`), fetches the
-//! blob into the spool, makes its derivatives with `media_worker` on a blocking thread under a
-//! wall-clock budget, stores them, and publishes the `media` updates.
+//! blob into the spool, makes its derivatives with `media_worker` in a child process per task
+//! (`media_worker::isolate`: memory and CPU limits, a wall-clock budget), stores them, and
+//! publishes the `media` updates.
 //!
-//! A poisoned file fails its own job, never the runner: decoding errors and limit breaches are
-//! permanent failures, a panic inside a decoder is caught and counts as one too, and anything
-//! else (storage, I/O) is retried with exponential backoff up to [`JobConfig::attempts`].
+//! A poisoned file fails its own job, never the runner: decoding errors, limit breaches and a
+//! crashed or killed job process are permanent failures, and anything else (storage, I/O) is
+//! retried with exponential backoff up to [`JobConfig::attempts`].
 
 use crate::publisher::Publisher;
 use crate::store::jobs::{Claimed, Derived};
 use crate::store::Store;
-use media_worker::image::{process_image, ImageLimits};
-use media_worker::video::{make_preview, probe_audio, process_video, VideoLimits};
-use media_worker::{BlobStore, MediaError, StoreError};
+use media_worker::image::ImageLimits;
+use media_worker::isolate::{self, JobError, JobProcess};
+use media_worker::video::VideoLimits;
+use media_worker::{BlobStore, Facts, Job, StoreError, Task};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub struct JobConfig {
     pub lease: Duration,
     /// How often to look for due jobs when nobody wakes the runner.
     pub poll: Duration,
+    /// The process each task runs in, and its OS limits.
+    pub process: JobProcess,
 }
 
 impl Default for JobConfig {
@@ -40,11 +44,13 @@ impl Default for JobConfig {
             attempts: 5,
             budget: Duration::from_secs(120),
             lease: Duration::from_secs(300),
-            poll: Duration::from_secs(2),
+            poll: Duration::from_secs(1),
+            process: JobProcess::this_executable(),
         }
     }
 }
 
+#[derive(Clone)]
 pub struct Runner {
     pub store: Store,
     pub blobs: Arc<dyn BlobStore>,
@@ -111,142 +117,93 @@ impl Runner {
     }
 
     async fn process(&self, job: &Claimed) -> Outcome {
-        let input = self.spool.join(format!("job-{}", job.sha256));
-        let outcome = match self.fetch(&job.storage_key, &input).await {
-            Err(e) => Outcome::Retry(format!("fetching the blob: {e}")),
-            Ok(()) => match job.class.as_str() {
-                "image" => self.image(job, &input).await,
-                "video" => self.video(job, &input).await,
-                "audio" => self.audio(&input).await,
-                other => Outcome::Poisoned(format!("no processing for {other} files")),
-            },
-        };
-        let _ = tokio::fs::remove_file(&input).await;
+        let work = self.spool.join(format!("job-{}", job.sha256));
+        let outcome = self.process_in(job, &work).await;
+        let _ = tokio::fs::remove_dir_all(&work).await;
         outcome
     }
 
-    async fn fetch(&self, key: &str, to: &Path) -> Result<(), StoreError> {
-        tokio::fs::create_dir_all(&self.spool).await?;
+    /// Processes `job` in its own directory `work`: the input, and one output directory per
+    /// task.
+    async fn process_in(&self, job: &Claimed, work: &Path) -> Outcome {
+        let input = work.join("input");
+        if let Err(e) = self.fetch(&job.storage_key, work, &input).await {
+            return Outcome::Retry(format!("fetching the blob: {e}"));
+        }
+        let main = match job.class.as_str() {
+            "image" => Task::Image,
+            "video" => Task::Video,
+            "audio" => Task::Audio,
+            other => return Outcome::Poisoned(format!("no processing for {other} files")),
+        };
+        let facts = match self.task(job, main, &input, work).await {
+            Ok(f) => f,
+            Err(o) => return o,
+        };
+        let mut derived = Derived {
+            width: facts.width,
+            height: facts.height,
+            duration_ms: facts.duration_ms,
+            ..Default::default()
+        };
+        if main == Task::Image {
+            derived.thumb_key = Some(derived_key(&job.sha256, "thumb.webp"));
+            derived.preview_key = Some(derived_key(&job.sha256, "preview.jpg"));
+        }
+        if main == Task::Video {
+            derived.poster_key = Some(derived_key(&job.sha256, "poster.jpg"));
+            // The 480p preview: without one (too long for the budget, an encoder problem)
+            // the file is still ready, with its poster and facts.
+            derived.preview_key = match self.task(job, Task::VideoPreview, &input, work).await {
+                Ok(_) => Some(derived_key(&job.sha256, "preview.mp4")),
+                Err(Outcome::Retry(why)) => return Outcome::Retry(why),
+                Err(_) => {
+                    tracing::info!(sha256 = %job.sha256, "no video preview made");
+                    None
+                }
+            };
+        }
+        Outcome::Done(derived)
+    }
+
+    async fn fetch(&self, key: &str, work: &Path, to: &Path) -> Result<(), StoreError> {
+        tokio::fs::create_dir_all(work).await?;
         self.blobs.read(key, None).await?.write_to(to).await
     }
 
-    /// Runs `work` on a blocking thread under the budget; a panic or a bad file is the file's
-    /// fault (no retry), anything else is retried.
-    async fn blocking<T: Send + 'static>(
+    /// Runs one task in a child process under the budget and stores what it made.
+    async fn task(
         &self,
-        work: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
-    ) -> Result<T, Outcome> {
-        let task = tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-        });
-        match tokio::time::timeout(self.config.budget, task).await {
-            Err(_) => Err(Outcome::Poisoned("over the processing time budget".into())),
-            Ok(Err(e)) => Err(Outcome::Retry(format!("worker thread: {e}"))),
-            Ok(Ok(Err(_panic))) => Err(Outcome::Poisoned("the decoder crashed".into())),
-            Ok(Ok(Ok(Err(e)))) => Err(match e {
-                MediaError::Corrupt(_) | MediaError::TooLarge(_) => {
-                    Outcome::Poisoned(e.to_string())
-                }
-                MediaError::Io(_) | MediaError::Failed(_) => Outcome::Retry(e.to_string()),
-            }),
-            Ok(Ok(Ok(Ok(out)))) => Ok(out),
-        }
-    }
-
-    async fn video(&self, job: &Claimed, input: &Path) -> Outcome {
-        let (path, limits) = (input.to_owned(), self.config.video.clone());
-        let made = match self.blocking(move || process_video(&path, &limits)).await {
-            Ok(m) => m,
-            Err(o) => return o,
-        };
-        let poster = derived_key(&job.sha256, "poster.jpg");
-        if let Err(e) = self.put(&poster, &made.poster, "image/jpeg").await {
-            return Outcome::Retry(format!("storing {poster}: {e}"));
-        }
-        // The 480p preview: without one (too long for the budget, an encoder problem) the
-        // file is still ready, with its poster and facts.
-        let out = self.spool.join(format!("preview-{}.mp4", job.sha256));
-        let (src, dst, limits) = (input.to_owned(), out.clone(), self.config.video.clone());
-        let preview = match self
-            .blocking(move || make_preview(&src, &dst, &limits))
+        job: &Claimed,
+        task: Task,
+        input: &Path,
+        work: &Path,
+    ) -> Result<Facts, Outcome> {
+        let out_dir = work.join(format!("{task:?}").to_lowercase());
+        tokio::fs::create_dir_all(&out_dir)
             .await
-        {
-            Ok(()) => {
-                let key = derived_key(&job.sha256, "preview.mp4");
-                match self.blobs.put_file(&key, &out, "video/mp4").await {
-                    Ok(()) => Some(key),
-                    Err(e) => {
-                        let _ = tokio::fs::remove_file(&out).await;
-                        return Outcome::Retry(format!("storing {key}: {e}"));
-                    }
-                }
-            }
-            Err(_) => {
-                tracing::info!(sha256 = %job.sha256, "no video preview made");
-                None
-            }
+            .map_err(|e| Outcome::Retry(format!("spool: {e}")))?;
+        let spec = Job {
+            task,
+            input: input.to_owned(),
+            out_dir: out_dir.clone(),
+            image: self.config.image.clone(),
+            video: self.config.video.clone(),
         };
-        let _ = tokio::fs::remove_file(&out).await;
-        Outcome::Done(Derived {
-            width: Some(made.width),
-            height: Some(made.height),
-            duration_ms: Some(made.duration_ms),
-            poster_key: Some(poster),
-            preview_key: preview,
-            ..Default::default()
-        })
-    }
-
-    async fn audio(&self, input: &Path) -> Outcome {
-        let (path, limits) = (input.to_owned(), self.config.video.clone());
-        match self.blocking(move || probe_audio(&path, &limits)).await {
-            Ok(ms) => Outcome::Done(Derived {
-                duration_ms: Some(ms),
-                ..Default::default()
-            }),
-            Err(o) => o,
-        }
-    }
-
-    async fn image(&self, job: &Claimed, input: &Path) -> Outcome {
-        let (path, limits) = (input.to_owned(), self.config.image.clone());
-        let made = match self.blocking(move || process_image(&path, &limits)).await {
-            Ok(m) => m,
-            Err(o) => return o,
-        };
-        let thumb = derived_key(&job.sha256, "thumb.webp");
-        let preview = derived_key(&job.sha256, "preview.jpg");
-        for (key, bytes, mime) in [
-            (&thumb, &made.thumb, "image/webp"),
-            (&preview, &made.preview, "image/jpeg"),
-        ] {
-            if let Err(e) = self.put(key, bytes, mime).await {
-                return Outcome::Retry(format!("storing {key}: {e}"));
-            }
-        }
-        Outcome::Done(Derived {
-            width: Some(made.width),
-            height: Some(made.height),
-            thumb_key: Some(thumb),
-            preview_key: Some(preview),
-            ..Default::default()
-        })
-    }
-
-    async fn put(&self, key: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
-        let tmp = self.spool.join(crate::util::new_id('d'));
-        let r = async {
-            tokio::fs::write(&tmp, bytes)
-                .await
-                .map_err(|e| e.to_string())?;
+        let facts = isolate::run(&self.config.process, spec, self.config.budget)
+            .await
+            .map_err(|e| match e {
+                JobError::Poisoned(why) => Outcome::Poisoned(why),
+                JobError::Transient(why) => Outcome::Retry(why),
+            })?;
+        for (name, mime) in task.outputs() {
+            let key = derived_key(&job.sha256, name);
             self.blobs
-                .put_file(key, &tmp, mime)
+                .put_file(&key, &out_dir.join(name), mime)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| Outcome::Retry(format!("storing {key}: {e}")))?;
         }
-        .await;
-        let _ = tokio::fs::remove_file(&tmp).await;
-        r
+        Ok(facts)
     }
 }
 

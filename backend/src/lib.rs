@@ -55,3 +55,37 @@ fn no_delay() -> rumqttc::NetworkOptions {
 pub fn mqtt_client(opts: MqttOptions) -> (AsyncClient, EventLoop) {
     AsyncClient::new(opts, 100_000)
 }
+
+/// Keeps a publish-only connection up until `shutdown` (a media worker has nothing to
+/// subscribe to); rumqttc reconnects on the next poll after an error.
+pub async fn keep_connected(
+    mut eventloop: EventLoop,
+    broker: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use rumqttc::v5::{mqttbytes::v5::Packet, Event};
+    let mut connected = false;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected = true;
+                tracing::info!(%broker, "connected to the broker");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected {
+                    tracing::warn!(%broker, error = %e, "lost the broker; reconnecting");
+                }
+                connected = false;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}

@@ -50,3 +50,20 @@ pub fn ffmpeg(args: &[&str], out: &std::path::Path) {
         .expect("the ffmpeg command-line tool is needed to make test media");
     assert!(status.success(), "ffmpeg {args:?}");
 }
+
+/// An H.264 (yuv420p) clip of FFmpeg's `testsrc` pattern at 25 fps, `size` like `640x360`,
+/// `secs` long; `extra` output options go before the codec's (metadata, rotation, …).
+pub fn h264_clip(size: &str, secs: &str, extra: &[&str], out: &std::path::Path) {
+    let src = format!("testsrc=size={size}:rate=25");
+    let mut args = vec!["-f", "lavfi", "-i", &src, "-t", secs];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+    ]);
+    ffmpeg(&args, out);
+}

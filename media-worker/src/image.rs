@@ -22,7 +22,7 @@ pub const PREVIEW_SIDE: u32 = 1280;
 const THUMB_QUALITY: f32 = 75.0;
 const PREVIEW_QUALITY: u8 = 80;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ImageLimits {
     /// Most pixels (width × height) decoded.
     pub max_pixels: u64,

@@ -1,7 +1,8 @@
 //! Courier's media side: where uploaded bytes live ([`blob`]: a small object-store trait with a
-//! local-disk implementation, and [`s3`] for S3/MinIO buckets), what they are ([`sniff`]: the type read from the bytes, never the
-//! client's claim), and — as the pieces land — the processing jobs that make thumbnails and
-//! previews.
+//! local-disk implementation, and [`s3`] for S3/MinIO buckets), what they are ([`sniff`]: the
+//! type read from the bytes, never the client's claim), and what processing makes of them
+//! ([`image`], [`video`]), one [`task`] at a time, each in a child process under OS limits
+//! ([`isolate`]). The durable job queue and the runner that drives these live in the backend.
 //!
 //! Objects are content addressed: an upload is stored under the SHA-256 of its bytes, so the
 //! same bytes are written once however many users send them.
@@ -9,13 +10,17 @@
 pub mod blob;
 pub mod fixtures;
 pub mod image;
+pub mod isolate;
 pub mod s3;
 pub mod sniff;
+pub mod task;
 pub mod video;
 
 pub use blob::{BlobStore, LocalStore, StoreError};
+pub use isolate::{JobError, JobProcess, ProcessLimits};
 pub use s3::{S3Config, S3Store};
 pub use sniff::{sniff, Detected, MediaClass};
+pub use task::{Facts, Job, Task};
 
 /// The object key of a blob with this SHA-256 (hex): `blobs/ab/cd/abcd…`.
 pub fn blob_key(sha256_hex: &str) -> String {

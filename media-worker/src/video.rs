@@ -18,7 +18,7 @@ pub const POSTER_SIDE: u32 = 1280;
 /// Where the poster is taken from (or the first frame of a shorter clip).
 pub const POSTER_AT: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct VideoLimits {
     /// Most pixels per frame (default 3840 × 2160: an 8K clip is refused).
     pub max_pixels: u64,
@@ -457,18 +457,9 @@ mod tests {
     }
 
     fn clip(dir: &Path, name: &str, size: &str, secs: &str, extra: &[&str]) -> PathBuf {
-        let src = format!("testsrc=size={size}:rate=25");
-        let mut args = vec!["-f", "lavfi", "-i", &src, "-t", secs];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ]);
-        ffmpeg(dir, name, &args)
+        let out = dir.join(name);
+        crate::fixtures::h264_clip(size, secs, extra, &out);
+        out
     }
 
     /// The poster looks like FFmpeg's own rendering of the same moment, not turned 180°.

@@ -76,6 +76,8 @@ pub struct TestApp {
     shutdown: CancellationToken,
     /// Where media objects lie on disk (the local store's root, or the S3 bucket's).
     pub objects_dir: std::path::PathBuf,
+    /// The server's settings as it started (database URL, data dir, …).
+    pub settings: Settings,
     /// The per-test PostgreSQL database, dropped with the app.
     _pg_database: Option<PgDatabase>,
     /// The per-test S3 endpoint, stopped with the app.
@@ -145,6 +147,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.data_dir = dir.to_path_buf();
     s.database_url = format!("sqlite://{}?mode=rwc", dir.join("courier.db").display());
     s.connect_timeout = Duration::from_secs(2);
+    // Media jobs run in child processes of the real binary, as under `courier serve`.
+    s.media_job_program = Some(env!("CARGO_BIN_EXE_courier").into());
     s
 }
 
@@ -183,7 +187,7 @@ pub async fn spawn_app_with(setup: impl Into<Setup>, tweak: impl FnOnce(&mut Set
         }
     };
     tweak(&mut settings);
-    let app = App::bind(settings).await.expect("server starts");
+    let app = App::bind(settings.clone()).await.expect("server starts");
     let addrs = app.addrs();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -199,6 +203,7 @@ pub async fn spawn_app_with(setup: impl Into<Setup>, tweak: impl FnOnce(&mut Set
         api,
         shutdown,
         objects_dir,
+        settings,
         _pg_database: pg_database,
         _s3: s3,
         _dir: dir,

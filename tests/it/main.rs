@@ -17,6 +17,7 @@ mod fault;
 mod helpers;
 mod http_api;
 mod media;
+mod media_isolation;
 mod media_jobs;
 mod message_changes;
 mod presence;

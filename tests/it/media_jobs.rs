@@ -14,7 +14,7 @@ crate::on_both_databases!(;
     videos_get_posters_and_voice_notes_durations
 );
 
-fn jpeg(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         image::Rgb([(x % 251) as u8, (y % 241) as u8, 90])
     });
@@ -32,7 +32,10 @@ async fn media_body(d: &mut Device, file: &FileId) -> UpdateBody {
 }
 
 /// The `media` update about an image: (status, width, height, thumb).
-async fn media_update(d: &mut Device, file: &FileId) -> (String, Option<u32>, Option<u32>, bool) {
+pub(crate) async fn media_update(
+    d: &mut Device,
+    file: &FileId,
+) -> (String, Option<u32>, Option<u32>, bool) {
     let UpdateBody::Media {
         status,
         width,
@@ -49,7 +52,7 @@ async fn media_update(d: &mut Device, file: &FileId) -> (String, Option<u32>, Op
 }
 
 /// `from` sends a `kind` message carrying `file`; the attachment as `to` receives it.
-async fn send_file(
+pub(crate) async fn send_file(
     from: &Device,
     to: &mut Device,
     conv: &courier_client::protocol::ConvId,
@@ -76,7 +79,7 @@ fn ffmpeg(args: &[&str], ext: &str) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-async fn fetch(
+pub(crate) async fn fetch(
     app: &crate::helpers::TestApp,
     token: &str,
     path: &str,
@@ -95,7 +98,7 @@ async fn fetch(
     (status, ct, r.bytes().await.unwrap().to_vec())
 }
 
-fn dims(bytes: &[u8]) -> (u32, u32) {
+pub(crate) fn dims(bytes: &[u8]) -> (u32, u32) {
     image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .unwrap()
@@ -193,23 +196,12 @@ async fn videos_get_posters_and_voice_notes_durations(setup: Setup) {
     app.users(&["alice", "bob"]).await;
     let mut alice = app.tcp_device("alice", "phone").await;
     let mut bob = app.tcp_device("bob", "phone").await;
-    let clip = ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=640x360:rate=25",
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-        "mp4",
-    );
+    let clip = {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("clip.mp4");
+        media_worker::fixtures::h264_clip("640x360", "3", &[], &out);
+        std::fs::read(out).unwrap()
+    };
     let voice = ffmpeg(
         &[
             "-f",

@@ -8,6 +8,7 @@
 //! same bytes are written once however many users send them.
 
 pub mod blob;
+mod ffjpeg;
 pub mod fixtures;
 pub mod image;
 pub mod isolate;

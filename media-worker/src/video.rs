@@ -53,7 +53,7 @@ pub struct VideoOutput {
     pub poster: Vec<u8>,
 }
 
-fn init() -> Result<(), MediaError> {
+pub(crate) fn init() -> Result<(), MediaError> {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let _ = ff::init();
@@ -389,7 +389,7 @@ pub fn make_preview(path: &Path, out: &Path, limits: &VideoLimits) -> Result<(),
 }
 
 /// A bilinear scaler from `from` pixels of `size` to `to` pixels of `target`.
-fn scaler(
+pub(crate) fn scaler(
     from: ff::format::Pixel,
     size: (u32, u32),
     to: ff::format::Pixel,

@@ -3,8 +3,10 @@
 //!
 //! 1. A 12 MP JPEG (4000 × 3000, FFmpeg's `testsrc2` pattern at JPEG quality ~90) → a 320 px
 //!    WebP thumbnail: Courier's `thumbnail_of` (decode, orientation, resize, lossy WebP q75)
-//!    against `vipsthumbnail photo.jpg -s 320 -o thumb.webp[Q=75]` (libvips-tools). Also the
-//!    whole image job (thumbnail and 1280 px preview).
+//!    against `vipsthumbnail photo.jpg -s 320 -o thumb.webp[Q=75]` (libvips-tools), run once
+//!    per photo and over 20 copies in one process (libvips's work per photo, its start spread
+//!    out). Also the whole image job (thumbnail and 1280 px preview), in this process and as the
+//!    server runs it, in a `courier media-job` child process.
 //! 2. A 1080p 10 s H.264 clip → the 480p H.264 preview: Courier's `make_preview` against
 //!    `ffmpeg -vf scale=-2:480 -c:v libx264 -preset veryfast -crf 28 -an -movflags +faststart`,
 //!    and against real time (10 s).
@@ -14,7 +16,9 @@
 
 use clap::Parser;
 use media_worker::image::{process_image, thumbnail_of, ImageLimits};
+use media_worker::isolate::JobProcess;
 use media_worker::video::{make_preview, process_video, VideoLimits};
+use media_worker::{Job, Task};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -101,15 +105,62 @@ fn main() {
             .args(["-s", "320", "-o"])
             .arg(&target))
     });
+    // libvips's own work per photo: one vipsthumbnail over BATCH copies, its process start
+    // spread over all of them.
+    const BATCH: usize = 20;
+    let copies: Vec<_> = (0..BATCH)
+        .map(|i| {
+            let p = d.join(format!("copy{i}.jpg"));
+            std::fs::copy(&photo, &p).unwrap();
+            p
+        })
+        .collect();
+    let t_vips_each = time(args.runs, || {
+        run(Command::new("vipsthumbnail").args(&copies).args([
+            "-s",
+            "320",
+            "-o",
+            "tn_%s.webp[Q=75]",
+        ]))
+    }) / BATCH as u32;
+    // The image job as the server runs it: a `courier media-job` child process (thumbnail and
+    // preview), when the release `courier` binary sits next to this one.
+    let courier_bin = std::env::current_exe().unwrap().with_file_name("courier");
+    let t_child = courier_bin.exists().then(|| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let process = JobProcess {
+            program: courier_bin.clone(),
+            ..JobProcess::this_executable()
+        };
+        let out = d.join("job-out");
+        std::fs::create_dir_all(&out).unwrap();
+        time(args.runs, || {
+            let job = Job {
+                task: Task::Image,
+                input: photo.clone(),
+                out_dir: out.clone(),
+                image: limits.clone(),
+                video: Default::default(),
+            };
+            rt.block_on(media_worker::isolate::run(
+                &process,
+                job,
+                Duration::from_secs(60),
+            ))
+            .unwrap();
+        })
+    });
     println!(
-        "12 MP JPEG ({:.1} MB) → 320 px WebP thumbnail:\n  courier        {:>7.1} ms  {:>6} B\n  vipsthumbnail  {:>7.1} ms  {:>6} B\n  ratio (vips/courier) {:.2}×; courier's whole image job (thumbnail + 1280 px preview) {:.1} ms",
+        "12 MP JPEG ({:.1} MB) → 320 px WebP thumbnail:\n  courier                        {:>7.1} ms  {:>6} B\n  vipsthumbnail, one photo       {:>7.1} ms  {:>6} B\n  vipsthumbnail, each of {BATCH}      {:>7.1} ms\n  ratio (vips work/courier) {:.2}×; courier's whole image job (thumbnail + 1280 px preview) {:.1} ms in process, {} as a media-job child process",
         size(&photo) as f64 / 1e6,
         ms(t_ours),
         ours.len(),
         ms(t_vips),
         size(&vips_out),
-        t_vips.as_secs_f64() / t_ours.as_secs_f64(),
+        ms(t_vips_each),
+        t_vips_each.as_secs_f64() / t_ours.as_secs_f64(),
         ms(t_job),
+        t_child.map_or("(no release courier binary beside this one)".into(), |t| format!("{:.1} ms", ms(t))),
     );
 
     // 2. Clip → 480p preview.

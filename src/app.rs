@@ -127,13 +127,13 @@ impl App {
             max_upload: s.max_upload_size,
             jobs: Arc::new(tokio::sync::Notify::new()),
         };
-        let runner = backend::jobs::Runner {
-            store: self.store.clone(),
-            blobs: media.store.clone(),
-            publisher: publisher.clone(),
-            spool: media.spool.join("jobs"),
-            config: job_config(s),
-        };
+        let runner = backend::jobs::Runner::new(
+            self.store.clone(),
+            media.store.clone(),
+            publisher.clone(),
+            media.spool.join("jobs"),
+            job_config(s),
+        );
         for _ in 0..s.media_jobs {
             tasks.spawn(runner.clone().run(media.jobs.clone(), shutdown.clone()));
         }
@@ -200,7 +200,8 @@ pub(crate) async fn open_objects(settings: &Settings) -> anyhow::Result<Arc<dyn 
     Ok(Arc::new(store))
 }
 
-/// How media jobs run: each task in a `courier media-job` child process under the limits.
+/// How media jobs run: each task in a process forked by a `courier media-job` host, under the
+/// limits.
 pub(crate) fn job_config(settings: &Settings) -> JobConfig {
     let defaults = JobConfig::default();
     let mut process = defaults.process.clone();

@@ -1,7 +1,7 @@
 //! `courier`: the all-in-one binary. `courier serve` (the default) runs the broker, backend,
 //! HTTP API and media jobs (`--role media-worker`: media jobs only); `courier migrate` applies
-//! pending database migrations and exits; the hidden `courier media-job` is one media job's
-//! child process.
+//! pending database migrations and exits; the hidden `courier media-job` hosts media jobs, forking
+//! a confined child for each.
 
 use clap::{Parser, Subcommand};
 use courier::settings::{Role, ServeArgs, Settings};
@@ -32,7 +32,7 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit
     Migrate,
-    /// Run one media processing job read from stdin (the media worker starts these)
+    /// Host media processing jobs read from stdin, each in a forked child (the media worker starts these)
     #[command(hide = true)]
     MediaJob,
 }
@@ -40,7 +40,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::MediaJob)) {
-        return media_worker::isolate::child_main();
+        return media_worker::isolate::host_main();
     }
     courier::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

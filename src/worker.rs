@@ -40,13 +40,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         broker.clone(),
         shutdown.clone(),
     ));
-    let runner = backend::jobs::Runner {
+    let runner = backend::jobs::Runner::new(
         store,
-        blobs: objects,
+        objects,
         publisher,
-        spool: settings.data_dir.join("spool").join("jobs"),
-        config: job_config(&settings),
-    };
+        settings.data_dir.join("spool").join("jobs"),
+        job_config(&settings),
+    );
     // Nothing in this process queues jobs: the runners poll the queue.
     let wake = Arc::new(tokio::sync::Notify::new());
     for _ in 0..settings.media_jobs.max(1) {

@@ -1,5 +1,5 @@
 //! The media jobs runner: claims jobs from the database queue (`store/jobs.rs`), fetches the
-//! blob into the spool, makes its derivatives with `media_worker` in a child process per task
+//! blob into the spool, makes its derivatives with `media_worker` in a fresh process per task
 //! (`media_worker::isolate`: memory and CPU limits, a wall-clock budget), stores them, and
 //! publishes the `media` updates.
 //!
@@ -11,7 +11,7 @@ use crate::publisher::Publisher;
 use crate::store::jobs::{Claimed, Derived};
 use crate::store::Store;
 use media_worker::image::ImageLimits;
-use media_worker::isolate::{self, JobError, JobProcess};
+use media_worker::isolate::{Isolator, JobError, JobProcess};
 use media_worker::video::VideoLimits;
 use media_worker::{BlobStore, Facts, Job, StoreError, Task};
 use std::path::{Path, PathBuf};
@@ -52,11 +52,13 @@ impl Default for JobConfig {
 
 #[derive(Clone)]
 pub struct Runner {
-    pub store: Store,
-    pub blobs: Arc<dyn BlobStore>,
-    pub publisher: Publisher,
-    pub spool: PathBuf,
-    pub config: JobConfig,
+    store: Store,
+    blobs: Arc<dyn BlobStore>,
+    publisher: Publisher,
+    spool: PathBuf,
+    config: JobConfig,
+    /// Job hosts, shared by every clone of the runner.
+    isolator: Arc<Isolator>,
 }
 
 enum Outcome {
@@ -68,6 +70,24 @@ enum Outcome {
 }
 
 impl Runner {
+    pub fn new(
+        store: Store,
+        blobs: Arc<dyn BlobStore>,
+        publisher: Publisher,
+        spool: PathBuf,
+        config: JobConfig,
+    ) -> Self {
+        let isolator = Arc::new(Isolator::new(config.process.clone()));
+        Self {
+            store,
+            blobs,
+            publisher,
+            spool,
+            config,
+            isolator,
+        }
+    }
+
     /// Runs jobs until shutdown; `wake` is notified when a job is queued.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         loop {
@@ -171,7 +191,7 @@ impl Runner {
         self.blobs.read(key, None).await?.write_to(to).await
     }
 
-    /// Runs one task in a child process under the budget and stores what it made.
+    /// Runs one task in a confined process under the budget and stores what it made.
     async fn task(
         &self,
         job: &Claimed,
@@ -190,7 +210,9 @@ impl Runner {
             image: self.config.image.clone(),
             video: self.config.video.clone(),
         };
-        let facts = isolate::run(&self.config.process, spec, self.config.budget)
+        let facts = self
+            .isolator
+            .run(spec, self.config.budget)
             .await
             .map_err(|e| match e {
                 JobError::Poisoned(why) => Outcome::Poisoned(why),

@@ -1,25 +1,34 @@
-//! Each processing task runs in a child process of its own, under OS limits, so that a hostile
-//! file can at worst kill that process: not the server, not the other jobs.
+//! Each processing task runs in a process of its own, under OS limits, so that a hostile file
+//! can at worst kill that process: not the server, not the other jobs, not a later job.
 //!
-//! The parent ([`run`]) starts `program args…` (the `courier` binary's hidden `media-job`
-//! command), writes the [`Job`] as JSON on its stdin and reads one JSON reply from its
-//! stdout. The child ([`child_main`]) confines itself before touching the file — address space
-//! (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps, a lower scheduling priority, and
-//! death with its parent — then runs [`execute`] and answers. The parent kills it when the
-//! wall-clock budget runs out.
+//! Starting the `courier` binary costs ~30 ms (the dynamic loader maps the ~140 libraries the
+//! system FFmpeg pulls in), so processes are not started per task but forked: the server
+//! starts a few **job hosts** (`courier media-job`, [`host_main`]) which load everything
+//! once, never touch a file, and for each request fork a fresh child. The child confines
+//! itself before it reads the input — address space (`RLIMIT_AS`), CPU seconds
+//! (`RLIMIT_CPU`), no core dumps, a lower scheduling priority, death with its parent — runs
+//! [`execute`], answers and exits. Each task thus gets a pristine address space, as if
+//! started from scratch.
+//!
+//! The conversation with a host is JSON lines: the server writes one [`Request`]; the host
+//! answers `{"pid":…}` for the child, the child `{"reply":…}`, and the host, once the child
+//! is gone, `{"exited":{…}}`. The server kills the child when the wall-clock budget runs out,
+//! and replaces a host that misbehaves.
 //!
 //! How a job ends decides whether it is tried again: a bad file, a limit or a crash are the
-//! file's fault ([`JobError::Poisoned`]); a process that cannot start or answers nonsense, or
-//! an I/O error, is not ([`JobError::Transient`]).
+//! file's fault ([`JobError::Poisoned`]); a host that cannot start or answers nonsense, or an
+//! I/O error, is not ([`JobError::Transient`]).
 
 use crate::task::{execute, Facts, Job};
 use crate::MediaError;
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 /// How a job failed, for the queue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +41,7 @@ pub enum JobError {
     Transient(String),
 }
 
-/// The OS limits a job process runs under.
+/// The OS limits each job's process runs under.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProcessLimits {
     /// Address space in bytes (`RLIMIT_AS`; the binary's own mappings count).
@@ -53,17 +62,17 @@ impl Default for ProcessLimits {
     }
 }
 
-/// The program that runs jobs, and the limits it runs them under.
+/// The program that hosts jobs, and the limits it runs them under.
 #[derive(Clone, Debug)]
 pub struct JobProcess {
     pub program: PathBuf,
-    /// Arguments before which the program reads a job on stdin (`["media-job"]`).
+    /// Arguments that make the program a job host (`["media-job"]`).
     pub args: Vec<String>,
     pub limits: ProcessLimits,
 }
 
 impl JobProcess {
-    /// This executable, which must answer `media-job` by calling [`child_main`] (the
+    /// This executable, which must answer `media-job` by calling [`host_main`] (the
     /// `courier` binary does), under the default limits.
     pub fn this_executable() -> Self {
         Self {
@@ -80,6 +89,7 @@ struct Request {
     limits: ProcessLimits,
 }
 
+/// What the child answers.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Reply {
@@ -97,80 +107,211 @@ impl From<MediaError> for Reply {
     }
 }
 
-/// Runs `job` in a child process, killing it after `budget`.
-pub async fn run(process: &JobProcess, job: Job, budget: Duration) -> Result<Facts, JobError> {
-    let request = serde_json::to_vec(&Request {
-        job,
-        limits: process.limits.clone(),
-    })
-    .map_err(|e| JobError::Transient(e.to_string()))?;
-    let mut child = tokio::process::Command::new(&process.program)
-        .args(&process.args)
-        // The first line of stderr explains a crash (no backtrace after it).
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            JobError::Transient(format!(
-                "cannot start the media job process {}: {e}",
-                process.program.display()
-            ))
-        })?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let finished = async move {
-        // A child that dies early closes its stdin: what it says on the way out matters more.
-        let _ = stdin.write_all(&request).await;
-        drop(stdin);
-        child.wait_with_output().await
-    };
-    // Dropping the unfinished future drops the child, which kills it.
-    let output = match tokio::time::timeout(budget, finished).await {
-        Err(_) => return Err(JobError::Poisoned("over the processing time budget".into())),
-        Ok(Err(e)) => return Err(JobError::Transient(format!("media job process: {e}"))),
-        Ok(Ok(output)) => output,
-    };
-    if let Ok(reply) = serde_json::from_slice::<Reply>(&output.stdout) {
-        return match reply {
-            Reply::Done(facts) => Ok(facts),
-            Reply::Poisoned(why) => Err(JobError::Poisoned(why)),
-            Reply::Transient(why) => Err(JobError::Transient(why)),
-        };
-    }
-    let said = first_line(&output.stderr);
-    Err(match killed_by(&output.status) {
-        Some(signal) => JobError::Poisoned(format!(
-            "the decoder died ({}){}",
-            signal_name(signal),
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(": {said}")
-            }
-        )),
-        None => JobError::Transient(format!(
-            "the media job process failed ({}) without an answer: {said}",
-            output.status
-        )),
-    })
+/// How the child ended, and the first line it wrote on stderr (why it crashed, often).
+#[derive(Serialize, Deserialize, Debug, Default)]
+struct Exit {
+    code: Option<i32>,
+    signal: Option<i32>,
+    said: String,
 }
 
-fn first_line(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
+/// Where a child's stderr goes: a file in its output directory, read back by the host.
+const STDERR_FILE: &str = "stderr.log";
+
+/// One line from a host: exactly one of these is set.
+#[derive(Serialize, Deserialize, Default)]
+struct Line {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<Reply>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exited: Option<Exit>,
+}
+
+/// Runs jobs in children forked by job hosts, keeping idle hosts for the next job.
+pub struct Isolator {
+    process: JobProcess,
+    idle: Mutex<Vec<Host>>,
+}
+
+impl Isolator {
+    pub fn new(process: JobProcess) -> Self {
+        Self {
+            process,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `job` in a fresh confined process, killing it after `budget`.
+    pub async fn run(&self, job: Job, budget: Duration) -> Result<Facts, JobError> {
+        let idle = self.idle.lock().expect("host list").pop();
+        let mut host = match idle {
+            Some(h) => h,
+            None => Host::start(&self.process)?,
+        };
+        let request = Request {
+            job,
+            limits: self.process.limits.clone(),
+        };
+        let (result, healthy) = host.run(&request, budget).await;
+        if healthy {
+            self.idle.lock().expect("host list").push(host);
+        }
+        result
+    }
+}
+
+/// A running job host.
+struct Host {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// What the host and its children wrote on stderr since the last job started.
+    stderr: Arc<Mutex<String>>,
+}
+
+/// How long a host may take to report a killed child gone.
+const REAP_GRACE: Duration = Duration::from_secs(5);
+
+impl Host {
+    fn start(process: &JobProcess) -> Result<Self, JobError> {
+        let mut child = tokio::process::Command::new(&process.program)
+            .args(&process.args)
+            // The first line of stderr explains a crash (no backtrace after it).
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                JobError::Transient(format!(
+                    "cannot start the media job host {}: {e}",
+                    process.program.display()
+                ))
+            })?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err_lines.next_line().await {
+                let mut s = sink.lock().expect("stderr buffer");
+                if s.len() < 4096 {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            stdin,
+            lines,
+            stderr,
+        })
+    }
+
+    /// Runs one request; the bool says whether the host can take another.
+    async fn run(
+        &mut self,
+        request: &Request,
+        budget: Duration,
+    ) -> (Result<Facts, JobError>, bool) {
+        self.stderr.lock().expect("stderr buffer").clear();
+        let mut line = serde_json::to_vec(request).expect("a job serialises");
+        line.push(b'\n');
+        if let Err(e) = self.stdin.write_all(&line).await {
+            return (
+                Err(self.broken(format!("cannot send it a job: {e}"))),
+                false,
+            );
+        }
+        let (mut pid, mut reply) = (None, None);
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut over_budget = false;
+        let exit = loop {
+            let next = if over_budget {
+                tokio::time::timeout(REAP_GRACE, self.lines.next_line()).await
+            } else {
+                tokio::time::timeout_at(deadline, self.lines.next_line()).await
+            };
+            let text = match next {
+                Ok(Ok(Some(text))) => text,
+                Ok(Ok(None)) => return (Err(self.broken("it exited".into())), false),
+                Ok(Err(e)) => return (Err(self.broken(e.to_string())), false),
+                Err(_) if over_budget => {
+                    return (Err(self.broken("it did not reap its child".into())), false)
+                }
+                Err(_) => {
+                    over_budget = true;
+                    if let Some(pid) = pid {
+                        kill(pid);
+                    }
+                    continue;
+                }
+            };
+            let Ok(parsed) = serde_json::from_str::<Line>(&text) else {
+                return (Err(self.broken(format!("it said {text:?}"))), false);
+            };
+            if let Some(p) = parsed.pid {
+                pid = Some(p);
+                if over_budget {
+                    kill(p);
+                }
+            }
+            if parsed.reply.is_some() {
+                reply = parsed.reply;
+            }
+            if let Some(exit) = parsed.exited {
+                break exit;
+            }
+        };
+        let said = exit.said;
+        let result = match (over_budget, reply, exit.signal) {
+            (true, ..) => Err(JobError::Poisoned("over the processing time budget".into())),
+            (_, Some(Reply::Done(facts)), _) => Ok(facts),
+            (_, Some(Reply::Poisoned(why)), _) => Err(JobError::Poisoned(why)),
+            (_, Some(Reply::Transient(why)), _) => Err(JobError::Transient(why)),
+            (_, None, Some(signal)) => Err(JobError::Poisoned(format!(
+                "the decoder died ({}){}",
+                signal_name(signal),
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {said}")
+                }
+            ))),
+            (_, None, None) => Err(JobError::Transient(format!(
+                "the media job process exited ({:?}) without an answer: {said}",
+                exit.code
+            ))),
+        };
+        (result, true)
+    }
+
+    /// The host is unusable: it is killed (on drop) and the job tried again later.
+    fn broken(&mut self, why: String) -> JobError {
+        let _ = self.child.start_kill();
+        let said = first_line(&self.stderr.lock().expect("stderr buffer"));
+        JobError::Transient(
+            format!("media job host failed: {why} {said}")
+                .trim()
+                .to_owned(),
+        )
+    }
+}
+
+fn kill(pid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+fn first_line(text: &str) -> String {
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     line.chars().take(300).collect()
-}
-
-#[cfg(unix)]
-fn killed_by(status: &std::process::ExitStatus) -> Option<i32> {
-    std::os::unix::process::ExitStatusExt::signal(status)
-}
-
-#[cfg(not(unix))]
-fn killed_by(_: &std::process::ExitStatus) -> Option<i32> {
-    None
 }
 
 fn signal_name(signal: i32) -> String {
@@ -183,24 +324,93 @@ fn signal_name(signal: i32) -> String {
     }
 }
 
-/// The child's side: reads a job on stdin, confines itself, runs it, answers on stdout.
-/// Exits non-zero only when it could not answer.
-pub fn child_main() -> ExitCode {
-    let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
-        eprintln!("media job: cannot read the request: {e}");
-        return ExitCode::from(2);
-    }
-    let request: Request = match serde_json::from_slice(&input) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("media job: bad request: {e}");
+/// The job host: reads requests on stdin, one per line, and runs each in a forked child;
+/// returns when stdin closes. Runs before anything else in the process, which must stay
+/// single-threaded to fork safely.
+pub fn host_main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    // Load what every job needs once, here, rather than in every child.
+    let _ = crate::video::init();
+    let stdin = std::io::stdin();
+    for request in stdin.lock().lines() {
+        let Ok(request) = request else {
+            return ExitCode::from(2);
+        };
+        let exit = match serde_json::from_str::<Request>(&request) {
+            Ok(request) => match fork_job(&request) {
+                Ok(exit) => exit,
+                Err(e) => {
+                    eprintln!("media job host: cannot fork: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                eprintln!("media job host: bad request: {e}");
+                Exit {
+                    code: Some(2),
+                    ..Default::default()
+                }
+            }
+        };
+        if say(&Line {
+            exited: Some(exit),
+            ..Default::default()
+        })
+        .is_err()
+        {
             return ExitCode::from(2);
         }
-    };
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes one line to stdout (shared with the children: one short write each).
+fn say(line: &Line) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec(line)?;
+    text.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text)?;
+    out.flush()
+}
+
+/// Forks a child for `request`, reports its pid, waits for it.
+fn fork_job(request: &Request) -> std::io::Result<Exit> {
+    use rustix::process::{waitpid, Pid, WaitOptions};
+    // SAFETY: the host is single-threaded (it runs before any runtime or thread starts), so
+    // the child may do anything the parent could.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = run_child(request);
+        // Leave at once: nothing of the host's may run again in the child.
+        // SAFETY: ends this process; stdout was flushed by `say`.
+        unsafe { libc::_exit(code) }
+    }
+    say(&Line {
+        pid: Some(pid),
+        ..Default::default()
+    })?;
+    let child = Pid::from_raw(pid).expect("a child pid");
+    let (_, status) = waitpid(Some(child), WaitOptions::empty())?.expect("the child's status");
+    let said = std::fs::read(request.job.out_dir.join(STDERR_FILE)).unwrap_or_default();
+    Ok(Exit {
+        code: status.exit_status(),
+        signal: status.terminating_signal(),
+        said: first_line(&String::from_utf8_lossy(&said)),
+    })
+}
+
+/// In the forked child: confine, run, answer. Returns the exit code.
+fn run_child(request: &Request) -> i32 {
+    if let Ok(file) = std::fs::File::create(request.job.out_dir.join(STDERR_FILE)) {
+        let _ = rustix::stdio::dup2_stderr(&file);
+    }
     if let Err(e) = confine(&request.limits) {
         eprintln!("media job: cannot apply limits: {e}");
-        return ExitCode::from(2);
+        return 2;
     }
     // A panic is the file's fault; keep its message for the reply, off stderr.
     std::panic::set_hook(Box::new(|_| {}));
@@ -209,16 +419,17 @@ pub fn child_main() -> ExitCode {
         Ok(Err(e)) => Reply::from(e),
         Err(panic) => Reply::Poisoned(format!("the decoder crashed: {}", panic_text(&panic))),
     };
-    let mut out = std::io::stdout().lock();
-    let answered = serde_json::to_writer(&mut out, &reply)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.flush());
-    match answered {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("media job: cannot answer: {e}");
-            ExitCode::from(2)
-        }
+    let reply = match reply {
+        Reply::Poisoned(why) => Reply::Poisoned(why.chars().take(1000).collect()),
+        Reply::Transient(why) => Reply::Transient(why.chars().take(1000).collect()),
+        done => done,
+    };
+    match say(&Line {
+        reply: Some(reply),
+        ..Default::default()
+    }) {
+        Ok(()) => 0,
+        Err(_) => 2,
     }
 }
 

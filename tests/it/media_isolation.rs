@@ -7,7 +7,7 @@ use crate::helpers::{spawn_app_with, Db};
 use crate::media_jobs::{dims, fetch, jpeg, media_update, send_file};
 use courier_client::protocol::http::MediaFile;
 use media_worker::image::ImageLimits;
-use media_worker::isolate::{self, JobError, JobProcess, ProcessLimits};
+use media_worker::isolate::{Isolator, JobError, JobProcess, ProcessLimits};
 use media_worker::{Job, Task};
 use reqwest::StatusCode;
 use std::path::Path;
@@ -49,11 +49,11 @@ async fn a_job_over_its_memory_limit_dies_alone() {
     // 20 000 × 20 000 pixels in a few hundred kilobytes: 1.2 GB once decoded.
     std::fs::write(&bomb, media_worker::fixtures::png_bomb(20_000)).unwrap();
     std::fs::write(&photo, jpeg(1600, 1200)).unwrap();
-    let process = job_process(512 << 20);
+    let jobs = Isolator::new(job_process(512 << 20));
     let budget = Duration::from_secs(60);
 
     let job = unbounded_image_job(&bomb, &dir.path().join("bomb-out"));
-    let err = isolate::run(&process, job, budget).await.unwrap_err();
+    let err = jobs.run(job, budget).await.unwrap_err();
     let JobError::Poisoned(why) = &err else {
         panic!("a file over the memory limit is the file's fault: {err:?}")
     };
@@ -65,7 +65,7 @@ async fn a_job_over_its_memory_limit_dies_alone() {
     // The same limits are plenty for a real photo.
     let out = dir.path().join("photo-out");
     let job = unbounded_image_job(&photo, &out);
-    let facts = isolate::run(&process, job, budget).await.unwrap();
+    let facts = jobs.run(job, budget).await.unwrap();
     assert_eq!((facts.width, facts.height), (Some(1600), Some(1200)));
     assert_eq!(
         dims(&std::fs::read(out.join("thumb.webp")).unwrap()),
@@ -92,9 +92,8 @@ async fn a_job_over_its_time_budget_is_killed() {
         video: Default::default(),
     };
     let started = std::time::Instant::now();
-    let err = isolate::run(&job_process(2 << 30), job, Duration::from_millis(300))
-        .await
-        .unwrap_err();
+    let jobs = Isolator::new(job_process(2 << 30));
+    let err = jobs.run(job, Duration::from_millis(300)).await.unwrap_err();
     assert_eq!(
         err,
         JobError::Poisoned("over the processing time budget".into())
@@ -103,6 +102,17 @@ async fn a_job_over_its_time_budget_is_killed() {
         started.elapsed() < Duration::from_secs(10),
         "killed, not awaited"
     );
+    // The host that forked it goes on with the next job.
+    let photo = dir.path().join("photo.jpg");
+    std::fs::write(&photo, jpeg(64, 48)).unwrap();
+    let facts = jobs
+        .run(
+            unbounded_image_job(&photo, &dir.path().join("photo-out")),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!((facts.width, facts.height), (Some(64), Some(48)));
 }
 
 #[tokio::test]
@@ -113,14 +123,16 @@ async fn a_program_that_cannot_run_jobs_is_retried_not_blamed_on_the_file() {
     let mut missing = job_process(2 << 30);
     missing.program = dir.path().join("no-such-program");
     let job = unbounded_image_job(&photo, &dir.path().join("out"));
-    let err = isolate::run(&missing, job.clone(), Duration::from_secs(30))
+    let err = Isolator::new(missing)
+        .run(job.clone(), Duration::from_secs(30))
         .await
         .unwrap_err();
     assert!(matches!(err, JobError::Transient(_)), "{err:?}");
     // A program that does not speak the job protocol (the server, asked for its version).
     let mut wrong = job_process(2 << 30);
     wrong.args = vec!["--version".into()];
-    let err = isolate::run(&wrong, job, Duration::from_secs(30))
+    let err = Isolator::new(wrong)
+        .run(job, Duration::from_secs(30))
         .await
         .unwrap_err();
     assert!(matches!(err, JobError::Transient(_)), "{err:?}");

@@ -6,7 +6,7 @@
 //!    against `vipsthumbnail photo.jpg -s 320 -o thumb.webp[Q=75]` (libvips-tools), run once
 //!    per photo and over 20 copies in one process (libvips's work per photo, its start spread
 //!    out). Also the whole image job (thumbnail and 1280 px preview), in this process and as the
-//!    server runs it, in a `courier media-job` child process.
+//!    server runs it, in a process forked by a `courier media-job` host.
 //! 2. A 1080p 10 s H.264 clip → the 480p H.264 preview: Courier's `make_preview` against
 //!    `ffmpeg -vf scale=-2:480 -c:v libx264 -preset veryfast -crf 28 -an -movflags +faststart`,
 //!    and against real time (10 s).
@@ -16,7 +16,7 @@
 
 use clap::Parser;
 use media_worker::image::{process_image, thumbnail_of, ImageLimits};
-use media_worker::isolate::JobProcess;
+use media_worker::isolate::{Isolator, JobProcess};
 use media_worker::video::{make_preview, process_video, VideoLimits};
 use media_worker::{Job, Task};
 use std::path::Path;
@@ -123,15 +123,15 @@ fn main() {
             "tn_%s.webp[Q=75]",
         ]))
     }) / BATCH as u32;
-    // The image job as the server runs it: a `courier media-job` child process (thumbnail and
-    // preview), when the release `courier` binary sits next to this one.
+    // The image job as the server runs it: in a process forked by a `courier media-job` host
+    // (thumbnail and preview), when the release `courier` binary sits next to this one.
     let courier_bin = std::env::current_exe().unwrap().with_file_name("courier");
     let t_child = courier_bin.exists().then(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let process = JobProcess {
+        let jobs = Isolator::new(JobProcess {
             program: courier_bin.clone(),
             ..JobProcess::this_executable()
-        };
+        });
         let out = d.join("job-out");
         std::fs::create_dir_all(&out).unwrap();
         time(args.runs, || {
@@ -142,16 +142,11 @@ fn main() {
                 image: limits.clone(),
                 video: Default::default(),
             };
-            rt.block_on(media_worker::isolate::run(
-                &process,
-                job,
-                Duration::from_secs(60),
-            ))
-            .unwrap();
+            rt.block_on(jobs.run(job, Duration::from_secs(60))).unwrap();
         })
     });
     println!(
-        "12 MP JPEG ({:.1} MB) → 320 px WebP thumbnail:\n  courier                        {:>7.1} ms  {:>6} B\n  vipsthumbnail, one photo       {:>7.1} ms  {:>6} B\n  vipsthumbnail, each of {BATCH}      {:>7.1} ms\n  ratio (vips work/courier) {:.2}×; courier's whole image job (thumbnail + 1280 px preview) {:.1} ms in process, {} as a media-job child process",
+        "12 MP JPEG ({:.1} MB) → 320 px WebP thumbnail:\n  courier                        {:>7.1} ms  {:>6} B\n  vipsthumbnail, one photo       {:>7.1} ms  {:>6} B\n  vipsthumbnail, each of {BATCH}      {:>7.1} ms\n  ratio (vips work/courier) {:.2}×; courier's whole image job (thumbnail + 1280 px preview) {:.1} ms in process, {} in a process forked by a media-job host",
         size(&photo) as f64 / 1e6,
         ms(t_ours),
         ours.len(),

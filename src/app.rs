@@ -1,7 +1,9 @@
 //! `courier serve`: binds every listener first (so a taken port fails fast, naming its flag),
-//! then runs the broker, the backend engine and the HTTP API until shutdown.
+//! then runs what its role asks for until shutdown: the broker (`all`, `broker`), the backend
+//! engine, the HTTP API and media jobs (`all`, `backend`). A backend without a broker of its
+//! own reaches one with `--broker`, as the service identity.
 
-use crate::settings::{redact_url, Settings};
+use crate::settings::{redact_url, Role, Settings};
 use anyhow::Context;
 use backend::embedded_broker::DeviceAuthenticator;
 use backend::http::media::Media;
@@ -22,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 pub struct App {
     settings: Settings,
     store: Store,
-    http: TcpListener,
-    mqtt: TcpListener,
-    mqtt_ws: TcpListener,
+    /// Bound by the roles that serve HTTP (`all`, `backend`).
+    http: Option<TcpListener>,
+    /// Bound by the roles that run the broker (`all`, `broker`).
+    mqtt: Option<(TcpListener, TcpListener)>,
     objects: Arc<dyn BlobStore>,
 }
 
@@ -48,9 +51,36 @@ async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpLis
 
 impl App {
     pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
-        let http = bind(settings.http, "HTTP", "--http").await?;
-        let mqtt = bind(settings.mqtt, "MQTT", "--mqtt").await?;
-        let mqtt_ws = bind(settings.mqtt_ws, "MQTT WebSocket", "--mqtt-ws").await?;
+        let role = settings.role;
+        anyhow::ensure!(
+            role != Role::MediaWorker,
+            "--role media-worker runs with courier::worker"
+        );
+        if role != Role::All {
+            anyhow::ensure!(
+                settings.service_secret.is_some(),
+                "--role {} talks to the other roles as the service identity: set the same \
+                 --service-secret on all of them",
+                role.name()
+            );
+            anyhow::ensure!(
+                settings.database_url.starts_with("postgres"),
+                "--role {} shares the database with the other roles: it needs PostgreSQL \
+                 (--database-url postgres://…)",
+                role.name()
+            );
+        }
+        let http = match role.serves_http() {
+            true => Some(bind(settings.http, "HTTP", "--http").await?),
+            false => None,
+        };
+        let mqtt = match role.runs_broker() {
+            true => Some((
+                bind(settings.mqtt, "MQTT", "--mqtt").await?,
+                bind(settings.mqtt_ws, "MQTT WebSocket", "--mqtt-ws").await?,
+            )),
+            false => None,
+        };
         let store = open_store(&settings).await?;
         let objects = open_objects(&settings).await?;
         Ok(Self {
@@ -59,93 +89,117 @@ impl App {
             store,
             http,
             mqtt,
-            mqtt_ws,
         })
     }
 
+    /// Where this process listens; for what another role serves, the configured address
+    /// (a backend advertises the broker's ports to devices from `--mqtt` and `--mqtt-ws`).
     pub fn addrs(&self) -> Addrs {
+        let s = &self.settings;
+        let local = |l: &TcpListener| l.local_addr().expect("bound");
         Addrs {
-            http: self.http.local_addr().expect("bound"),
-            mqtt: self.mqtt.local_addr().expect("bound"),
-            mqtt_ws: self.mqtt_ws.local_addr().expect("bound"),
+            http: self.http.as_ref().map_or(s.http, local),
+            mqtt: self.mqtt.as_ref().map_or(s.mqtt, |(t, _)| local(t)),
+            mqtt_ws: self.mqtt.as_ref().map_or(s.mqtt_ws, |(_, w)| local(w)),
         }
     }
 
     /// Serves until `shutdown` is cancelled, then lets every task finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addrs = self.addrs();
-        let s = &self.settings;
+        let Self {
+            settings: s,
+            store,
+            http,
+            mqtt,
+            objects,
+        } = self;
         let secret = s
             .service_secret
             .clone()
             .unwrap_or_else(backend::util::new_token);
-        let auth = Arc::new(DeviceAuthenticator {
-            store: self.store.clone(),
-            service_secret: secret.clone(),
-        });
-        let broker_config = BrokerConfig {
-            max_packet_size: s.max_packet_size,
-            connect_timeout: s.connect_timeout,
-            ..Default::default()
-        };
-        let broker = Broker::start(broker_config, auth, shutdown.clone())?;
         let mut tasks = tokio::task::JoinSet::new();
-        let b = broker.clone();
-        tasks.spawn(async move { b.serve_tcp(self.mqtt).await });
-        let b = broker.clone();
-        tasks.spawn(async move { b.serve_ws(self.mqtt_ws).await });
+        let broker = match mqtt {
+            Some((tcp, ws)) => {
+                let auth = Arc::new(DeviceAuthenticator {
+                    store: store.clone(),
+                    service_secret: secret.clone(),
+                });
+                let broker_config = BrokerConfig {
+                    max_packet_size: s.max_packet_size,
+                    connect_timeout: s.connect_timeout,
+                    ..Default::default()
+                };
+                let broker = Broker::start(broker_config, auth, shutdown.clone())?;
+                let b = broker.clone();
+                tasks.spawn(async move { b.serve_tcp(tcp).await });
+                let b = broker.clone();
+                tasks.spawn(async move { b.serve_ws(ws).await });
+                // This process's broker has just started: nobody is connected.
+                store.reset_presence(backend::util::now_ms()).await?;
+                Some(broker)
+            }
+            None => None,
+        };
+        let Some(http) = http else {
+            tracing::info!(mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws, "courier broker is serving");
+            while tasks.join_next().await.is_some() {}
+            return Ok(());
+        };
 
-        let opts = backend::mqtt_options("127.0.0.1", addrs.mqtt.port(), &secret);
-        let (client, eventloop) = backend::mqtt_client(opts);
-        let connections: Arc<dyn Connections> = Arc::new(broker.clone());
-        let mut publisher =
-            backend::publisher::Publisher::new(client, self.store.clone(), Some(connections));
+        let (host, port) = match &broker {
+            Some(_) => ("127.0.0.1".to_owned(), addrs.mqtt.port()),
+            None => broker_address(&s)?,
+        };
+        let (client, eventloop) = backend::mqtt_client(backend::mqtt_options(&host, port, &secret));
+        // Without a broker of its own the backend cannot tell who is connected: it publishes
+        // to every active device and lets the broker drop what nobody subscribed to.
+        let connections = broker.clone().map(|b| Arc::new(b) as Arc<dyn Connections>);
+        let mut publisher = backend::publisher::Publisher::new(client, store.clone(), connections);
         if let Some(url) = &s.push_webhook {
             let config = PushConfig::new(url.clone(), s.push_webhook_token.clone());
-            publisher = publisher.with_push(Pusher::start(self.store.clone(), config));
+            publisher = publisher.with_push(Pusher::start(store.clone(), config));
         }
         let engine_config = EngineConfig {
             max_request_bytes: s.max_request_size,
             edit_window: s.edit_window,
             ..Default::default()
         };
-        // This process's broker has just started: nobody is connected.
-        self.store.reset_presence(backend::util::now_ms()).await?;
         tasks.spawn(trim_logs(
-            self.store.clone(),
+            store.clone(),
             s.log_retention,
             s.trim_interval,
             shutdown.clone(),
         ));
-        let engine = Engine::new(self.store.clone(), publisher.clone(), engine_config);
+        let engine = Engine::new(store.clone(), publisher.clone(), engine_config);
         let engine_ready = engine.ready.clone();
         tasks.spawn(engine.run(eventloop, shutdown.clone()));
 
         let media = Media {
-            store: self.objects.clone(),
+            store: objects,
             spool: s.data_dir.join("spool"),
             max_upload: s.max_upload_size,
             jobs: Arc::new(tokio::sync::Notify::new()),
         };
         let runner = backend::jobs::Runner::new(
-            self.store.clone(),
+            store.clone(),
             media.store.clone(),
             publisher.clone(),
             media.spool.join("jobs"),
-            job_config(s),
+            job_config(&s),
         );
         for _ in 0..s.media_jobs {
             tasks.spawn(runner.clone().run(media.jobs.clone(), shutdown.clone()));
         }
         let state = AppState {
-            store: self.store.clone(),
+            store: store.clone(),
             publisher,
             mqtt: backend::http::MqttPorts {
                 public_host: s.public_host.clone(),
                 tcp: addrs.mqtt.port(),
                 ws: addrs.mqtt_ws.port(),
             },
-            kicker: Some(Arc::new(broker) as Arc<dyn Kicker>),
+            kicker: broker.map(|b| Arc::new(b) as Arc<dyn Kicker>),
             engine_ready,
             media: media.clone(),
         };
@@ -156,17 +210,30 @@ impl App {
         ));
         let router = backend::http::router(state);
         tracing::info!(
-            http = %addrs.http, mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws,
+            role = s.role.name(), http = %addrs.http, mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws,
+            broker = %format!("{host}:{port}"),
             database = %redact_url(&s.database_url), "courier is serving"
         );
         let stop = shutdown.clone();
-        axum::serve(self.http, router)
+        axum::serve(http, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+/// `--broker host:port` (default: 127.0.0.1 and the `--mqtt` port).
+pub(crate) fn broker_address(s: &Settings) -> anyhow::Result<(String, u16)> {
+    let broker = s
+        .broker
+        .clone()
+        .unwrap_or_else(|| format!("127.0.0.1:{}", s.mqtt.port()));
+    broker
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+        .with_context(|| format!("--broker {broker:?} is not host:port"))
 }
 
 /// The database, created (SQLite) and migrated.

@@ -75,8 +75,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stop.cancel();
     });
     match settings.role {
-        Role::All => App::bind(settings).await?.run(shutdown).await,
         Role::MediaWorker => courier::worker::run(settings, shutdown).await,
+        _ => App::bind(settings).await?.run(shutdown).await,
     }
 }
 

@@ -14,8 +14,9 @@ use std::time::Duration;
 #[derive(Args, Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ServeArgs {
-    /// What this process runs: `all` (broker, backend, HTTP API and media jobs) or
-    /// `media-worker` (media jobs only, sharing the server's PostgreSQL database and object store) [default: all]
+    /// What this process runs: `all` (broker, backend, HTTP API and media jobs), `broker`,
+    /// `backend` (engine, HTTP API, media jobs; reaches the broker at --broker) or
+    /// `media-worker` (media jobs only) [default: all]
     #[arg(long, env = "COURIER_ROLE", global = true, value_enum)]
     pub role: Option<Role>,
     /// HTTP API address
@@ -137,8 +138,8 @@ pub struct ServeArgs {
         global = true
     )]
     pub media_job_memory: Option<u64>,
-    /// MQTT broker (host:port) a media worker publishes its updates through, as the service
-    /// identity (`--service-secret`) [default: 127.0.0.1 and the --mqtt port]
+    /// MQTT broker (host:port) a backend or media worker connects to, as the service identity
+    /// (`--service-secret`) [default: 127.0.0.1 and the --mqtt port]
     #[arg(long, env = "COURIER_BROKER", global = true)]
     pub broker: Option<String>,
 }
@@ -150,8 +151,31 @@ pub enum Role {
     /// The broker, the backend, the HTTP API and media jobs, in one process.
     #[default]
     All,
+    /// Courier's MQTT broker only (device authentication, ACL, presence events).
+    Broker,
+    /// The delivery engine, the HTTP API and media jobs, against a broker given by `--broker`.
+    Backend,
     /// Media processing jobs only.
     MediaWorker,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Broker => "broker",
+            Role::Backend => "backend",
+            Role::MediaWorker => "media-worker",
+        }
+    }
+
+    pub fn runs_broker(self) -> bool {
+        matches!(self, Role::All | Role::Broker)
+    }
+
+    pub fn serves_http(self) -> bool {
+        matches!(self, Role::All | Role::Backend)
+    }
 }
 
 /// `250ms`, `10s`, `15m`, `48h`, `30d`, or a bare number of seconds.

@@ -4,7 +4,7 @@
 //! service identity. Updates are in the recipients' logs before they are published, so a
 //! broker outage delays them and loses none.
 
-use crate::app::{job_config, open_objects, open_store};
+use crate::app::{broker_address, job_config, open_objects, open_store};
 use crate::settings::{redact_url, Settings};
 use anyhow::Context;
 use backend::publisher::Publisher;
@@ -21,14 +21,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let secret = settings.service_secret.clone().context(
         "--role media-worker publishes through the broker: give it the server's --service-secret",
     )?;
-    let broker = settings
-        .broker
-        .clone()
-        .unwrap_or_else(|| format!("127.0.0.1:{}", settings.mqtt.port()));
-    let (host, port) = broker
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-        .with_context(|| format!("--broker {broker:?} is not host:port"))?;
+    let (host, port) = broker_address(&settings)?;
+    let broker = format!("{host}:{port}");
     let store = open_store(&settings).await?;
     let objects = open_objects(&settings).await?;
 

@@ -1,14 +1,48 @@
 //! Opening the database (SQLite file or PostgreSQL) and running pending migrations.
 
 use migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
 use std::time::Duration;
 
 /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`) and applies pending migrations.
 pub async fn open(url: &str) -> Result<DatabaseConnection, DbErr> {
     let db = connect(url).await?;
-    Migrator::up(&db, None).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        migrate_locked(url).await?;
+    } else {
+        Migrator::up(&db, None).await?;
+    }
     Ok(db)
+}
+
+/// Any key will do, as long as every Courier process uses the same one.
+const MIGRATION_LOCK: i64 = 0x0063_6f75_7269_6572; // "courier"
+
+/// Several processes (a broker, backends, media workers) may start at once against one
+/// PostgreSQL database: they take turns under an advisory lock, held by one connection of
+/// its own, so only the first applies the migrations and the others find them done.
+async fn migrate_locked(url: &str) -> Result<(), DbErr> {
+    let mut opts = ConnectOptions::new(url);
+    opts.sqlx_logging(false)
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_timeout(Duration::from_secs(10));
+    let conn = Database::connect(opts).await?;
+    let lock = |sql: &str| {
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, [MIGRATION_LOCK.into()])
+    };
+    conn.execute_raw(lock("SELECT pg_advisory_lock($1)"))
+        .await?;
+    let migrated = Migrator::up(&conn, None).await;
+    let unlocked = conn
+        .execute_raw(lock("SELECT pg_advisory_unlock($1)"))
+        .await;
+    let _ = conn.close().await;
+    migrated?;
+    unlocked.map(|_| ())
 }
 
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {

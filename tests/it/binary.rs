@@ -147,3 +147,64 @@ fn http_status(addr: &str, path: &str) -> Option<u16> {
     s.read_to_string(&mut text).ok()?;
     text.split_whitespace().nth(1)?.parse().ok()
 }
+
+#[test]
+fn split_roles_need_the_shared_service_secret() {
+    for role in ["broker", "backend"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = courier()
+            .args(["serve", "--role", role, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{role} started without a secret");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--service-secret"), "{role}: {err}");
+        let out = courier()
+            .args([
+                "serve",
+                "--role",
+                role,
+                "--service-secret",
+                "s",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("PostgreSQL"),
+            "{role}: {err}"
+        );
+    }
+    let out = courier()
+        .args(["serve", "--role", "router"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+}
+
+#[tokio::test]
+async fn processes_starting_together_migrate_once() {
+    let (url, _db) = crate::helpers::fresh_postgres().await;
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            courier()
+                .args(["migrate", "--database-url", &url])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

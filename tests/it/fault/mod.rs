@@ -2,7 +2,9 @@
 //! four and two direct conversations) while, in turn, the `courier` process is SIGKILLed and
 //! restarted, the broker goes away (the process stops and comes back) and every client
 //! reconnects with backoff, devices drop their connections in the middle of a batch without
-//! acknowledging, and PostgreSQL crashes and restarts under load.
+//! acknowledging, PostgreSQL crashes and restarts under load, and — scaled out, devices on
+//! Mosquitto and two `--role backend` processes sharing the requests — one backend is
+//! SIGKILLed and restarted.
 //!
 //! Then, for every scenario: every message that got a send ack is on every member device
 //! exactly once after dedup by message id, in seq order per conversation; every stored
@@ -15,7 +17,7 @@ mod workload;
 use crate::helpers::{fresh_postgres, Db};
 use courier_client::protocol::{ConvId, MsgId};
 use courier_client::Api;
-use process::{PgCluster, Server};
+use process::{Mosquitto, PgCluster, Server};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,6 +40,11 @@ enum Fault {
     /// Crash PostgreSQL (immediate stop) and keep it down 4 s, longer than the clients'
     /// request timeout; twice.
     PostgresRestart,
+    /// Scaled out: devices on a Mosquitto broker, two `--role backend` processes sharing the
+    /// requests through a shared subscription; SIGKILL one backend and restart it, twice.
+    BackendKill,
+    /// The same on Courier's own broker running alone (`--role broker`).
+    BackendKillOwnBroker,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -58,6 +65,16 @@ async fn sqlite_survives_broker_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_survives_devices_dropping_mid_batch() {
     survive(Db::Postgres, Fault::Disconnects).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_backends_on_mosquitto_survive_sigkill() {
+    survive(Db::Postgres, Fault::BackendKill).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_backends_on_courier_broker_survive_sigkill() {
+    survive(Db::Postgres, Fault::BackendKillOwnBroker).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -84,8 +101,31 @@ async fn survive(db: Db, fault: Fault) {
         }
         (Db::Sqlite, _) => format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display()),
     };
-    let mut server = Server::start(dir.path(), &database_url).await;
-    let api = Api::new(format!("http://{}", server.http));
+    // The server the faults hit, and (scaled out) the broker and the backend that stays up,
+    // which the test talks HTTP to.
+    let mut _brokers = (None, None);
+    let mut _steady = None;
+    let mut server;
+    let api;
+    if matches!(fault, Fault::BackendKill | Fault::BackendKillOwnBroker) {
+        let ports = if fault == Fault::BackendKill {
+            let m = Mosquitto::start().await;
+            let ports = m.ports;
+            _brokers.0 = Some(m);
+            ports
+        } else {
+            let (b, ports) = Server::broker(dir.path(), &database_url).await;
+            _brokers.1 = Some(b);
+            ports
+        };
+        let steady = Server::backend(dir.path(), "backend-a", &database_url, &ports).await;
+        server = Server::backend(dir.path(), "backend-b", &database_url, &ports).await;
+        api = Api::new(format!("http://{}", steady.http));
+        _steady = Some(steady);
+    } else {
+        server = Server::start(dir.path(), &database_url).await;
+        api = Api::new(format!("http://{}", server.http));
+    }
 
     // Four users, a phone (MQTT 3.1.1 over TCP, persistent session) and a laptop (MQTT 5 over
     // WebSocket, clean start) each.
@@ -134,6 +174,7 @@ async fn survive(db: Db, fault: Fault) {
     let mut faults = 0;
     let points: &[f64] = match fault {
         Fault::Kill => &[0.2, 0.45, 0.7],
+        Fault::BackendKill | Fault::BackendKillOwnBroker => &[0.3, 0.6],
         Fault::BrokerRestart | Fault::PostgresRestart => &[0.25, 0.6],
         Fault::Disconnects => &[],
     };
@@ -142,7 +183,9 @@ async fn survive(db: Db, fault: Fault) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         match fault {
-            Fault::Kill => server.kill_and_restart().await,
+            Fault::Kill | Fault::BackendKill | Fault::BackendKillOwnBroker => {
+                server.kill_and_restart().await
+            }
             Fault::BrokerRestart => server.stop_and_restart(Duration::from_secs(1)).await,
             Fault::PostgresRestart => {
                 let c = pg_cluster.as_ref().expect("private cluster");

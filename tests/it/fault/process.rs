@@ -15,6 +15,67 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Mosquitto on free ports (MQTT over TCP and over WebSocket), anonymous: the external broker
+/// of the scale-out tests. Stopped on drop.
+pub struct Mosquitto {
+    child: Child,
+    pub ports: BrokerPorts,
+    _dir: tempfile::TempDir,
+}
+
+/// Where devices and backends reach a broker: MQTT over TCP and over WebSocket.
+#[derive(Clone, Copy)]
+pub struct BrokerPorts {
+    pub tcp: u16,
+    pub ws: u16,
+}
+
+impl Mosquitto {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (tcp, ws) = (free_port(), free_port());
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 100000\n\
+                 listener {tcp} 127.0.0.1\nlistener {ws} 127.0.0.1\nprotocol websockets\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the mosquitto broker is needed for the scale-out tests");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", tcp)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", ws)).is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            child,
+            ports: BrokerPorts { tcp, ws },
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `courier serve` as a child process.
 pub struct Server {
     child: Option<Child>,
@@ -22,35 +83,86 @@ pub struct Server {
     pub http: String,
     log: PathBuf,
     pub restarts: u32,
+    /// Ready when this port accepts connections, not when `/readyz` says so.
+    ready_port: Option<u16>,
 }
 
 impl Server {
+    /// The all-in-one server.
     pub async fn start(dir: &Path, database_url: &str) -> Self {
-        let http = format!("127.0.0.1:{}", free_port());
-        let args = vec![
-            "serve".into(),
-            "--http".into(),
-            http.clone(),
+        let mqtt = [
             "--mqtt".into(),
             format!("127.0.0.1:{}", free_port()),
             "--mqtt-ws".into(),
             format!("127.0.0.1:{}", free_port()),
+        ];
+        Self::start_with(dir, "courier", database_url, &mqtt).await
+    }
+
+    /// `--role broker` on free ports.
+    pub async fn broker(dir: &Path, database_url: &str) -> (Self, BrokerPorts) {
+        let ports = BrokerPorts {
+            tcp: free_port(),
+            ws: free_port(),
+        };
+        let args = [
+            "--role".into(),
+            "broker".into(),
+            "--mqtt".into(),
+            format!("127.0.0.1:{}", ports.tcp),
+            "--mqtt-ws".into(),
+            format!("127.0.0.1:{}", ports.ws),
+        ];
+        let mut s = Self::prepare(dir, "broker", database_url, &args);
+        s.ready_port = Some(ports.tcp);
+        s.spawn().await;
+        (s, ports)
+    }
+
+    /// `--role backend` against a broker which devices reach on the same ports.
+    pub async fn backend(dir: &Path, name: &str, database_url: &str, broker: &BrokerPorts) -> Self {
+        let args = [
+            "--role".into(),
+            "backend".into(),
+            "--broker".into(),
+            format!("127.0.0.1:{}", broker.tcp),
+            "--mqtt".into(),
+            format!("127.0.0.1:{}", broker.tcp),
+            "--mqtt-ws".into(),
+            format!("127.0.0.1:{}", broker.ws),
+        ];
+        Self::start_with(dir, name, database_url, &args).await
+    }
+
+    async fn start_with(dir: &Path, name: &str, database_url: &str, extra: &[String]) -> Self {
+        let mut s = Self::prepare(dir, name, database_url, extra);
+        s.spawn().await;
+        s
+    }
+
+    fn prepare(dir: &Path, name: &str, database_url: &str, extra: &[String]) -> Self {
+        let http = format!("127.0.0.1:{}", free_port());
+        let data = dir.join(name);
+        let mut args = vec![
+            "serve".into(),
+            "--http".into(),
+            http.clone(),
             "--data-dir".into(),
-            dir.display().to_string(),
+            data.display().to_string(),
             "--database-url".into(),
             database_url.into(),
             "--service-secret".into(),
             "fault-test-secret".into(),
         ];
-        let mut s = Self {
+        args.extend_from_slice(extra);
+        Self {
             child: None,
             args,
             http,
-            log: dir.join("courier.log"),
+            log: dir.join(format!("{name}.log")),
             restarts: 0,
-        };
-        s.spawn().await;
-        s
+            ready_port: None,
+        }
     }
 
     async fn spawn(&mut self) {
@@ -70,10 +182,15 @@ impl Server {
         let url = format!("http://{}/readyz", self.http);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {
-            if let Ok(r) = reqwest::get(&url).await {
-                if r.status().is_success() {
-                    return;
-                }
+            let ready = match self.ready_port {
+                // A broker has no HTTP: ready when it accepts connections.
+                Some(port) => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                None => reqwest::get(&url)
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
+            };
+            if ready {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

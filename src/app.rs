@@ -57,18 +57,7 @@ impl App {
             "--role media-worker runs with courier::worker"
         );
         if role != Role::All {
-            anyhow::ensure!(
-                settings.service_secret.is_some(),
-                "--role {} talks to the other roles as the service identity: set the same \
-                 --service-secret on all of them",
-                role.name()
-            );
-            anyhow::ensure!(
-                settings.database_url.starts_with("postgres"),
-                "--role {} shares the database with the other roles: it needs PostgreSQL \
-                 (--database-url postgres://…)",
-                role.name()
-            );
+            settings.check_split_role()?;
         }
         let http = match role.serves_http() {
             true => Some(bind(settings.http, "HTTP", "--http").await?),

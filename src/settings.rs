@@ -178,6 +178,32 @@ impl Role {
     }
 }
 
+impl Settings {
+    /// A role other than `all` shares the database with the other processes and talks to them
+    /// as the service identity: it needs PostgreSQL and the common `--service-secret`.
+    pub fn check_split_role(&self) -> anyhow::Result<()> {
+        let mut missing = Vec::new();
+        if !self.database_url.starts_with("postgres") {
+            missing.push(
+                "the PostgreSQL database it shares with the other roles \
+                 (--database-url postgres://…)",
+            );
+        }
+        if self.service_secret.is_none() {
+            missing.push(
+                "the --service-secret all roles share (it talks to them as the service identity)",
+            );
+        }
+        anyhow::ensure!(
+            missing.is_empty(),
+            "--role {} needs {}",
+            self.role.name(),
+            missing.join(" and ")
+        );
+        Ok(())
+    }
+}
+
 /// `250ms`, `10s`, `15m`, `48h`, `30d`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

@@ -6,21 +6,14 @@
 
 use crate::app::{broker_address, job_config, open_objects, open_store};
 use crate::settings::{redact_url, Settings};
-use anyhow::Context;
 use backend::publisher::Publisher;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Runs `settings.media_jobs` job runners until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        settings.database_url.starts_with("postgres"),
-        "--role media-worker shares the job queue with the server: it needs the server's \
-         PostgreSQL database (--database-url postgres://…)"
-    );
-    let secret = settings.service_secret.clone().context(
-        "--role media-worker publishes through the broker: give it the server's --service-secret",
-    )?;
+    settings.check_split_role()?;
+    let secret = settings.service_secret.clone().expect("checked");
     let (host, port) = broker_address(&settings)?;
     let broker = format!("{host}:{port}");
     let store = open_store(&settings).await?;

@@ -118,13 +118,14 @@ fn decode(path: &Path, limits: &ImageLimits, want: u32) -> Result<Decoded, Media
         .with_guessed_format()
         .map_err(corrupt)?;
     if reader.format() == Some(image::ImageFormat::Jpeg) {
-        if !jpeg_is_complete(path)? {
+        let bytes = std::fs::read(path)?;
+        if !jpeg_is_complete(&bytes) {
             // A JPEG decoder fills a cut-off image with grey rather than fail.
             return Err(MediaError::Corrupt(
                 "the JPEG is truncated (no end marker)".into(),
             ));
         }
-        if let Some(done) = decode_jpeg_scaled(path, limits, want)? {
+        if let Some(done) = decode_jpeg_scaled(&bytes, limits, want)? {
             return Ok(done);
         }
     }
@@ -175,12 +176,11 @@ fn check_size(w: u32, h: u32, limits: &ImageLimits) -> Result<(), MediaError> {
 /// A JPEG decoded at a reduced IDCT scale, orientation applied. `None` for what this path
 /// does not handle (CMYK): the caller decodes it whole instead.
 fn decode_jpeg_scaled(
-    path: &Path,
+    bytes: &[u8],
     limits: &ImageLimits,
     want: u32,
 ) -> Result<Option<Decoded>, MediaError> {
-    let bytes = std::fs::read(path)?;
-    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(&bytes));
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     dec.read_info().map_err(corrupt)?;
     let info = dec.info().ok_or_else(|| corrupt("no JPEG header"))?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
@@ -198,7 +198,7 @@ fn decode_jpeg_scaled(
         .exif_data()
         .and_then(image::metadata::Orientation::from_exif_chunk)
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let (sw, sh, rgb) = match ffjpeg::decode_rgb(&bytes, ffjpeg::lowres_for(w, h, want)) {
+    let (sw, sh, rgb) = match ffjpeg::decode_rgb(bytes, ffjpeg::lowres_for(w, h, want)) {
         Ok(decoded) => decoded,
         Err(e) => {
             tracing::debug!(error = %e, "FFmpeg cannot decode this JPEG; using jpeg-decoder");
@@ -236,15 +236,9 @@ fn decode_jpeg_scaled(
 
 /// Whether a JPEG has its end-of-image marker (within the last 64 KiB: some cameras append
 /// data after it).
-fn jpeg_is_complete(path: &Path) -> Result<bool, MediaError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    let tail = len.min(64 * 1024);
-    f.seek(SeekFrom::Start(len - tail))?;
-    let mut buf = Vec::with_capacity(tail as usize);
-    f.read_to_end(&mut buf)?;
-    Ok(buf.windows(2).any(|w| w == [0xFF, 0xD9]))
+fn jpeg_is_complete(jpeg: &[u8]) -> bool {
+    let tail = &jpeg[jpeg.len().saturating_sub(64 * 1024)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Interleaved 8-bit pixels, RGB or RGBA.

@@ -6,11 +6,13 @@
 use crate::settings::{redact_url, Role, Settings};
 use anyhow::Context;
 use backend::embedded_broker::DeviceAuthenticator;
+use backend::http::broker_hooks::BrokerHooks;
 use backend::http::media::Media;
 use backend::http::{AppState, Kicker};
 use backend::jobs::JobConfig;
 use backend::publisher::Connections;
 use backend::push::{PushConfig, Pusher};
+use backend::shared::Shared;
 use backend::{db, Engine, EngineConfig, Store};
 use broker::{Broker, BrokerConfig};
 use media_worker::{BlobStore, LocalStore, S3Store};
@@ -160,6 +162,16 @@ impl App {
             s.trim_interval,
             shutdown.clone(),
         ));
+        backend::metrics::handle();
+        let connections = broker.clone().map(|b| {
+            Box::new(move || b.connection_count()) as Box<dyn Fn() -> usize + Send + Sync>
+        });
+        tasks.spawn(backend::metrics::sample(
+            store.clone(),
+            connections,
+            Duration::from_secs(15),
+            shutdown.clone(),
+        ));
         let engine = Engine::new(store.clone(), publisher.clone(), engine_config);
         let engine_ready = engine.ready.clone();
         tasks.spawn(engine.run(eventloop, shutdown.clone()));
@@ -180,6 +192,10 @@ impl App {
         for _ in 0..s.media_jobs {
             tasks.spawn(runner.clone().run(media.jobs.clone(), shutdown.clone()));
         }
+        let kicker: Arc<dyn Kicker> = match broker {
+            Some(b) => Arc::new(b),
+            None => Arc::new(publisher.clone()),
+        };
         let state = AppState {
             store: store.clone(),
             publisher,
@@ -188,9 +204,18 @@ impl App {
                 tcp: addrs.mqtt.port(),
                 ws: addrs.mqtt_ws.port(),
             },
-            kicker: broker.map(|b| Arc::new(b) as Arc<dyn Kicker>),
+            kicker,
             engine_ready,
             media: media.clone(),
+            broker_hooks: s.broker_hook_secret.clone().map(|hook_secret| {
+                Arc::new(BrokerHooks {
+                    auth: DeviceAuthenticator {
+                        store: store.clone(),
+                        service_secret: secret.clone(),
+                    },
+                    secret: hook_secret,
+                })
+            }),
         };
         tasks.spawn(expire_uploads(
             state.clone(),
@@ -204,9 +229,12 @@ impl App {
             database = %redact_url(&s.database_url), "courier is serving"
         );
         let stop = shutdown.clone();
-        axum::serve(http, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        axum::serve(
+            http,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
@@ -237,7 +265,18 @@ pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             redact_url(&settings.database_url)
         )
     })?;
-    Ok(Store::new(db))
+    let shared = match &settings.redis_url {
+        Some(url) => Shared::redis(
+            settings.limits,
+            backend::shared::connect_redis(url, &settings.redis_prefix)
+                .await
+                .with_context(|| {
+                    format!("cannot reach Redis at {} (--redis-url)", redact_url(url))
+                })?,
+        ),
+        None => Shared::memory(settings.limits, settings.role == Role::All),
+    };
+    Ok(Store::new(db).with_shared(shared))
 }
 
 /// The media object store: S3/MinIO when configured (its bucket created if missing), else

@@ -42,7 +42,6 @@ fn main() -> ExitCode {
     if matches!(cli.command, Some(Command::MediaJob)) {
         return media_worker::isolate::host_main();
     }
-    courier::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,6 +58,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let migrate_only = matches!(cli.command, Some(Command::Migrate));
     let settings = Settings::load(cli.serve, cli.config.as_deref())?;
+    courier::telemetry::init(settings.log_format);
     if migrate_only {
         if settings.database_url.starts_with("sqlite:") {
             std::fs::create_dir_all(&settings.data_dir)?;

@@ -1,6 +1,8 @@
 //! `courier serve` settings, layered: defaults → TOML file (`--config`) → environment
 //! (`COURIER_…`) → command-line flags. Secrets are never printed.
 
+use backend::shared::{Limits, Rate};
+pub use backend::util::parse_duration;
 use clap::Args;
 use media_worker::S3Config;
 use serde::Deserialize;
@@ -142,6 +144,57 @@ pub struct ServeArgs {
     /// (`--service-secret`) [default: 127.0.0.1 and the --mqtt port]
     #[arg(long, env = "COURIER_BROKER", global = true)]
     pub broker: Option<String>,
+    /// Bearer secret an external broker presents to the auth/ACL hooks under /v1/broker (the
+    /// hooks are off when unset)
+    #[arg(
+        long = "broker-hook-secret",
+        env = "COURIER_BROKER_HOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub broker_hook_secret: Option<String>,
+    /// Log lines as `text` or `json` (one object per line) [default: text]
+    #[arg(
+        long = "log-format",
+        env = "COURIER_LOG_FORMAT",
+        global = true,
+        value_enum
+    )]
+    pub log_format: Option<crate::telemetry::LogFormat>,
+    /// Redis for state the instances share: presence, rate limits, the history cache, e.g.
+    /// redis://127.0.0.1:6379/0 (default: this process's memory)
+    #[arg(long = "redis-url", env = "COURIER_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so deployments can share a Redis [default: courier:]
+    #[arg(long = "redis-prefix", env = "COURIER_REDIS_PREFIX", global = true)]
+    pub redis_prefix: Option<String>,
+    /// `send` requests per device, as count/period or `off` [default: 50/5s]
+    #[arg(long = "rate-send", env = "COURIER_RATE_SEND", global = true, value_parser = parse_rate)]
+    #[serde(default, deserialize_with = "rate")]
+    pub rate_send: Option<RateArg>,
+    /// Uploads started per user, as count/period or `off` [default: 60/1m]
+    #[arg(long = "rate-upload", env = "COURIER_RATE_UPLOAD", global = true, value_parser = parse_rate)]
+    #[serde(default, deserialize_with = "rate")]
+    pub rate_upload: Option<RateArg>,
+    /// Log-in attempts per client IP, as count/period or `off` [default: 20/1m]
+    #[arg(long = "rate-login", env = "COURIER_RATE_LOGIN", global = true, value_parser = parse_rate)]
+    #[serde(default, deserialize_with = "rate")]
+    pub rate_login: Option<RateArg>,
+}
+
+/// A rate flag's value: a limit, or none (`off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateArg(pub Option<Rate>);
+
+fn parse_rate(s: &str) -> Result<RateArg, String> {
+    Rate::parse(s).map(RateArg)
+}
+
+fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RateArg>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_rate(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// What a `courier serve` process runs.
@@ -204,27 +257,6 @@ impl Settings {
     }
 }
 
-/// `250ms`, `10s`, `15m`, `48h`, `30d`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 250ms, 10s, 15m, 48h or 30d"))?;
-    let ms = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => return Err(format!("unknown duration unit `{other}` (ms, s, m, h, d)")),
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("`{s}` is too long"))
-}
-
 /// A TOML duration: a string with a unit, or an integer number of seconds.
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     #[derive(Deserialize)]
@@ -269,6 +301,11 @@ pub struct Settings {
     /// Not a flag: embedders and tests set it.
     pub media_job_program: Option<PathBuf>,
     pub broker: Option<String>,
+    pub broker_hook_secret: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub log_format: crate::telemetry::LogFormat,
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -303,6 +340,14 @@ impl std::fmt::Debug for Settings {
             .field("media_job_memory", &self.media_job_memory)
             .field("media_job_program", &self.media_job_program)
             .field("broker", &self.broker)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("log_format", &self.log_format)
+            .field("limits", &self.limits)
+            .field(
+                "broker_hook_secret",
+                &self.broker_hook_secret.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -426,6 +471,36 @@ impl Settings {
             media_job_memory: a.media_job_memory.or(f.media_job_memory).unwrap_or(2 << 30),
             media_job_program: None,
             broker: a.broker.or(f.broker),
+            broker_hook_secret: a.broker_hook_secret.or(f.broker_hook_secret),
+            redis_url: a.redis_url.or(f.redis_url),
+            log_format: a.log_format.or(f.log_format).unwrap_or_default(),
+            redis_prefix: a
+                .redis_prefix
+                .or(f.redis_prefix)
+                .unwrap_or_else(|| "courier:".into()),
+            limits: Limits {
+                send: a.rate_send.or(f.rate_send).map_or(
+                    Some(Rate {
+                        count: 50,
+                        per: Duration::from_secs(5),
+                    }),
+                    |r| r.0,
+                ),
+                upload: a.rate_upload.or(f.rate_upload).map_or(
+                    Some(Rate {
+                        count: 60,
+                        per: Duration::from_secs(60),
+                    }),
+                    |r| r.0,
+                ),
+                login: a.rate_login.or(f.rate_login).map_or(
+                    Some(Rate {
+                        count: 20,
+                        per: Duration::from_secs(60),
+                    }),
+                    |r| r.0,
+                ),
+            },
         }
     }
 }

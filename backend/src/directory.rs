@@ -63,6 +63,22 @@ impl Directory {
         Ok(out)
     }
 
+    /// Whether `device` is an active device of `user`. A device the cached entry lacks (it
+    /// logged in through another backend a moment ago) is looked up, and found, refreshes the
+    /// entry so deliveries reach it too.
+    pub async fn is_active(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
+        let cached = self.devices(std::slice::from_ref(user)).await?;
+        if cached.iter().any(|(_, d)| d == device) {
+            return Ok(true);
+        }
+        let found = self.store.active_device(device.as_str()).await?;
+        let active = found.is_some_and(|d| d.user == *user);
+        if active {
+            self.invalidate(user);
+        }
+        Ok(active)
+    }
+
     /// Forget `user`'s devices (after a log-in or a revocation).
     pub fn invalidate(&self, user: &UserId) {
         self.cache.lock().expect("directory lock").remove(user);

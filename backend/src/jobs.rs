@@ -123,6 +123,12 @@ impl Runner {
                         .await
                 }
             };
+            let label = match &outcome {
+                Outcome::Done(_) => "done",
+                Outcome::Poisoned(_) => "refused",
+                Outcome::Retry(_) => "retry",
+            };
+            crate::metrics::media_job(&job.class, label, started.elapsed());
             tracing::debug!(sha256 = %job.sha256, took_ms = started.elapsed().as_millis() as u64, "media job");
             match result {
                 Ok(updates) => {

@@ -17,8 +17,10 @@ pub mod entity;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod publisher;
 pub mod push;
+pub mod shared;
 pub mod store;
 pub mod util;
 

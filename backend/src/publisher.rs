@@ -9,7 +9,8 @@
 //! `sync` when they come back, so the broker never holds traffic for devices that are away.
 //! With the embedded broker the backend asks it directly ([`Connections`]); without one it
 //! publishes to every active device and lets the broker drop what nobody subscribed to.
-//! A user with no connected device gets a push notice for new messages ([`Pusher`]).
+//! A user with no connected device gets a push notice for new messages ([`Pusher`]); without
+//! a broker in this process, "no connected device" is what the shared presence says.
 
 use crate::directory::Directory;
 use crate::push::Pusher;
@@ -30,6 +31,7 @@ pub trait Connections: Send + Sync {
 pub struct Publisher {
     client: AsyncClient,
     directory: Arc<Directory>,
+    store: Store,
     connections: Option<Arc<dyn Connections>>,
     pusher: Option<Arc<Pusher>>,
 }
@@ -46,7 +48,8 @@ impl Publisher {
     ) -> Self {
         Self {
             client,
-            directory: Arc::new(Directory::new(store)),
+            directory: Arc::new(Directory::new(store.clone())),
+            store,
             connections,
             pusher: None,
         }
@@ -88,6 +91,15 @@ impl Publisher {
         let mut by_user: HashMap<&UserId, Vec<&DeviceId>> = HashMap::new();
         for (u, d) in devices.iter().filter(|(_, d)| self.may_be_connected(d)) {
             by_user.entry(u).or_default().push(d);
+        }
+        if let (None, Some(p), Some((conv, sender))) =
+            (&self.connections, &self.pusher, &out.message)
+        {
+            // The broker is elsewhere: who is away comes from the shared presence.
+            let others: Vec<UserId> = users.iter().filter(|u| *u != sender).cloned().collect();
+            for user in self.store.known_away(&others).await {
+                p.notify(&user, conv);
+            }
         }
         for a in &out.to {
             let Some(devs) = by_user.get(&a.user) else {
@@ -138,8 +150,29 @@ impl Publisher {
     }
 
     async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {
+        let stream = match qos {
+            QoS::AtMostOnce => "eph",
+            _ if topic.ends_with("/rsp") => "rsp",
+            _ => "in",
+        };
+        crate::metrics::published(stream);
         if let Err(e) = self.client.publish(topic, qos, false, payload).await {
             tracing::warn!(error = %e, "MQTT publish failed");
+        }
+    }
+}
+
+/// Without a broker in this process, a revoked device's connection is closed by asking
+/// Courier's broker (`--role broker`) over MQTT; another broker ignores the request (its ACL
+/// hook refuses the device from then on).
+impl crate::http::Kicker for Publisher {
+    fn kick(&self, device: &str) {
+        let topic = format!("{}{device}", protocol::topic::KICK_PREFIX);
+        if let Err(e) = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, Vec::new())
+        {
+            tracing::warn!(error = %e, device, "kick request not sent");
         }
     }
 }

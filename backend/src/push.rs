@@ -116,6 +116,7 @@ async fn run(
             tokio::spawn(async move {
                 let ok = post(&http, &config, &notice).await;
                 if ok { sent } else { failed }.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::push_notice(if ok { "sent" } else { "failed" });
                 drop(permit);
             });
         }

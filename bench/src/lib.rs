@@ -1,6 +1,8 @@
 //! What the benchmark binaries share: a Courier server started in-process exactly as
 //! `courier serve` runs it, on SQLite in a temp dir or on a given database.
 
+pub mod load;
+
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +22,8 @@ impl Server {
         settings.mqtt = "127.0.0.1:0".parse()?;
         settings.mqtt_ws = "127.0.0.1:0".parse()?;
         settings.data_dir = dir.path().to_path_buf();
+        // The benchmark's simulated devices send far faster than people do.
+        settings.limits = Default::default();
         settings.database_url = database_url.unwrap_or_else(|| {
             format!(
                 "sqlite://{}?mode=rwc",
@@ -45,7 +49,8 @@ impl Server {
     }
 }
 
-async fn wait_ready(http: &str) -> anyhow::Result<()> {
+/// Waits until `GET /readyz` on `http` answers 200.
+pub async fn wait_ready(http: &str) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     for _ in 0..500 {
         if let Ok(mut s) = tokio::net::TcpStream::connect(http).await {

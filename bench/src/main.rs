@@ -11,11 +11,11 @@
 //! hands the message over, on one clock (everything is in this process).
 
 use anyhow::Context;
+use bench::load::{latency_of, stamp, Stats};
 use clap::Parser;
-use client::protocol::UpdateBody;
-use client::{Api, Client, ClientOptions, Event};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use client::Api;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug, Clone)]
@@ -40,67 +40,19 @@ struct Args {
     size: usize,
 }
 
-#[derive(Default)]
-struct Stats {
-    sent: AtomicU64,
-    received: AtomicU64,
-    latencies_us: Mutex<Vec<u64>>,
-}
-
-impl Stats {
-    fn report(&self, name: &str, elapsed: Duration) {
-        let mut l = self.latencies_us.lock().unwrap();
-        l.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if l.is_empty() {
-                return f64::NAN;
-            }
-            let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
-            l[i] as f64 / 1000.0
-        };
-        let secs = elapsed.as_secs_f64();
-        println!(
-            "{name:<28} sent {:>8}  received {:>8}  {:>9.0} msg/s  latency ms p50 {:>7.2}  p99 {:>7.2}  p999 {:>7.2}  max {:>7.2}",
-            self.sent.load(Ordering::Relaxed),
-            self.received.load(Ordering::Relaxed),
-            self.received.load(Ordering::Relaxed) as f64 / secs,
-            pct(0.50),
-            pct(0.99),
-            pct(0.999),
-            pct(1.0),
-        );
-    }
-}
-
-fn stamp(epoch: Instant, size: usize) -> String {
-    let t = epoch.elapsed().as_micros();
-    let mut s = format!("{t}|");
-    while s.len() < size {
-        s.push('x');
-    }
-    s
-}
-
-fn latency_of(epoch: Instant, text: &str) -> Option<u64> {
-    let sent: u64 = text.split('|').next()?.parse().ok()?;
-    Some((epoch.elapsed().as_micros() as u64).saturating_sub(sent))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     courier::telemetry::init_quiet();
-    println!(
-        "courier-bench: {} pairs, {} s, window {}, {} B payloads, {} cores",
-        args.pairs,
-        args.seconds,
-        args.window,
-        args.size,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
-    let courier = run_courier(&args).await?;
+    let w = bench::load::Workload {
+        pairs: args.pairs,
+        seconds: args.seconds,
+        window: args.window,
+        size: args.size,
+        tag: String::new(),
+    };
+    println!("courier-bench: {}", w.summary());
+    let courier = run_courier(&args, &w).await?;
     let baseline = if args.baseline == "none" {
         None
     } else {
@@ -114,7 +66,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_courier(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
+async fn run_courier(
+    args: &Args,
+    w: &bench::load::Workload,
+) -> anyhow::Result<(Arc<Stats>, Duration)> {
     let server = bench::Server::start(args.database_url.clone()).await?;
     let addrs = server.addrs;
     let api = Api::new(format!("http://{}", addrs.http));
@@ -123,74 +78,7 @@ async fn run_courier(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
         addrs.http, addrs.mqtt, args.pairs
     );
 
-    let run = format!("{}", std::process::id());
-    let mut pairs = Vec::new();
-    for i in 0..args.pairs {
-        let (s, r) = (format!("s{run}x{i}"), format!("r{run}x{i}"));
-        for u in [&s, &r] {
-            api.sign_up(u, "bench password").await?;
-        }
-        let ss = api.log_in(&s, "bench password", "bench", "bench").await?;
-        let rs = api.log_in(&r, "bench password", "bench", "bench").await?;
-        let conv = api.create_direct(&ss.token, &rs.user).await?.id;
-        let (sc, _sev) = Client::connect(ClientOptions::tcp(&ss)).await?;
-        let (rc, rev) = Client::connect(ClientOptions::tcp(&rs)).await?;
-        pairs.push((sc, rc, rev, conv));
-    }
-
-    let stats = Arc::new(Stats::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let epoch = Instant::now();
-    let mut tasks = Vec::new();
-    for (sc, rc, mut rev, conv) in pairs {
-        let st = stats.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut since_ack = 0;
-            while let Some(ev) = rev.recv().await {
-                if let Event::Update(u) = ev {
-                    if let UpdateBody::Message { msg } = &u.body {
-                        if let client::protocol::update::Content::Text { text } = &msg.content {
-                            if let Some(l) = latency_of(epoch, text) {
-                                st.received.fetch_add(1, Ordering::Relaxed);
-                                st.latencies_us.lock().unwrap().push(l);
-                            }
-                        }
-                    }
-                    since_ack += 1;
-                    if since_ack >= 64 {
-                        since_ack = 0;
-                        let rc = rc.clone();
-                        let useq = u.useq;
-                        tokio::spawn(async move { rc.ack(useq).await });
-                    }
-                }
-            }
-        }));
-        for _ in 0..args.window {
-            let (sc, conv, st, stop, size) = (
-                sc.clone(),
-                conv.clone(),
-                stats.clone(),
-                stop.clone(),
-                args.size,
-            );
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if sc.send_text(&conv, &stamp(epoch, size)).await.is_ok() {
-                        st.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = epoch.elapsed();
-    // Let in-flight messages land.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for t in &tasks {
-        t.abort();
-    }
+    let (stats, elapsed) = bench::load::run_pairs(&api, w).await?;
     server.stop().await;
     Ok((stats, elapsed))
 }

@@ -66,7 +66,7 @@ struct Shared {
     config: BrokerConfig,
     auth: Arc<dyn Authenticator>,
     make_link: LinkFactory,
-    registry: Registry,
+    registry: Arc<Registry>,
     system: SystemLink,
     connections: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -101,14 +101,15 @@ impl Broker {
                 .build()
                 .map_err(Box::new)
         });
-        let system = SystemLink::start(&make_link)?;
+        let registry = Arc::new(Registry::default());
+        let system = SystemLink::start(&make_link, registry.clone())?;
         Ok(Self {
             shared: Arc::new(Shared {
                 connections: Arc::new(Semaphore::new(config.max_connections)),
                 config,
                 auth,
                 make_link,
-                registry: Registry::default(),
+                registry,
                 system,
                 shutdown,
             }),
@@ -132,6 +133,11 @@ impl Broker {
 
     pub fn is_connected(&self, client_id: &str) -> bool {
         self.shared.registry.is_connected(client_id)
+    }
+
+    /// Live MQTT connections (devices and services).
+    pub fn connection_count(&self) -> usize {
+        self.shared.registry.count()
     }
 }
 

@@ -86,6 +86,10 @@ impl Registry {
         }
     }
 
+    pub fn count(&self) -> usize {
+        self.live.lock().expect("registry lock").len()
+    }
+
     pub fn is_connected(&self, client_id: &str) -> bool {
         self.live
             .lock()

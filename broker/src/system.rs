@@ -1,14 +1,19 @@
 //! The broker's own link into the router, used to publish what the broker itself observes:
 //! device connects and disconnects, on the device's `presence` topic as
 //! `{"online":true|false,"ts":…,"source":"broker"}` (QoS 1), so the backend learns presence
-//! over plain MQTT exactly as it would from an external broker's events.
+//! over plain MQTT exactly as it would from an external broker's events. It also listens on
+//! `courier/sys/kick/+`, where a backend in another process asks for a revoked device's
+//! connection to be closed.
 
 use crate::codec::make_publish;
+use crate::registry::{Kick, Registry};
 use crate::LinkFactory;
+use protocol::topic::KICK_PREFIX;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::Packet;
 use rumqttd::Notification;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 
@@ -20,9 +25,13 @@ pub struct SystemLink {
 pub const SYSTEM_CLIENT_ID: &str = "courier-broker-system";
 
 impl SystemLink {
-    pub fn start(make_link: &LinkFactory) -> Result<Self, Box<rumqttd::local::LinkError>> {
-        let (tx, rx, _connack) = make_link(SYSTEM_CLIENT_ID, true)?;
-        tokio::spawn(drain(rx));
+    pub fn start(
+        make_link: &LinkFactory,
+        registry: Arc<Registry>,
+    ) -> Result<Self, Box<rumqttd::local::LinkError>> {
+        let (mut tx, rx, _connack) = make_link(SYSTEM_CLIENT_ID, true)?;
+        tx.subscribe(format!("{KICK_PREFIX}+")).map_err(Box::new)?;
+        tokio::spawn(drain(rx, registry));
         Ok(Self {
             tx: Mutex::new(tx),
             pkid: AtomicU16::new(1),
@@ -51,13 +60,21 @@ impl SystemLink {
     }
 }
 
-/// Reads (and drops) the router's acks for the system link so it never stalls.
-async fn drain(mut rx: LinkRx) {
+/// Reads the router's notifications for the system link so it never stalls: kicks are
+/// carried out, acks dropped.
+async fn drain(mut rx: LinkRx, registry: Arc<Registry>) {
     loop {
         match rx.next().await {
             Ok(Some(Notification::Unschedule)) => {
                 if rx.wake().await.is_err() {
                     return;
+                }
+            }
+            Ok(Some(Notification::Forward(f))) => {
+                let topic = String::from_utf8_lossy(&f.publish.topic);
+                if let Some(device) = topic.strip_prefix(KICK_PREFIX) {
+                    let was = registry.kick(device, Kick::Revoked);
+                    tracing::info!(device, connected = was, "kick requested by the backend");
                 }
             }
             Ok(_) => {}

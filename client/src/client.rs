@@ -51,6 +51,10 @@ pub struct ClientOptions {
     /// `Some(n)`: deliver every update after useq `n` exactly once and in order, syncing on
     /// connect and on gaps (see `ordered.rs`). `None`: pushes as they arrive.
     pub ordered_from: Option<i64>,
+    /// Publish `{"online":true}` on the device's `presence` topic after each connect, with
+    /// `{"online":false}` as the Last Will and before a clean disconnect (what a broker without
+    /// Courier's presence events, such as Mosquitto, needs for presence). Default true.
+    pub announce_presence: bool,
 }
 
 impl ClientOptions {
@@ -65,6 +69,7 @@ impl ClientOptions {
             keep_alive: Duration::from_secs(30),
             request_timeout: Duration::from_secs(15),
             ordered_from: None,
+            announce_presence: true,
         }
     }
 
@@ -134,6 +139,8 @@ struct Inner {
     pending: Pending,
     next_id: AtomicU64,
     timeout: Duration,
+    /// The presence topic when the client announces presence.
+    presence: Option<String>,
 }
 
 #[derive(Clone)]
@@ -165,9 +172,13 @@ impl Client {
         opts: ClientOptions,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ClientError> {
         let (mqtt, mut incoming) = mqtt::start(&opts);
-        let subscribe = |mqtt: Handle, user: UserId, device: DeviceId| async move {
+        let presence = opts.announce_presence.then(|| mqtt::presence_topic(&opts));
+        let subscribe = |mqtt: Handle, user: UserId, device: DeviceId, presence: Option<String>| async move {
             for (stream, qos) in [("rsp", 1), ("in", 1), ("eph", 0)] {
                 mqtt.subscribe(topic(&user, &device, stream), qos).await?;
+            }
+            if let Some(t) = presence {
+                mqtt.publish(t, 1, mqtt::ONLINE.to_vec()).await?;
             }
             Ok::<_, String>(())
         };
@@ -189,9 +200,14 @@ impl Client {
             mqtt.disconnect().await;
             return Err(e);
         }
-        subscribe(mqtt.clone(), opts.user.clone(), opts.device.clone())
-            .await
-            .map_err(ClientError::Mqtt)?;
+        subscribe(
+            mqtt.clone(),
+            opts.user.clone(),
+            opts.device.clone(),
+            presence.clone(),
+        )
+        .await
+        .map_err(ClientError::Mqtt)?;
         let inner = Arc::new(Inner {
             mqtt: mqtt.clone(),
             user: opts.user.clone(),
@@ -199,6 +215,7 @@ impl Client {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             timeout: opts.request_timeout,
+            presence: presence.clone(),
         });
         let (events_tx, events) = mpsc::unbounded_channel();
         let _ = events_tx.send(Event::Connected);
@@ -223,9 +240,14 @@ impl Client {
                 let Some(inner) = weak.upgrade() else { return };
                 let event = match msg {
                     Incoming::Connected => {
-                        if subscribe(inner.mqtt.clone(), user.clone(), device.clone())
-                            .await
-                            .is_err()
+                        if subscribe(
+                            inner.mqtt.clone(),
+                            user.clone(),
+                            device.clone(),
+                            presence.clone(),
+                        )
+                        .await
+                        .is_err()
                         {
                             continue;
                         }
@@ -470,6 +492,13 @@ impl Client {
     }
 
     pub async fn disconnect(&self) {
+        if let Some(t) = &self.inner.presence {
+            let _ = self
+                .inner
+                .mqtt
+                .publish(t.clone(), 1, mqtt::OFFLINE.to_vec())
+                .await;
+        }
         self.inner.mqtt.disconnect().await;
     }
 }

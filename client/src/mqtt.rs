@@ -99,6 +99,14 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// `u/{user}/d/{device}/presence`, where a device says it is online or offline.
+pub fn presence_topic(opts: &ClientOptions) -> String {
+    format!("u/{}/d/{}/presence", opts.user, opts.device)
+}
+
+pub const ONLINE: &[u8] = br#"{"online":true}"#;
+pub const OFFLINE: &[u8] = br#"{"online":false}"#;
+
 /// Largest packet accepted from the server (sync pages are capped well below this).
 const MAX_INCOMING: usize = 4 << 20;
 
@@ -160,6 +168,10 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
     let closing = Arc::new(AtomicBool::new(false));
     let stop = closing.clone();
     let id = opts.device.to_string();
+    // The broker announces the device offline if the connection dies without a DISCONNECT.
+    let will = opts
+        .announce_presence
+        .then(|| (presence_topic(opts), OFFLINE.to_vec()));
     let (host, port, ws) = match &opts.transport {
         Transport::Tcp { host, port } => (host.clone(), *port, false),
         Transport::Ws { url } => (url.clone(), 0, true),
@@ -171,6 +183,14 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                 .set_keep_alive(opts.keep_alive)
                 .set_clean_session(opts.clean_session)
                 .set_max_packet_size(MAX_INCOMING, 1 << 20);
+            if let Some((topic, payload)) = will {
+                o.set_last_will(rumqttc::LastWill::new(
+                    topic,
+                    payload,
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                ));
+            }
             if ws {
                 o.set_transport(rumqttc::Transport::Ws);
             }
@@ -216,6 +236,15 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                 .set_max_packet_size(Some(MAX_INCOMING as u32));
             if !opts.clean_session {
                 o.set_session_expiry_interval(Some(7 * 24 * 3600));
+            }
+            if let Some((topic, payload)) = will {
+                o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                    topic,
+                    payload,
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    false,
+                    None,
+                ));
             }
             if ws {
                 o.set_transport(rumqttc::Transport::Ws);

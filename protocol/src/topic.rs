@@ -15,6 +15,10 @@ use std::fmt;
 pub const REQUEST_FILTER: &str = "u/+/d/+/req/+";
 /// The filter the backend subscribes to for presence (device wills and broker events).
 pub const PRESENCE_FILTER: &str = "u/+/d/+/presence";
+/// The service identity publishes `courier/sys/kick/{device}` to have Courier's broker close
+/// that device's connection (after a revocation, from a backend in another process). Devices
+/// can neither publish nor subscribe there.
+pub const KICK_PREFIX: &str = "courier/sys/kick/";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stream {

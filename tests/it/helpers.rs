@@ -149,6 +149,9 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.connect_timeout = Duration::from_secs(2);
     // Media jobs run in child processes of the real binary, as under `courier serve`.
     s.media_job_program = Some(env!("CARGO_BIN_EXE_courier").into());
+    // Scenarios send in bursts from one device and log in many devices from one address;
+    // the rate-limit tests turn limits on.
+    s.limits = backend::shared::Limits::default();
     s
 }
 

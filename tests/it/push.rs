@@ -13,13 +13,13 @@ use std::time::Duration;
 crate::on_both_databases!(away_users_get_content_free_notices);
 
 #[derive(Default)]
-struct Receiver {
+pub struct Receiver {
     /// Every request: its Authorization header and body.
     calls: Mutex<Vec<(Option<String>, String)>>,
 }
 
 /// A webhook receiver on port 0 that fails the first request with 503.
-async fn receiver() -> (String, Arc<Receiver>) {
+pub async fn receiver() -> (String, Arc<Receiver>) {
     let state = Arc::new(Receiver::default());
     let s = state.clone();
     let app = axum::Router::new().route(
@@ -47,11 +47,11 @@ async fn receiver() -> (String, Arc<Receiver>) {
     (format!("http://{addr}/push"), state)
 }
 
-fn notices(r: &Receiver) -> Vec<(Option<String>, String)> {
+pub fn notices(r: &Receiver) -> Vec<(Option<String>, String)> {
     r.calls.lock().unwrap().clone()
 }
 
-async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+pub async fn until(what: &str, mut ok: impl FnMut() -> bool) {
     for _ in 0..200 {
         if ok() {
             return;

@@ -94,13 +94,20 @@ impl Engine {
 
     /// Polls the MQTT connection until shutdown, (re)subscribing on every CONNACK and feeding
     /// requests to the shards. rumqttc reconnects on the next poll after an error.
+    ///
+    /// On shutdown it drains: it unsubscribes from the shared request stream (the broker then
+    /// gives new requests to the other backends), still handles what arrives until the broker
+    /// confirms, lets the shards finish every queued request and publish the answers (at most
+    /// [`DRAIN_TIMEOUT`]), then disconnects. A request cut off by the deadline is never
+    /// answered unless it was committed, and its device resends it by cmid.
     pub async fn run(self: Arc<Self>, mut eventloop: EventLoop, shutdown: CancellationToken) {
+        let mut workers = tokio::task::JoinSet::new();
         let shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>> =
             (0..self.config.shards.max(1))
                 .map(|_| {
                     let (tx, mut rx) = mpsc::unbounded_channel::<(DeviceTopic, Bytes)>();
                     let engine = self.clone();
-                    tokio::spawn(async move {
+                    workers.spawn(async move {
                         while let Some((topic, payload)) = rx.recv().await {
                             engine.handle(topic, payload).await;
                         }
@@ -140,19 +147,7 @@ impl Engine {
                     }
                     self.ready.store(granted, Ordering::Relaxed);
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Ok(topic) = std::str::from_utf8(&p.topic).map(DeviceTopic::parse) else {
-                        continue;
-                    };
-                    let Ok(topic) = topic else {
-                        tracing::debug!("ignoring publish on a foreign topic");
-                        continue;
-                    };
-                    let mut h = DefaultHasher::new();
-                    topic.device.hash(&mut h);
-                    let shard = (h.finish() % shards.len() as u64) as usize;
-                    let _ = shards[shard].send((topic, p.payload));
-                }
+                Ok(Event::Incoming(Packet::Publish(p))) => route(&shards, &p.topic, p.payload),
                 Ok(_) => {}
                 Err(e) => {
                     self.ready.store(false, Ordering::Relaxed);
@@ -166,7 +161,63 @@ impl Engine {
                 }
             }
         }
-        let _ = self.publisher.client().disconnect().await;
+        self.drain(eventloop, shards, workers).await;
+    }
+
+    async fn drain(
+        &self,
+        mut eventloop: EventLoop,
+        shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>>,
+        mut workers: tokio::task::JoinSet<()>,
+    ) {
+        self.ready.store(false, Ordering::Relaxed);
+        let client = self.publisher.client().clone();
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        // 1. No new requests: leave the shared subscription, handling what still arrives.
+        let unsubscribed = client
+            .unsubscribe(format!("$share/courier/{REQUEST_FILTER}"))
+            .await
+            .is_ok();
+        let mut connected = true;
+        while unsubscribed && connected {
+            let event = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                e = eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::UnsubAck(_))) => break,
+                Ok(Event::Incoming(Packet::Publish(p))) => route(&shards, &p.topic, p.payload),
+                Ok(_) => {}
+                Err(_) => connected = false,
+            }
+        }
+        // 2. Finish the queued requests, publishing their answers as they come.
+        drop(shards);
+        let queued = workers.len();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("shutdown: requests still running at the drain deadline");
+                    break;
+                }
+                done = workers.join_next() => if done.is_none() { break },
+                e = eventloop.poll(), if connected => connected = e.is_ok(),
+            }
+        }
+        // 3. Flush and leave.
+        let _ = client.disconnect().await;
+        if connected {
+            let flush = async {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+        }
+        tracing::info!(shards = queued, "engine drained");
     }
 
     async fn handle(&self, topic: DeviceTopic, payload: Bytes) {
@@ -174,6 +225,12 @@ impl Engine {
             user: topic.user,
             device: topic.device,
         };
+        // The broker's ACL keeps devices on their own topics; this holds even where an external
+        // broker's ACL is looser: the topic must name an active device of that user.
+        if !self.is_active(&caller).await {
+            tracing::debug!(user = %caller.user, device = %caller.device, "dropping a publish for no active device of that user");
+            return;
+        }
         match topic.stream {
             Stream::Req(op) => self.request(&caller, &op, &payload).await,
             Stream::Presence => {
@@ -185,9 +242,20 @@ impl Engine {
         }
     }
 
+    async fn is_active(&self, caller: &Caller) -> bool {
+        // If the database cannot say, let the request through: it then fails `unavailable`.
+        self.publisher
+            .directory()
+            .is_active(&caller.user, &caller.device)
+            .await
+            .unwrap_or(true)
+    }
+
     /// Parses, dispatches and answers one request: exactly one answer, except for `typing`.
     async fn request(&self, caller: &Caller, op: &str, payload: &[u8]) {
+        let arrived = std::time::Instant::now();
         let op = Op::parse(op);
+        crate::metrics::request(op.map_or("unknown", Op::as_str));
         let parsed: Result<Value, _> = serde_json::from_slice(payload);
         if op == Some(Op::Typing) {
             if let Ok(body) = parsed {
@@ -244,13 +312,19 @@ impl Engine {
         let payload = match result {
             // The result is already JSON text: splice it in rather than re-encoding it.
             Ok(json) => format!(r#"{{"id":{id},"ok":true,"result":{json}}}"#).into_bytes(),
-            Err(body) => serde_json::to_vec(&Response::err(id, body)).expect("serialises"),
+            Err(body) => {
+                crate::metrics::error(body.code, "mqtt");
+                serde_json::to_vec(&Response::err(id, body)).expect("serialises")
+            }
         };
         self.publisher
             .respond(&caller.user, &caller.device, payload)
             .await;
         for out in &deliver {
             self.publisher.deliver(out).await;
+        }
+        if op == Some(Op::Send) && !deliver.is_empty() {
+            crate::metrics::send_delivered(arrived.elapsed());
         }
     }
 
@@ -271,4 +345,22 @@ impl Engine {
             Op::Typing => unreachable!("typing is never answered"),
         }
     }
+}
+
+/// How long a shutting-down engine may take to finish the requests it holds.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Queues a request publish on its device's shard (requests of one device stay in order).
+fn route(shards: &[mpsc::UnboundedSender<(DeviceTopic, Bytes)>], topic: &[u8], payload: Bytes) {
+    let Ok(topic) = std::str::from_utf8(topic).map(DeviceTopic::parse) else {
+        return;
+    };
+    let Ok(topic) = topic else {
+        tracing::debug!("ignoring publish on a foreign topic");
+        return;
+    };
+    let mut h = DefaultHasher::new();
+    topic.device.hash(&mut h);
+    let shard = (h.finish() % shards.len() as u64) as usize;
+    let _ = shards[shard].send((topic, payload));
 }

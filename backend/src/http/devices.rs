@@ -20,9 +20,7 @@ pub async fn revoke(
         ));
     }
     state.publisher.directory().invalidate(&me.user);
-    if let Some(kicker) = &state.kicker {
-        kicker.kick(&id);
-    }
+    state.kicker.kick(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 

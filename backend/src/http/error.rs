@@ -31,11 +31,23 @@ pub fn status(code: ErrorCode) -> StatusCode {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let body = self.body();
-        (
+        crate::metrics::error(body.code, "http");
+        let retry_after = body
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retry_after_ms"))
+            .and_then(|ms| ms.as_u64())
+            .map(|ms| ms.div_ceil(1000).to_string());
+        let mut r = (
             status(body.code),
             Json(serde_json::json!({ "error": body })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = retry_after.and_then(|s| s.parse().ok()) {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs);
+        }
+        r
     }
 }
 

@@ -7,6 +7,7 @@
 
 use super::{AppState, Authed};
 use crate::error::{Error, Result};
+use crate::shared::Limit;
 use crate::store::media::{media_file, NewFile};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -76,6 +77,11 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<MediaFile>)> {
+    state
+        .store
+        .shared
+        .limit(Limit::Upload, me.user.as_str())
+        .await?;
     let media = &state.media;
     let name = clean_name(q.name)?;
     let too_large = || {

@@ -2,9 +2,11 @@
 //! One file per resource; errors become `{"error":{"code","message"}}` in `error.rs`.
 
 mod auth;
+pub mod broker_hooks;
 mod conversations;
 mod devices;
 mod error;
+mod health;
 pub mod media;
 pub mod uploads;
 mod users;
@@ -14,14 +16,14 @@ use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, head, post, put};
 use axum::Router;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use auth::Authed;
 pub use error::ApiJson;
 
-/// Closes a device's MQTT connection (the embedded broker does; an external one is told by
-/// the operator's tooling).
+/// Closes a device's MQTT connection: the embedded broker directly; Courier's broker in
+/// another process through a kick request over MQTT (external brokers are not told).
 pub trait Kicker: Send + Sync {
     fn kick(&self, device: &str);
 }
@@ -40,16 +42,22 @@ pub struct AppState {
     pub store: Store,
     pub publisher: Publisher,
     pub mqtt: MqttPorts,
-    pub kicker: Option<Arc<dyn Kicker>>,
+    pub kicker: Arc<dyn Kicker>,
     /// Set by the engine once it is subscribed to the request stream.
     pub engine_ready: Arc<AtomicBool>,
     pub media: media::Media,
+    /// Auth/ACL endpoints for an external broker (`--broker-hook-secret`).
+    pub broker_hooks: Option<Arc<broker_hooks::BrokerHooks>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/users", post(users::sign_up))
         .route("/sessions", post(users::log_in))
+        .route("/broker/auth", post(broker_hooks::authenticate))
+        .route("/broker/superuser", post(broker_hooks::superuser))
+        .route("/broker/acl", post(broker_hooks::authorize))
+        .route("/broker/vernemq", post(broker_hooks::vernemq))
         .route("/devices/{id}", delete(devices::revoke))
         .route(
             "/devices/{id}/push",
@@ -89,8 +97,9 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads);
     Router::new()
         .nest("/v1", v1)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
@@ -106,21 +115,4 @@ async fn close_on_error(mut r: axum::response::Response) -> axum::response::Resp
         );
     }
     r
-}
-
-/// `GET /readyz`: 200 when the database answers and the engine is subscribed, else 503.
-async fn readyz(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> (axum::http::StatusCode, &'static str) {
-    use axum::http::StatusCode;
-    if !state.engine_ready.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "engine not subscribed to the broker",
-        );
-    }
-    if state.store.db.ping().await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable");
-    }
-    (StatusCode::OK, "ready")
 }

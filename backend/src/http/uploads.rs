@@ -18,6 +18,7 @@
 use super::media::{clean_name, hex, info_of, ingest, io};
 use super::{AppState, Authed};
 use crate::error::{Error, Result};
+use crate::shared::Limit;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -143,6 +144,11 @@ pub async fn create(
     if let Some(r) = version_refused(&headers) {
         return Ok(r);
     }
+    state
+        .store
+        .shared
+        .limit(Limit::Upload, me.user.as_str())
+        .await?;
     let Some(length) = number(&headers, &UPLOAD_LENGTH) else {
         return Err(Error::client(
             ErrorCode::BadRequest,

@@ -2,10 +2,13 @@
 
 use super::{ApiJson, AppState};
 use crate::error::Result;
+use crate::shared::Limit;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use protocol::http::{LogIn, MqttEndpoints, Session, SignUp, SignedUp};
+use std::net::SocketAddr;
 
 pub async fn sign_up(
     State(state): State<AppState>,
@@ -20,9 +23,15 @@ pub async fn sign_up(
 
 pub async fn log_in(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LogIn>,
 ) -> Result<Json<Session>> {
+    state
+        .store
+        .shared
+        .limit(Limit::Login, &peer.ip().to_string())
+        .await?;
     let (auth, token) = state
         .store
         .log_in(

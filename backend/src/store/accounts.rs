@@ -161,6 +161,18 @@ impl Store {
         }))
     }
 
+    /// An active (not revoked) device by id.
+    pub async fn active_device(&self, device: &str) -> Result<Option<DeviceAuth>> {
+        let row = devices::Entity::find_by_id(device)
+            .filter(devices::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?;
+        Ok(row.map(|row| DeviceAuth {
+            user: UserId::from_trusted(row.user_id),
+            device: DeviceId::from_trusted(row.id),
+        }))
+    }
+
     /// HTTP bearer token → device.
     pub async fn device_by_token(&self, token: &str) -> Result<Option<DeviceAuth>> {
         let row = devices::Entity::find()

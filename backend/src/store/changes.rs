@@ -143,6 +143,7 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        self.shared.conversation_changed(&conv).await;
         Ok((result_edit(&row, conv, now), Some(out)))
     }
 
@@ -221,6 +222,9 @@ impl Store {
             }
         };
         txn.commit().await?;
+        if result.scope == DeleteScope::Everyone {
+            self.shared.conversation_changed(&result.conv).await;
+        }
         Ok((result, Some(out)))
     }
 

@@ -505,6 +505,41 @@ impl Store {
     ) -> Result<(Vec<Message>, Option<i64>)> {
         membership(&self.db, conv, user).await?;
         let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+        // The newest page (what opening a chat shows) is cached, undecorated, until the
+        // conversation's messages change.
+        let key = format!("top:{limit}");
+        let (hit, version) = match before {
+            None => self.shared.cached_page(conv, &key).await,
+            Some(_) => (None, None),
+        };
+        let cached = hit.and_then(|b| serde_json::from_slice::<(Vec<Message>, bool)>(&b).ok());
+        let (mut msgs, more) = match cached {
+            Some(page) => page,
+            None => {
+                let page = self.history_rows(conv, before, limit).await?;
+                if let Some(version) = version {
+                    let bytes = serde_json::to_vec(&page).expect("messages serialise");
+                    self.shared.cache_page(conv, version, &key, bytes).await;
+                }
+                page
+            }
+        };
+        decorate(&self.db, user, &mut msgs).await?;
+        let next = if more {
+            msgs.last().map(|m| m.seq)
+        } else {
+            None
+        };
+        Ok((msgs, next))
+    }
+
+    /// A page of `conv`'s messages, newest first, before `before`; and whether more follow.
+    async fn history_rows(
+        &self,
+        conv: &ConvId,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<(Vec<Message>, bool)> {
         let mut q = messages::Entity::find().filter(messages::Column::ConvId.eq(conv.as_str()));
         if let Some(b) = before {
             q = q.filter(messages::Column::Seq.lt(b));
@@ -515,17 +550,11 @@ impl Store {
             .all(&self.db)
             .await?;
         let more = rows.len() as u64 > limit;
-        let mut msgs = rows
+        let msgs = rows
             .into_iter()
             .take(limit as usize)
             .map(message_from_row)
             .collect::<Result<Vec<_>>>()?;
-        decorate(&self.db, user, &mut msgs).await?;
-        let next = if more {
-            msgs.last().map(|m| m.seq)
-        } else {
-            None
-        };
-        Ok((msgs, next))
+        Ok((msgs, more))
     }
 }

@@ -40,6 +40,19 @@ pub struct Claimed {
 }
 
 impl Store {
+    /// Update-log entries kept, and media jobs queued or running (for `/metrics`).
+    pub async fn queue_depths(&self) -> Result<(u64, u64)> {
+        use sea_orm::PaginatorTrait;
+        let log = crate::entity::updates::Entity::find()
+            .count(&self.db)
+            .await?;
+        let jobs = media_jobs::Entity::find()
+            .filter(media_jobs::Column::State.is_in(["queued", "running"]))
+            .count(&self.db)
+            .await?;
+        Ok((log, jobs))
+    }
+
     /// Leases the oldest due job for `lease`, if any.
     pub async fn claim_job(&self, lease: Duration) -> Result<Option<Claimed>> {
         let now = now_ms();

@@ -125,6 +125,18 @@ impl Store {
         let txn = self.db.begin().await?;
         let results = Self::send_set(&txn, jobs).await?;
         txn.commit().await?;
+        let mut convs: Vec<&ConvId> = results
+            .iter()
+            .filter_map(|r| match r {
+                Ok(Sent::New { ack, .. }) => Some(&ack.conv),
+                _ => None,
+            })
+            .collect();
+        convs.sort_unstable();
+        convs.dedup();
+        for conv in convs {
+            self.shared.conversation_changed(conv).await;
+        }
         Ok(results)
     }
 

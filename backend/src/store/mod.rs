@@ -19,16 +19,29 @@ pub mod presence;
 pub mod receipts;
 pub mod trim;
 
+use crate::shared::{Limits, Shared};
 use sea_orm::DatabaseConnection;
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub db: DatabaseConnection,
+    /// Presence, rate limits and the history cache (Redis or memory).
+    pub shared: Shared,
 }
 
 impl Store {
+    /// A store whose shared state is this process's own (presence and cache then come from
+    /// the database); see [`Store::with_shared`].
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            shared: Shared::memory(Limits::default(), false),
+        }
+    }
+
+    pub fn with_shared(mut self, shared: Shared) -> Self {
+        self.shared = shared;
+        self
     }
 }

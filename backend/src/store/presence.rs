@@ -5,6 +5,7 @@
 use super::Store;
 use crate::entity::{devices, members};
 use crate::error::Result;
+use crate::shared::DevicePresence;
 use protocol::http::Presence;
 use protocol::{DeviceId, UserId};
 use sea_orm::sea_query::{Expr, Query};
@@ -32,15 +33,21 @@ impl Store {
             )
             .exec(&self.db)
             .await?;
-        Ok(devices::Entity::find_by_id(device.as_str())
+        let user = devices::Entity::find_by_id(device.as_str())
             .one(&self.db)
             .await?
-            .map(|d| UserId::from_trusted(d.user_id)))
+            .map(|d| UserId::from_trusted(d.user_id));
+        if let Some(user) = &user {
+            let p = DevicePresence { online, ts };
+            self.shared.record_presence(user, device, p).await;
+        }
+        Ok(user)
     }
 
     /// After a restart of the embedded broker nobody is connected: every device that was
     /// online was last seen now.
     pub async fn reset_presence(&self, now: i64) -> Result<u64> {
+        self.shared.reset_presence(now).await;
         let r = devices::Entity::update_many()
             .col_expr(devices::Column::Online, Expr::value(false))
             .col_expr(devices::Column::LastSeenAt, Expr::value(now))
@@ -51,25 +58,39 @@ impl Store {
     }
 
     /// Presence of each of `users` (in the order given; users without devices are offline,
-    /// never seen).
+    /// never seen): from the shared record (Redis, or this process's memory when it is the
+    /// whole server), and from the database's copy for users the shared one does not know.
     pub async fn presence(&self, users: &[UserId]) -> Result<Vec<Presence>> {
         let mut by_user: BTreeMap<&str, (bool, Option<i64>)> = BTreeMap::new();
-        if !users.is_empty() {
+        let shared = self.shared.presence(users).await.unwrap_or_default();
+        for (user, devices) in &shared {
+            let e = by_user.entry(user.as_str()).or_default();
+            for p in devices.values() {
+                e.0 |= p.online;
+                e.1 = e.1.max(Some(p.ts));
+            }
+        }
+        let unknown: Vec<&str> = users
+            .iter()
+            .map(UserId::as_str)
+            .filter(|u| !by_user.contains_key(u))
+            .collect();
+        if !unknown.is_empty() {
             let rows: Vec<(String, bool, Option<i64>)> = devices::Entity::find()
                 .select_only()
                 .column(devices::Column::UserId)
                 .column(devices::Column::Online)
                 .column(devices::Column::LastSeenAt)
-                .filter(devices::Column::UserId.is_in(users.iter().map(|u| u.as_str())))
+                .filter(devices::Column::UserId.is_in(unknown.iter().copied()))
                 .filter(devices::Column::RevokedAt.is_null())
                 .into_tuple()
                 .all(&self.db)
                 .await?;
             for (user, online, seen) in rows {
-                let Some(u) = users.iter().find(|u| u.as_str() == user) else {
+                let Some(u) = unknown.iter().find(|u| **u == user) else {
                     continue;
                 };
-                let e = by_user.entry(u.as_str()).or_default();
+                let e = by_user.entry(u).or_default();
                 e.0 |= online;
                 e.1 = e.1.max(seen);
             }
@@ -85,6 +106,24 @@ impl Store {
                 }
             })
             .collect())
+    }
+
+    /// Users among `users` known to be away: every device recorded offline in the shared
+    /// presence (for push notices when the broker runs in another process). Users the shared
+    /// record does not know are not claimed away.
+    pub async fn known_away(&self, users: &[UserId]) -> Vec<UserId> {
+        let Some(shared) = self.shared.presence(users).await else {
+            return Vec::new();
+        };
+        users
+            .iter()
+            .filter(|u| {
+                shared
+                    .get(*u)
+                    .is_some_and(|d| !d.is_empty() && d.values().all(|p| !p.online))
+            })
+            .cloned()
+            .collect()
     }
 
     /// Everyone who shares a conversation with `user` (not `user`).

@@ -11,7 +11,7 @@
 //! message was acknowledged to its sender (unanswered sends are resent with the same cmid, as
 //! an app's outbox does, and the count of those is printed); the stored seqs are gapless.
 
-mod process;
+pub mod process;
 mod workload;
 
 use crate::helpers::{fresh_postgres, Db};
@@ -45,6 +45,9 @@ enum Fault {
     BackendKill,
     /// The same on Courier's own broker running alone (`--role broker`).
     BackendKillOwnBroker,
+    /// Two backends on Mosquitto; SIGTERM one (it drains: leaves the shared subscription,
+    /// answers what it took) and start it again, twice. No send may go unanswered.
+    BackendDrain,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -78,6 +81,11 @@ async fn two_backends_on_courier_broker_survive_sigkill() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_stopped_with_sigterm_drains_without_losing_an_answer() {
+    survive(Db::Postgres, Fault::BackendDrain).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn survives_postgres_restarts() {
     survive(Db::Postgres, Fault::PostgresRestart).await
 }
@@ -107,8 +115,11 @@ async fn survive(db: Db, fault: Fault) {
     let mut _steady = None;
     let mut server;
     let api;
-    if matches!(fault, Fault::BackendKill | Fault::BackendKillOwnBroker) {
-        let ports = if fault == Fault::BackendKill {
+    if matches!(
+        fault,
+        Fault::BackendKill | Fault::BackendKillOwnBroker | Fault::BackendDrain
+    ) {
+        let ports = if fault != Fault::BackendKillOwnBroker {
             let m = Mosquitto::start().await;
             let ports = m.ports;
             _brokers.0 = Some(m);
@@ -174,7 +185,7 @@ async fn survive(db: Db, fault: Fault) {
     let mut faults = 0;
     let points: &[f64] = match fault {
         Fault::Kill => &[0.2, 0.45, 0.7],
-        Fault::BackendKill | Fault::BackendKillOwnBroker => &[0.3, 0.6],
+        Fault::BackendKill | Fault::BackendKillOwnBroker | Fault::BackendDrain => &[0.3, 0.6],
         Fault::BrokerRestart | Fault::PostgresRestart => &[0.25, 0.6],
         Fault::Disconnects => &[],
     };
@@ -187,6 +198,7 @@ async fn survive(db: Db, fault: Fault) {
                 server.kill_and_restart().await
             }
             Fault::BrokerRestart => server.stop_and_restart(Duration::from_secs(1)).await,
+            Fault::BackendDrain => server.stop_and_restart(Duration::from_millis(500)).await,
             Fault::PostgresRestart => {
                 let c = pg_cluster.as_ref().expect("private cluster");
                 c.crash_and_restart(Duration::from_secs(4)).await
@@ -302,6 +314,13 @@ async fn survive(db: Db, fault: Fault) {
          holds all of its conversations' messages once, in seq order",
         server.restarts
     );
+    if fault == Fault::BackendDrain {
+        assert_eq!(
+            (resends, unanswered_at_end),
+            (0, 0),
+            "a draining backend answers every request it took"
+        );
+    }
     assert_eq!(stored_unacked, 0);
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -21,6 +21,50 @@ pub struct Mosquitto {
     child: Child,
     pub ports: BrokerPorts,
     _dir: tempfile::TempDir,
+}
+
+/// A private `redis-server` on a free port, without persistence, that a test may stop (to
+/// see Courier degrade) without touching the machine's shared Redis. Stopped on drop.
+pub struct RedisServer {
+    child: Child,
+    pub url: String,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for the shared-state tests");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}/0"),
+        }
+    }
+
+    /// SIGKILL: Redis is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Where devices and backends reach a broker: MQTT over TCP and over WebSocket.
@@ -121,7 +165,18 @@ impl Server {
 
     /// `--role backend` against a broker which devices reach on the same ports.
     pub async fn backend(dir: &Path, name: &str, database_url: &str, broker: &BrokerPorts) -> Self {
-        let args = [
+        Self::backend_with(dir, name, database_url, broker, &[]).await
+    }
+
+    /// [`Server::backend`] with more flags (later flags override the test defaults).
+    pub async fn backend_with(
+        dir: &Path,
+        name: &str,
+        database_url: &str,
+        broker: &BrokerPorts,
+        more: &[String],
+    ) -> Self {
+        let mut args = vec![
             "--role".into(),
             "backend".into(),
             "--broker".into(),
@@ -131,6 +186,7 @@ impl Server {
             "--mqtt-ws".into(),
             format!("127.0.0.1:{}", broker.ws),
         ];
+        args.extend_from_slice(more);
         Self::start_with(dir, name, database_url, &args).await
     }
 
@@ -174,6 +230,10 @@ impl Server {
         let child = courier()
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            // The workload sends in bursts from one device and logs in from one address
+            // (flags given to a test server override these).
+            .env("COURIER_RATE_SEND", "off")
+            .env("COURIER_RATE_LOGIN", "off")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -5,12 +5,18 @@
 use super::{parse, Done};
 use crate::engine::{Caller, Engine};
 use crate::error::Result;
+use crate::shared::Limit;
 use crate::store::messages::{SendJob, Sent};
 use protocol::ops::SendReq;
 use serde_json::Value;
 
 pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Done> {
     let req: SendReq = parse(body)?;
+    engine
+        .store
+        .shared
+        .limit(Limit::Send, caller.device.as_str())
+        .await?;
     let content = req.content()?;
     let job = SendJob {
         user: caller.user.clone(),
@@ -19,7 +25,10 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Don
         content,
     };
     match engine.sends.send(job).await? {
-        Sent::New { ack, out } => Ok(Done::answer(ack).and_deliver([out])),
+        Sent::New { ack, out } => {
+            crate::metrics::messages_stored(1);
+            Ok(Done::answer(ack).and_deliver([out]))
+        }
         Sent::Duplicate(ack) => Ok(Done::answer(ack)),
     }
 }

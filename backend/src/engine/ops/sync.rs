@@ -25,6 +25,7 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Don
         .store
         .read_log(&caller.user, req.after, limit)
         .await?;
+    crate::metrics::sync_page();
     // Each update is encoded once, straight into the answer. Answers stay well inside
     // clients' packet limits: the page is cut by size, keeping at least one update, and the
     // client asks again from where it ends.

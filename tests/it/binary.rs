@@ -93,6 +93,37 @@ fn taken_port_is_a_one_line_error() {
 }
 
 #[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = courier()
+        .args(["serve", "--log-format", "json", "--http", "127.0.0.1:0"])
+        .args(["--mqtt", "127.0.0.1:0", "--mqtt-ws", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut serving = None;
+    for line in lines {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{v}");
+        if v["message"] == "courier is serving" {
+            serving = Some(v);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let v = serving.expect("the serving line");
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["role"], "all");
+    assert!(v["http"].as_str().unwrap().starts_with("127.0.0.1:"), "{v}");
+}
+
+#[test]
 fn serves_from_env_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = courier()

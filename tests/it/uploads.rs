@@ -150,12 +150,22 @@ async fn tus_upload_resumes_and_completes(setup: Setup) {
     }
     assert_eq!(held, Some(60_000), "the server kept what arrived");
 
-    // Resume from the server's offset, in two more PATCHes.
-    let r = patch(&app, &path, a, 60_000)
-        .body(content[60_000..100_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+    // Resume from the server's offset, in two more PATCHes. The broken request may still hold
+    // the upload for a moment (423 Locked), which tus clients retry, as here.
+    let mut r = None;
+    for _ in 0..100 {
+        let sent = patch(&app, &path, a, 60_000)
+            .body(content[60_000..100_000].to_vec())
+            .send()
+            .await
+            .unwrap();
+        if sent.status() != StatusCode::LOCKED {
+            r = Some(sent);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = r.expect("the broken PATCH let go of the upload");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "upload-offset"), "100000");
     assert!(r.headers().get("courier-file-id").is_none());

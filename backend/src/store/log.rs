@@ -103,6 +103,18 @@ pub async fn append_many<'a, C: ConnectionTrait>(
         by = by.case(users::Column::Id.eq(u.as_str()), Expr::val(*n));
     }
     let by: Expr = by.finally(Expr::val(0)).into();
+    if super::locks_rows_in_order(db) {
+        // `counts` is a BTreeMap: its keys are in order.
+        users::Entity::find()
+            .select_only()
+            .column(users::Column::Id)
+            .filter(users::Column::Id.is_in(counts.keys().map(|u| u.as_str())))
+            .order_by_asc(users::Column::Id)
+            .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+            .into_tuple::<String>()
+            .all(db)
+            .await?;
+    }
     let bumped = users::Entity::update_many()
         .col_expr(
             users::Column::LastUseq,

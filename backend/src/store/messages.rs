@@ -3,14 +3,14 @@
 
 use super::conversations::membership;
 use super::log::{append_many, message_from_row, Entry, Outgoing};
-use super::Store;
+use super::{locks_rows_in_order, Store};
 use crate::entity::{blobs, conversations, files, members, message_files, messages};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
 use protocol::update::Content;
 use protocol::{ConvId, DeviceId, ErrorCode, Message, MsgId, UpdateBody, UserId};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, LockType};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set, TransactionTrait,
@@ -271,6 +271,19 @@ impl Store {
                 by = by.case(conversations::Column::Id.eq(*conv), Expr::val(*count));
             }
             let by: Expr = by.finally(Expr::val(0)).into();
+            if locks_rows_in_order(db) {
+                let mut ids: Vec<&str> = new_per_conv.keys().copied().collect();
+                ids.sort_unstable();
+                conversations::Entity::find()
+                    .select_only()
+                    .column(conversations::Column::Id)
+                    .filter(conversations::Column::Id.is_in(ids))
+                    .order_by_asc(conversations::Column::Id)
+                    .lock(LockType::NoKeyUpdate)
+                    .into_tuple::<String>()
+                    .all(db)
+                    .await?;
+            }
             let bumped = conversations::Entity::update_many()
                 .col_expr(
                     conversations::Column::LastSeq,
@@ -373,6 +386,19 @@ impl Store {
             which = which.add(here);
         }
         let case: Expr = case.finally(Expr::col(members::Column::ReadSeq)).into();
+        if locks_rows_in_order(db) {
+            members::Entity::find()
+                .select_only()
+                .column(members::Column::ConvId)
+                .column(members::Column::UserId)
+                .filter(which.clone())
+                .order_by_asc(members::Column::ConvId)
+                .order_by_asc(members::Column::UserId)
+                .lock(LockType::NoKeyUpdate)
+                .into_tuple::<(String, String)>()
+                .all(db)
+                .await?;
+        }
         members::Entity::update_many()
             .col_expr(members::Column::ReadSeq, case.clone())
             .col_expr(members::Column::DeliveredSeq, case)

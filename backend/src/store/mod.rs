@@ -5,8 +5,12 @@
 //! `UPDATE … SET n = n + 1 … RETURNING n` inside the writing transaction. The row lock that
 //! takes (PostgreSQL) or the single writer (SQLite) orders concurrent writers, and a rolled-back
 //! transaction takes its number with it, so readers never see a hole. Two PostgreSQL writers
-//! that lock the same rows in different orders can deadlock; the database aborts one, and the
-//! send batcher retries its batch (nothing of an aborted transaction was acknowledged).
+//! that lock the same rows in different orders could deadlock (and PostgreSQL takes its
+//! `deadlock_timeout`, 1 s, to notice): so the writers lock the rows a multi-row UPDATE will
+//! touch first, in key order ([`locks_rows_in_order`]), always conversations before members
+//! before users. The lock is `FOR NO KEY UPDATE`, what the UPDATE itself takes: it does not
+//! block the foreign-key checks (`KEY SHARE`) of other writers' inserts. Should one still be aborted, the send batcher retries its batch (nothing of
+//! an aborted transaction was acknowledged).
 
 pub mod accounts;
 pub mod changes;
@@ -20,7 +24,7 @@ pub mod receipts;
 pub mod trim;
 
 use crate::shared::{Limits, Shared};
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
@@ -44,4 +48,10 @@ impl Store {
         self.shared = shared;
         self
     }
+}
+
+/// Whether row locks must be taken in key order before a multi-row UPDATE: PostgreSQL locks
+/// such rows in scan order, which differs between transactions; SQLite has one writer at a time.
+pub(crate) fn locks_rows_in_order<C: ConnectionTrait>(db: &C) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
 }

@@ -7,7 +7,7 @@
 //! devices — however many messages it covers.
 
 use super::conversations::{member_ids, membership};
-use super::log::{append, Entry, Outgoing};
+use super::log::{append, append_many, Entry, Outgoing};
 use super::Store;
 use crate::entity::{conversations, devices, members, updates, users};
 use crate::error::{Error, Result};
@@ -68,16 +68,26 @@ impl Store {
             .into_tuple()
             .all(&txn)
             .await?;
-        let mut out = Vec::new();
+        // Every member row first (in conversation order), then the users' logs in one go: the
+        // lock order every writer keeps (see `store`).
+        let mut delivered: Vec<(String, i64)> = delivered
+            .into_iter()
+            .filter_map(|(conv, seq)| Some((conv?, seq?)))
+            .collect();
+        delivered.sort_unstable();
+        let mut receipts = Vec::new();
         for (conv, seq) in delivered {
-            let (Some(conv), Some(seq)) = (conv, seq) else {
-                continue;
-            };
             let conv = ConvId::from_trusted(conv);
-            if let Some(o) = self.move_watermarks(&txn, &conv, user, seq, None).await? {
-                out.push(o);
+            if let Some(r) = self.move_watermarks(&txn, &conv, user, seq, None).await? {
+                receipts.push(r);
             }
         }
+        let appended = append_many(&txn, receipts.iter().map(|(e, to)| (e, to.as_slice()))).await?;
+        let out = receipts
+            .iter()
+            .zip(appended)
+            .map(|((entry, _), appended)| Outgoing::new(entry, appended))
+            .collect();
         txn.commit().await?;
         Ok((useq, out))
     }
@@ -103,16 +113,21 @@ impl Store {
         if seq <= me.read_seq {
             return Ok((me.read_seq, None));
         }
-        let out = self
+        let out = match self
             .move_watermarks(&txn, conv, user, seq, Some(seq))
-            .await?;
+            .await?
+        {
+            Some((entry, to)) => Some(Outgoing::new(&entry, append(&txn, &to, &entry).await?)),
+            None => None,
+        };
         txn.commit().await?;
         Ok((seq, out))
     }
 
     /// Raises the member's `delivered_seq` to `delivered` (and `read_seq` to `read`, which
-    /// implies delivery). If anything moved, appends one receipt to the other members' logs
-    /// (and to the reader's own log for reads, so their other devices sync).
+    /// implies delivery). If anything moved, returns the receipt and whose logs get it: the
+    /// other members' (and the reader's own for reads, so their other devices sync). The
+    /// caller appends it, after every member row it moves.
     async fn move_watermarks<C: ConnectionTrait>(
         &self,
         db: &C,
@@ -120,7 +135,7 @@ impl Store {
         user: &UserId,
         delivered: i64,
         read: Option<i64>,
-    ) -> Result<Option<Outgoing>> {
+    ) -> Result<Option<(Entry, Vec<UserId>)>> {
         let Some(me) = members::Entity::find_by_id((conv.to_string(), user.to_string()))
             .one(db)
             .await?
@@ -156,7 +171,6 @@ impl Store {
                 read_seq: new_read,
             },
         };
-        let appended = append(db, &to, &entry).await?;
-        Ok(Some(Outgoing::new(&entry, appended)))
+        Ok(Some((entry, to)))
     }
 }

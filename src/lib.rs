@@ -2,6 +2,7 @@
 //! tests can boot exactly what `courier serve` runs (on port 0, with a fresh database).
 
 pub mod app;
+pub mod cli;
 pub mod settings;
 pub mod telemetry;
 pub mod worker;

@@ -1,7 +1,8 @@
 //! `courier`: the all-in-one binary. `courier serve` (the default) runs the broker, backend,
 //! HTTP API and media jobs (`--role media-worker`: media jobs only); `courier migrate` applies
 //! pending database migrations and exits; the hidden `courier media-job` hosts media jobs, forking
-//! a confined child for each.
+//! a confined child for each. `user`, `login`, `device`, `conv` and `chat` are the terminal
+//! client (`cli/`), talking to a server over its public protocol.
 
 use clap::{Parser, Subcommand};
 use courier::settings::{Role, ServeArgs, Settings};
@@ -35,6 +36,25 @@ enum Command {
     /// Host media processing jobs read from stdin, each in a forked child (the media worker starts these)
     #[command(hide = true)]
     MediaJob,
+    /// Accounts on a server: `courier user add alice`
+    User {
+        #[command(subcommand)]
+        cmd: courier::cli::UserCommand,
+    },
+    /// Sign in to a server and keep the session for the other commands
+    Login(courier::cli::Account),
+    /// Your devices: `courier device list`, `courier device revoke ID`
+    Device {
+        #[command(subcommand)]
+        cmd: courier::cli::DeviceCommand,
+    },
+    /// Conversations: `courier conv create --with bob`, `courier conv list`
+    Conv {
+        #[command(subcommand)]
+        cmd: courier::cli::ConvCommand,
+    },
+    /// Chat in the terminal: `courier chat --user alice --with bob`
+    Chat(courier::cli::chat::ChatArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,7 +66,15 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let done = match cli.command {
+        Some(Command::User { cmd }) => runtime.block_on(courier::cli::user(cmd)),
+        Some(Command::Login(account)) => runtime.block_on(courier::cli::login(account)),
+        Some(Command::Device { cmd }) => runtime.block_on(courier::cli::device(cmd)),
+        Some(Command::Conv { cmd }) => runtime.block_on(courier::cli::conv(cmd)),
+        Some(Command::Chat(args)) => runtime.block_on(courier::cli::chat::run(args)),
+        _ => runtime.block_on(run(cli)),
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

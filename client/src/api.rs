@@ -87,6 +87,28 @@ impl Api {
             .await
     }
 
+    /// Ids and names of the users named in `names` (and of those with the ids in `ids`).
+    pub async fn users(
+        &self,
+        token: &str,
+        names: &[&str],
+        ids: &[&str],
+    ) -> Result<Vec<protocol::http::UserName>, ClientError> {
+        let req = self
+            .req(Method::GET, "/users", Some(token))
+            .query(&[("names", names.join(",")), ("ids", ids.join(","))]);
+        self.call(req).await
+    }
+
+    /// The caller's active devices.
+    pub async fn devices(
+        &self,
+        token: &str,
+    ) -> Result<Vec<protocol::http::DeviceInfo>, ClientError> {
+        self.call(self.req(Method::GET, "/devices", Some(token)))
+            .await
+    }
+
     pub async fn revoke_device(&self, token: &str, device: &str) -> Result<(), ClientError> {
         self.no_content(self.req(Method::DELETE, &format!("/devices/{device}"), Some(token)))
             .await

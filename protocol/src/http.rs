@@ -14,12 +14,38 @@ pub struct SignedUp {
     pub user: UserId,
 }
 
+/// A user's id and name (`GET /v1/users?names=…` or `?ids=…`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserName {
+    pub user: UserId,
+    pub username: String,
+}
+
+/// Most names or ids one `GET /v1/users` looks up.
+pub const USER_LOOKUP_LIMIT: usize = 100;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogIn {
     pub username: String,
     pub password: String,
     pub device_name: String,
     pub platform: String,
+}
+
+/// One of the caller's active devices (`GET /v1/devices`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub id: DeviceId,
+    pub name: String,
+    pub platform: String,
+    /// When it logged in (Unix ms).
+    pub created_at: i64,
+    /// Connected now, as its last presence event said.
+    pub online: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// The device whose token made this request.
+    pub current: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ mod bad_input;
 mod binary;
 mod broker_edge;
 mod broker_hooks;
+mod cli;
 mod compose;
 mod delivery;
 mod fault;

@@ -1,12 +1,33 @@
-//! `DELETE /v1/devices/{id}`: revoke one of the caller's devices; its token stops working and
-//! its MQTT connection is closed. `PUT|DELETE /v1/devices/{id}/push`: its push token.
+//! `GET /v1/devices`: the caller's active devices. `DELETE /v1/devices/{id}`: revoke one of
+//! them; its token stops working and its MQTT connection is closed.
+//! `PUT|DELETE /v1/devices/{id}/push`: its push token.
 
 use super::{ApiJson, AppState, Authed};
 use crate::error::{Error, Result};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use protocol::http::PushToken;
+use protocol::http::{DeviceInfo, PushToken};
 use protocol::ErrorCode;
+
+pub async fn list(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+) -> Result<axum::Json<Vec<DeviceInfo>>> {
+    let rows = state.store.devices_of(&me.user).await?;
+    Ok(axum::Json(
+        rows.into_iter()
+            .map(|d| DeviceInfo {
+                current: d.id == me.device.as_str(),
+                id: protocol::DeviceId::from_trusted(d.id),
+                name: d.name,
+                platform: d.platform,
+                created_at: d.created_at,
+                online: d.online,
+                last_seen: d.last_seen_at,
+            })
+            .collect(),
+    ))
+}
 
 pub async fn revoke(
     State(state): State<AppState>,

@@ -52,12 +52,13 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/users", post(users::sign_up))
+        .route("/users", post(users::sign_up).get(users::lookup))
         .route("/sessions", post(users::log_in))
         .route("/broker/auth", post(broker_hooks::authenticate))
         .route("/broker/superuser", post(broker_hooks::superuser))
         .route("/broker/acl", post(broker_hooks::authorize))
         .route("/broker/vernemq", post(broker_hooks::vernemq))
+        .route("/devices", get(devices::list))
         .route("/devices/{id}", delete(devices::revoke))
         .route(
             "/devices/{id}/push",

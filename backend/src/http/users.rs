@@ -1,4 +1,5 @@
-//! `POST /v1/users` (sign up) and `POST /v1/sessions` (log in, registering a device).
+//! `POST /v1/users` (sign up), `GET /v1/users?names=…|ids=…` (look users up) and
+//! `POST /v1/sessions` (log in, registering a device).
 
 use super::{ApiJson, AppState};
 use crate::error::Result;
@@ -7,7 +8,9 @@ use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use protocol::http::{LogIn, MqttEndpoints, Session, SignUp, SignedUp};
+use protocol::http::{
+    LogIn, MqttEndpoints, Session, SignUp, SignedUp, UserName, USER_LOOKUP_LIMIT,
+};
 use std::net::SocketAddr;
 
 pub async fn sign_up(
@@ -66,4 +69,50 @@ fn endpoints(state: &AppState, headers: &HeaderMap) -> MqttEndpoints {
         tcp: format!("{host}:{}", state.mqtt.tcp),
         ws: format!("ws://{host}:{}/mqtt", state.mqtt.ws),
     }
+}
+
+#[derive(serde::Deserialize)]
+pub struct Lookup {
+    #[serde(default)]
+    names: Option<String>,
+    #[serde(default)]
+    ids: Option<String>,
+}
+
+/// `GET /v1/users?names=alice,bob` or `?ids=u1,u2` (signed in): ids and names of those that
+/// exist, by name.
+pub async fn lookup(
+    State(state): State<AppState>,
+    _me: super::Authed,
+    axum::extract::Query(q): axum::extract::Query<Lookup>,
+) -> Result<Json<Vec<UserName>>> {
+    let split = |s: &Option<String>| -> Vec<String> {
+        s.as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (names, ids) = (split(&q.names), split(&q.ids));
+    if names.is_empty() && ids.is_empty() {
+        return Err(crate::error::Error::client(
+            protocol::ErrorCode::BadRequest,
+            "give `names` or `ids`, comma-separated",
+        ));
+    }
+    if names.len() + ids.len() > USER_LOOKUP_LIMIT {
+        return Err(crate::error::Error::client(
+            protocol::ErrorCode::BadRequest,
+            format!("at most {USER_LOOKUP_LIMIT} names and ids at once"),
+        ));
+    }
+    let found = state.store.user_names(&names, &ids).await?;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(|(user, username)| UserName { user, username })
+            .collect(),
+    ))
 }

@@ -9,7 +9,9 @@ use argon2::password_hash::{
 };
 use argon2::Argon2;
 use protocol::{DeviceId, ErrorCode, UserId};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 
 /// A device's identity once its token checked out.
 #[derive(Clone, Debug)]
@@ -184,6 +186,39 @@ impl Store {
             user: UserId::from_trusted(row.user_id),
             device: DeviceId::from_trusted(row.id),
         }))
+    }
+
+    /// Users by (case-insensitive) name or by id; unknown ones are left out.
+    pub async fn user_names(
+        &self,
+        names: &[String],
+        ids: &[String],
+    ) -> Result<Vec<(UserId, String)>> {
+        let names: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+        let rows = users::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(users::Column::Username.is_in(names))
+                    .add(users::Column::Id.is_in(ids.iter().map(String::as_str))),
+            )
+            .order_by_asc(users::Column::Username)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|u| (UserId::from_trusted(u.id), u.username))
+            .collect())
+    }
+
+    /// `user`'s active devices, oldest first.
+    pub async fn devices_of(&self, user: &UserId) -> Result<Vec<devices::Model>> {
+        Ok(devices::Entity::find()
+            .filter(devices::Column::UserId.eq(user.as_str()))
+            .filter(devices::Column::RevokedAt.is_null())
+            .order_by_asc(devices::Column::CreatedAt)
+            .order_by_asc(devices::Column::Id)
+            .all(&self.db)
+            .await?)
     }
 
     /// Revokes one of `user`'s devices. Returns false when it is not theirs (or not found).

@@ -26,7 +26,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Event, EventLoop};
 use serde_json::Value;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -96,25 +96,29 @@ impl Engine {
     /// requests to the shards. rumqttc reconnects on the next poll after an error.
     ///
     /// On shutdown it drains: it unsubscribes from the shared request stream (the broker then
-    /// gives new requests to the other backends), still handles what arrives until the broker
-    /// confirms, lets the shards finish every queued request and publish the answers (at most
-    /// [`DRAIN_TIMEOUT`]), then disconnects. A request cut off by the deadline is never
-    /// answered unless it was committed, and its device resends it by cmid.
+    /// gives new requests to the other backends), keeps handling whatever still arrives (a
+    /// broker may deliver messages it had queued for this backend even after confirming the
+    /// unsubscribe) until every request taken is answered and nothing came for [`QUIET`],
+    /// then disconnects — all within [`DRAIN_TIMEOUT`]. A request cut off by the deadline is
+    /// never answered unless it was committed, and its device resends it by cmid.
     pub async fn run(self: Arc<Self>, mut eventloop: EventLoop, shutdown: CancellationToken) {
         let mut workers = tokio::task::JoinSet::new();
+        let pending = Arc::new(AtomicUsize::new(0));
         let shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>> =
             (0..self.config.shards.max(1))
                 .map(|_| {
                     let (tx, mut rx) = mpsc::unbounded_channel::<(DeviceTopic, Bytes)>();
-                    let engine = self.clone();
+                    let (engine, pending) = (self.clone(), pending.clone());
                     workers.spawn(async move {
                         while let Some((topic, payload)) = rx.recv().await {
                             engine.handle(topic, payload).await;
+                            pending.fetch_sub(1, Ordering::AcqRel);
                         }
                     });
                     tx
                 })
                 .collect();
+        let router = Router { shards, pending };
         let mut failures = 0u32;
         loop {
             let event = tokio::select! {
@@ -147,7 +151,7 @@ impl Engine {
                     }
                     self.ready.store(granted, Ordering::Relaxed);
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => route(&shards, &p.topic, p.payload),
+                Ok(Event::Incoming(Packet::Publish(p))) => router.route(&p.topic, p.payload),
                 Ok(_) => {}
                 Err(e) => {
                     self.ready.store(false, Ordering::Relaxed);
@@ -161,50 +165,56 @@ impl Engine {
                 }
             }
         }
-        self.drain(eventloop, shards, workers).await;
+        self.drain(eventloop, router, workers).await;
     }
 
     async fn drain(
         &self,
         mut eventloop: EventLoop,
-        shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>>,
+        router: Router,
         mut workers: tokio::task::JoinSet<()>,
     ) {
         self.ready.store(false, Ordering::Relaxed);
         let client = self.publisher.client().clone();
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        // 1. No new requests: leave the shared subscription, handling what still arrives.
-        let unsubscribed = client
+        let _ = client
             .unsubscribe(format!("$share/courier/{REQUEST_FILTER}"))
-            .await
-            .is_ok();
+            .await;
         let mut connected = true;
-        while unsubscribed && connected {
-            let event = tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                e = eventloop.poll() => e,
-            };
-            match event {
-                Ok(Event::Incoming(Packet::UnsubAck(_))) => break,
-                Ok(Event::Incoming(Packet::Publish(p))) => route(&shards, &p.topic, p.payload),
-                Ok(_) => {}
-                Err(_) => connected = false,
-            }
-        }
-        // 2. Finish the queued requests, publishing their answers as they come.
-        drop(shards);
-        let queued = workers.len();
-        loop {
+        let mut last_request = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut handled = 0u64;
+        while connected {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!("shutdown: requests still running at the drain deadline");
+                    tracing::warn!(
+                        pending = router.pending.load(Ordering::Acquire),
+                        "shutdown: requests still running at the drain deadline"
+                    );
                     break;
                 }
-                done = workers.join_next() => if done.is_none() { break },
-                e = eventloop.poll(), if connected => connected = e.is_ok(),
+                _ = tick.tick() => {
+                    if router.pending.load(Ordering::Acquire) == 0 && last_request.elapsed() >= QUIET {
+                        break;
+                    }
+                }
+                e = eventloop.poll() => match e {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        router.route(&p.topic, p.payload);
+                        last_request = tokio::time::Instant::now();
+                        handled += 1;
+                    }
+                    Ok(_) => {}
+                    Err(_) => connected = false,
+                },
             }
         }
-        // 3. Flush and leave.
+        drop(router);
+        // The shards are idle (or out of time): let them end, then flush and leave.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
         let _ = client.disconnect().await;
         if connected {
             let flush = async {
@@ -217,7 +227,7 @@ impl Engine {
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
         }
-        tracing::info!(shards = queued, "engine drained");
+        tracing::info!(late_requests = handled, "engine drained");
     }
 
     async fn handle(&self, topic: DeviceTopic, payload: Bytes) {
@@ -349,18 +359,31 @@ impl Engine {
 
 /// How long a shutting-down engine may take to finish the requests it holds.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A draining engine stops once it holds no request and none arrived for this long.
+pub const QUIET: Duration = Duration::from_millis(500);
 
-/// Queues a request publish on its device's shard (requests of one device stay in order).
-fn route(shards: &[mpsc::UnboundedSender<(DeviceTopic, Bytes)>], topic: &[u8], payload: Bytes) {
-    let Ok(topic) = std::str::from_utf8(topic).map(DeviceTopic::parse) else {
-        return;
-    };
-    let Ok(topic) = topic else {
-        tracing::debug!("ignoring publish on a foreign topic");
-        return;
-    };
-    let mut h = DefaultHasher::new();
-    topic.device.hash(&mut h);
-    let shard = (h.finish() % shards.len() as u64) as usize;
-    let _ = shards[shard].send((topic, payload));
+/// The shards and how many requests they hold (queued or running).
+struct Router {
+    shards: Vec<mpsc::UnboundedSender<(DeviceTopic, Bytes)>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Router {
+    /// Queues a request publish on its device's shard (requests of one device stay in order).
+    fn route(&self, topic: &[u8], payload: Bytes) {
+        let Ok(topic) = std::str::from_utf8(topic).map(DeviceTopic::parse) else {
+            return;
+        };
+        let Ok(topic) = topic else {
+            tracing::debug!("ignoring publish on a foreign topic");
+            return;
+        };
+        let mut h = DefaultHasher::new();
+        topic.device.hash(&mut h);
+        let shard = (h.finish() % self.shards.len() as u64) as usize;
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.shards[shard].send((topic, payload)).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }

@@ -97,8 +97,9 @@ impl Publisher {
         {
             // The broker is elsewhere: who is away comes from the shared presence.
             let others: Vec<UserId> = users.iter().filter(|u| *u != sender).cloned().collect();
-            for user in self.store.known_away(&others).await {
-                p.notify(&user, conv);
+            match self.store.known_away(&others).await {
+                Ok(away) => away.iter().for_each(|u| p.notify(u, conv)),
+                Err(e) => tracing::warn!(error = %e, "presence lookup failed; no push notices"),
             }
         }
         for a in &out.to {

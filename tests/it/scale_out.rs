@@ -245,12 +245,56 @@ async fn presence_limits_and_push_are_shared_through_redis() {
     );
 }
 
+/// Two backends on a Mosquitto of their own and a fresh PostgreSQL database, with alice and
+/// bob signed up and logged in (one device each) and their direct conversation.
+struct TwoBackends {
+    api: Api,
+    api_b: Api,
+    alice: Session,
+    bob: Session,
+    conv: ConvId,
+    a: Server,
+    _b: Server,
+    _mosquitto: Mosquitto,
+    _pg: crate::helpers::PgDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl TwoBackends {
+    async fn start(more: &[String]) -> Self {
+        crate::helpers::init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg) = fresh_postgres().await;
+        let mosquitto = Mosquitto::start().await;
+        let a = Server::backend_with(dir.path(), "a", &database_url, &mosquitto.ports, more).await;
+        let b = Server::backend_with(dir.path(), "b", &database_url, &mosquitto.ports, more).await;
+        let api = Api::new(format!("http://{}", a.http));
+        let api_b = Api::new(format!("http://{}", b.http));
+        api.sign_up("alice", PASSWORD).await.unwrap();
+        api.sign_up("bob", PASSWORD).await.unwrap();
+        let alice = api
+            .log_in("alice", PASSWORD, "phone", "test")
+            .await
+            .unwrap();
+        let bob = api.log_in("bob", PASSWORD, "phone", "test").await.unwrap();
+        let conv = api.create_direct(&alice.token, &bob.user).await.unwrap().id;
+        Self {
+            api,
+            api_b,
+            alice,
+            bob,
+            conv,
+            a,
+            _b: b,
+            _mosquitto: mosquitto,
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn losing_redis_degrades_and_loses_nothing() {
-    crate::helpers::init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let (database_url, _pg) = fresh_postgres().await;
-    let mosquitto = Mosquitto::start().await;
     let mut redis = RedisServer::start().await;
     let more = [
         "--redis-url",
@@ -261,31 +305,21 @@ async fn losing_redis_degrades_and_loses_nothing() {
         "off",
     ]
     .map(String::from);
-    let a = Server::backend_with(dir.path(), "a", &database_url, &mosquitto.ports, &more).await;
-    let b = Server::backend_with(dir.path(), "b", &database_url, &mosquitto.ports, &more).await;
-    let api = Api::new(format!("http://{}", a.http));
-    let api_b = Api::new(format!("http://{}", b.http));
-    api.sign_up("alice", PASSWORD).await.unwrap();
-    api.sign_up("bob", PASSWORD).await.unwrap();
-    let alice = api
-        .log_in("alice", PASSWORD, "phone", "test")
-        .await
-        .unwrap();
-    let bob = api.log_in("bob", PASSWORD, "phone", "test").await.unwrap();
-    let conv = api.create_direct(&alice.token, &bob.user).await.unwrap().id;
-    let (alice_dev, _e) = Client::connect(ClientOptions::tcp(&alice)).await.unwrap();
-    let (_bob_dev, _f) = Client::connect(ClientOptions::tcp(&bob)).await.unwrap();
-    until_presence(&[&api, &api_b], &alice, &conv, &bob.user, true).await;
+    let t = TwoBackends::start(&more).await;
+    let (api, api_b, alice, bob, conv, a) = (&t.api, &t.api_b, &t.alice, &t.bob, &t.conv, &t.a);
+    let (alice_dev, _e) = Client::connect(ClientOptions::tcp(alice)).await.unwrap();
+    let (_bob_dev, _f) = Client::connect(ClientOptions::tcp(bob)).await.unwrap();
+    until_presence(&[api, api_b], alice, conv, &bob.user, true).await;
     for i in 0..10 {
         alice_dev
-            .send_text(&conv, &format!("before {i}"))
+            .send_text(conv, &format!("before {i}"))
             .await
             .unwrap();
     }
     // The newest page is now cached in Redis.
     assert_eq!(
         api_b
-            .history(&bob.token, &conv, None, 50)
+            .history(&bob.token, conv, None, 50)
             .await
             .unwrap()
             .messages
@@ -296,17 +330,17 @@ async fn losing_redis_degrades_and_loses_nothing() {
     redis.kill();
     for i in 0..10 {
         alice_dev
-            .send_text(&conv, &format!("after {i}"))
+            .send_text(conv, &format!("after {i}"))
             .await
             .unwrap();
     }
     // History comes from the database (never a stale cached page), presence from the
     // database's copy, and both backends still answer.
     for api in [&api, &api_b] {
-        let page = api.history(&bob.token, &conv, None, 50).await.unwrap();
+        let page = api.history(&bob.token, conv, None, 50).await.unwrap();
         assert_eq!(page.messages.len(), 20);
         assert_eq!(page.messages[0].seq, 20);
-        assert!(presence_of(api, &alice, &conv, &bob.user).await.0);
+        assert!(presence_of(api, alice, conv, &bob.user).await.0);
     }
     // Still ready (messaging works), and saying what is degraded.
     let r = reqwest::get(format!("http://{}/readyz", a.http))
@@ -368,4 +402,36 @@ async fn revoking_closes_the_connection_on_a_broker_in_another_process() {
         "{:?}",
         again.err()
     );
+}
+
+/// Without Redis the backends still agree on who is away (the database's copy of presence,
+/// which every backend writes), so push notices work in split mode too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_redis_push_notices_follow_the_database_presence() {
+    let (push_url, pushed) = receiver().await;
+    let t = TwoBackends::start(&["--push-webhook", &push_url].map(String::from)).await;
+    let (api, api_b, alice, bob, conv) = (&t.api, &t.api_b, &t.alice, &t.bob, &t.conv);
+    api.set_push_token(&bob.token, bob.device.as_str(), "fcm", "bob-phone")
+        .await
+        .unwrap();
+    let (alice_dev, _a) = Client::connect(ClientOptions::tcp(alice)).await.unwrap();
+    let (bob_dev, _b) = Client::connect(ClientOptions::tcp(bob)).await.unwrap();
+    until_presence(&[api, api_b], alice, conv, &bob.user, true).await;
+    alice_dev
+        .send_text(conv, "while bob is here")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(notices(&pushed).is_empty(), "bob is online: no notice");
+    bob_dev.disconnect().await;
+    until_presence(&[api, api_b], alice, conv, &bob.user, false).await;
+    for i in 0..4 {
+        alice_dev
+            .send_text(conv, &format!("away {i}"))
+            .await
+            .unwrap();
+    }
+    until("a push notice for bob", || !notices(&pushed).is_empty()).await;
+    let notice: serde_json::Value = serde_json::from_str(&notices(&pushed)[0].1).unwrap();
+    assert_eq!(notice["user"], bob.user.as_str());
 }

@@ -10,7 +10,7 @@ use protocol::http::Presence;
 use protocol::{DeviceId, UserId};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 impl Store {
     /// Records that `device` went online or offline at `ts`. An event older than the last
@@ -108,22 +108,49 @@ impl Store {
             .collect())
     }
 
-    /// Users among `users` known to be away: every device recorded offline in the shared
-    /// presence (for push notices when the broker runs in another process). Users the shared
-    /// record does not know are not claimed away.
-    pub async fn known_away(&self, users: &[UserId]) -> Vec<UserId> {
-        let Some(shared) = self.shared.presence(users).await else {
-            return Vec::new();
+    /// Users among `users` known to be away: every device of theirs recorded offline, in the
+    /// shared presence or, without one, in the database's copy (for push notices when the
+    /// broker runs in another process). A device never recorded at all (a client that does
+    /// not announce itself to a broker without presence events) leaves its user unclaimed.
+    pub async fn known_away(&self, users: &[UserId]) -> Result<Vec<UserId>> {
+        let recorded: HashMap<&UserId, Vec<Option<bool>>> = match self.shared.presence(users).await
+        {
+            Some(shared) => users
+                .iter()
+                .filter_map(|u| {
+                    let devices = shared.get(u)?;
+                    Some((u, devices.values().map(|p| Some(p.online)).collect()))
+                })
+                .collect(),
+            None => {
+                let rows: Vec<(String, bool, Option<i64>)> = devices::Entity::find()
+                    .select_only()
+                    .column(devices::Column::UserId)
+                    .column(devices::Column::Online)
+                    .column(devices::Column::LastSeenAt)
+                    .filter(devices::Column::UserId.is_in(users.iter().map(UserId::as_str)))
+                    .filter(devices::Column::RevokedAt.is_null())
+                    .into_tuple()
+                    .all(&self.db)
+                    .await?;
+                let mut by_user: HashMap<&UserId, Vec<Option<bool>>> = HashMap::new();
+                for (user, online, seen) in rows {
+                    if let Some(u) = users.iter().find(|u| u.as_str() == user) {
+                        by_user.entry(u).or_default().push(seen.map(|_| online));
+                    }
+                }
+                by_user
+            }
         };
-        users
+        Ok(users
             .iter()
             .filter(|u| {
-                shared
-                    .get(*u)
-                    .is_some_and(|d| !d.is_empty() && d.values().all(|p| !p.online))
+                recorded
+                    .get(u)
+                    .is_some_and(|d| !d.is_empty() && d.iter().all(|p| *p == Some(false)))
             })
             .cloned()
-            .collect()
+            .collect())
     }
 
     /// Everyone who shares a conversation with `user` (not `user`).

@@ -165,20 +165,22 @@ impl Store {
 
     /// An active (not revoked) device by id.
     pub async fn active_device(&self, device: &str) -> Result<Option<DeviceAuth>> {
-        let row = devices::Entity::find_by_id(device)
-            .filter(devices::Column::RevokedAt.is_null())
-            .one(&self.db)
-            .await?;
-        Ok(row.map(|row| DeviceAuth {
-            user: UserId::from_trusted(row.user_id),
-            device: DeviceId::from_trusted(row.id),
-        }))
+        self.active_device_where(devices::Column::Id.eq(device))
+            .await
     }
 
     /// HTTP bearer token → device.
     pub async fn device_by_token(&self, token: &str) -> Result<Option<DeviceAuth>> {
+        self.active_device_where(devices::Column::TokenHash.eq(token_hash(token)))
+            .await
+    }
+
+    async fn active_device_where(
+        &self,
+        which: sea_orm::sea_query::SimpleExpr,
+    ) -> Result<Option<DeviceAuth>> {
         let row = devices::Entity::find()
-            .filter(devices::Column::TokenHash.eq(token_hash(token)))
+            .filter(which)
             .filter(devices::Column::RevokedAt.is_null())
             .one(&self.db)
             .await?;

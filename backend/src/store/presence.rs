@@ -76,16 +76,7 @@ impl Store {
             .filter(|u| !by_user.contains_key(u))
             .collect();
         if !unknown.is_empty() {
-            let rows: Vec<(String, bool, Option<i64>)> = devices::Entity::find()
-                .select_only()
-                .column(devices::Column::UserId)
-                .column(devices::Column::Online)
-                .column(devices::Column::LastSeenAt)
-                .filter(devices::Column::UserId.is_in(unknown.iter().copied()))
-                .filter(devices::Column::RevokedAt.is_null())
-                .into_tuple()
-                .all(&self.db)
-                .await?;
+            let rows = self.device_presence(unknown.iter().copied()).await?;
             for (user, online, seen) in rows {
                 let Some(u) = unknown.iter().find(|u| **u == user) else {
                     continue;
@@ -123,15 +114,8 @@ impl Store {
                 })
                 .collect(),
             None => {
-                let rows: Vec<(String, bool, Option<i64>)> = devices::Entity::find()
-                    .select_only()
-                    .column(devices::Column::UserId)
-                    .column(devices::Column::Online)
-                    .column(devices::Column::LastSeenAt)
-                    .filter(devices::Column::UserId.is_in(users.iter().map(UserId::as_str)))
-                    .filter(devices::Column::RevokedAt.is_null())
-                    .into_tuple()
-                    .all(&self.db)
+                let rows = self
+                    .device_presence(users.iter().map(UserId::as_str))
                     .await?;
                 let mut by_user: HashMap<&UserId, Vec<Option<bool>>> = HashMap::new();
                 for (user, online, seen) in rows {
@@ -151,6 +135,23 @@ impl Store {
             })
             .cloned()
             .collect())
+    }
+
+    /// The database's copy: (user, online, last seen) of each active device of `users`.
+    async fn device_presence<'a>(
+        &self,
+        users: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<(String, bool, Option<i64>)>> {
+        Ok(devices::Entity::find()
+            .select_only()
+            .column(devices::Column::UserId)
+            .column(devices::Column::Online)
+            .column(devices::Column::LastSeenAt)
+            .filter(devices::Column::UserId.is_in(users))
+            .filter(devices::Column::RevokedAt.is_null())
+            .into_tuple()
+            .all(&self.db)
+            .await?)
     }
 
     /// Everyone who shares a conversation with `user` (not `user`).

@@ -2,10 +2,11 @@
 # -p 1883:1883 -p 8083:8083 courier` for the all-in-one server (data in /var/lib/courier), or
 # see docker-compose.yml for the scaled-out topology.
 
-# --- build: the release binary, linked against Debian 12's FFmpeg 5.1 (what the tests run on) ---
+# --- build: the release binary, linked against Debian 12's FFmpeg 5.1 (what the tests run on);
+# npm fetches the web app's libraries (MQTT.js, tus-js-client) at build time ---
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends pkg-config clang libclang-dev \
+ && apt-get install -y --no-install-recommends pkg-config clang libclang-dev npm \
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
       libavfilter-dev libavdevice-dev \
  && rm -rf /var/lib/apt/lists/*

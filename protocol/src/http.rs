@@ -98,6 +98,20 @@ pub struct Conversation {
     /// The other members' presence (for groups, the first [`PRESENCE_LIMIT`] by user id).
     #[serde(default)]
     pub presence: Vec<Presence>,
+    /// The other members' watermarks (for groups, the first [`PRESENCE_LIMIT`] by user id):
+    /// what a client needs to draw ✓✓ and blue ticks on messages it did not see receipts for.
+    #[serde(default)]
+    pub receipts: Vec<MemberReceipt>,
+}
+
+/// One member's watermarks in a conversation, as in a `receipt` update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberReceipt {
+    pub user: UserId,
+    /// Every message up to this seq reached a device of theirs (✓✓).
+    pub delivered_seq: i64,
+    /// Every message up to this seq was read (blue).
+    pub read_seq: i64,
 }
 
 /// Most members whose presence a conversation summary lists.

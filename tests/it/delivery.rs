@@ -131,6 +131,14 @@ async fn ticks(db: Db, flavour: Flavour) {
         (convs[0].last_seq, convs[0].read_seq, convs[0].unread),
         (1, 1, 0)
     );
+    // ... and alice's listing carries bob's watermarks, for ticks drawn after a reload.
+    let convs = app.api.conversations(a_phone.token()).await.unwrap();
+    let seen: Vec<_> = convs[0]
+        .receipts
+        .iter()
+        .map(|r| (r.user.clone(), r.delivered_seq, r.read_seq))
+        .collect();
+    assert_eq!(seen, vec![(bob.clone(), 1, 1)]);
 }
 
 async fn group_order_is_gapless_under_concurrent_senders(db: Db) {

@@ -32,3 +32,4 @@ mod s3_storage;
 mod scale_out;
 mod server;
 mod uploads;
+mod web;

@@ -1,4 +1,5 @@
-//! The HTTP API under `/v1` (axum): accounts, devices, conversations, history.
+//! The HTTP API under `/v1` (axum): accounts, devices, conversations, history; and the web
+//! chat at `/`.
 //! One file per resource; errors become `{"error":{"code","message"}}` in `error.rs`.
 
 mod auth;
@@ -10,6 +11,7 @@ mod health;
 pub mod media;
 pub mod uploads;
 mod users;
+mod web;
 
 use crate::publisher::Publisher;
 use crate::store::Store;
@@ -98,6 +100,8 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads);
     Router::new()
         .nest("/v1", v1)
+        .route("/", get(web::index))
+        .route("/web/{name}", get(web::file))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

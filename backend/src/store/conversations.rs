@@ -7,7 +7,7 @@ use super::Store;
 use crate::entity::{conversations, hidden_messages, members, messages};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::util::{new_id, now_ms};
-use protocol::http::{ConvKind, Conversation, Presence, PRESENCE_LIMIT};
+use protocol::http::{ConvKind, Conversation, MemberReceipt, Presence, PRESENCE_LIMIT};
 use protocol::update::MemberAction;
 use protocol::{ConvId, ErrorCode, Message, UpdateBody, UserId};
 use sea_orm::sea_query::Query;
@@ -167,6 +167,14 @@ impl Store {
             ConvKind::Group => vec![creator.clone()],
             ConvKind::Direct => vec![],
         };
+        let receipts = others(&all, creator)
+            .into_iter()
+            .map(|user| MemberReceipt {
+                user,
+                delivered_seq: 0,
+                read_seq: 0,
+            })
+            .collect();
         let summary = Conversation {
             id: conv,
             kind,
@@ -178,6 +186,7 @@ impl Store {
             read_seq: 0,
             unread: 0,
             presence,
+            receipts,
         };
         Ok((summary, Some(Outgoing::new(&entry, to))))
     }
@@ -267,6 +276,16 @@ impl Store {
                 .take(PRESENCE_LIMIT)
                 .filter_map(|m| presence.get(m.user_id.as_str()).cloned())
                 .collect();
+            let receipts = ms
+                .iter()
+                .filter(|m| m.user_id != user.as_str())
+                .take(PRESENCE_LIMIT)
+                .map(|m| MemberReceipt {
+                    user: UserId::from_trusted(m.user_id.clone()),
+                    delivered_seq: m.delivered_seq,
+                    read_seq: m.read_seq,
+                })
+                .collect();
             out.push(Conversation {
                 kind: if c.kind == "group" {
                     ConvKind::Group
@@ -288,6 +307,7 @@ impl Store {
                 read_seq,
                 unread: unread.get(&c.id).copied().unwrap_or(0),
                 presence: conv_presence,
+                receipts,
                 id: ConvId::from_trusted(c.id),
             });
         }

@@ -1,0 +1,153 @@
+//! The web chat at `/`: its files as the server serves them, and the whole app driven in
+//! headless Chromium by `web/tests/chat.test.mjs` (Playwright) against a real server — two
+//! people sign up, talk, watch the ticks, send a photo, scroll back and lose the network.
+//!
+//! Needs Node.js, `npm ci` in `web/` (done here when `playwright-core` is missing) and
+//! Chromium at `/usr/bin/chromium` (or `CHROMIUM`); `.ci/run` installs both. A missing one
+//! fails the test.
+
+use crate::helpers::{spawn_app, Db};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// `npm ci` in web/ once, when its test dependencies are missing.
+fn node_modules() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if web_dir().join("node_modules/playwright-core").is_dir() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(web_dir())
+            .status()
+            .expect("npm (Node.js) is needed for the browser tests: apt install npm");
+        assert!(status.success(), "npm ci in web/ failed");
+    });
+}
+
+fn chromium() -> String {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: the browser tests need Chromium (apt install chromium; .ci/run does)"
+    );
+    path
+}
+
+#[tokio::test]
+async fn the_page_and_its_libraries_are_served_from_the_binary() {
+    let app = spawn_app(Db::Sqlite).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", app.addrs.http);
+    let index = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    let h = index.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self' ws: wss:"));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let body = index.text().await.unwrap();
+    assert!(
+        body.contains("/web/app.js") && !body.contains("http"),
+        "{body}"
+    );
+    for (file, mime, needle) in [
+        ("app.js", "text/javascript; charset=utf-8", "Client"),
+        (
+            "courier.js",
+            "text/javascript; charset=utf-8",
+            "export class Client",
+        ),
+        ("style.css", "text/css; charset=utf-8", ".msg"),
+        // From npm at build time.
+        (
+            "mqtt.esm.js",
+            "text/javascript; charset=utf-8",
+            "export default",
+        ),
+        ("tus.min.js", "text/javascript; charset=utf-8", "tus"),
+    ] {
+        let r = http.get(format!("{base}/web/{file}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{file}");
+        assert_eq!(r.headers()["content-type"], mime, "{file}");
+        let etag = r.headers()["etag"].clone();
+        assert!(r.text().await.unwrap().contains(needle), "{file}");
+        // Revalidation answers 304 without the body.
+        let again = http
+            .get(format!("{base}/web/{file}"))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{file}");
+    }
+    for missing in ["/web/nope.js", "/web/..%2Fbuild.rs", "/web/"] {
+        let r = http.get(format!("{base}{missing}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{missing}");
+    }
+}
+
+/// Runs one of web/tests/ with node against the app: its output, or a panic with it.
+async fn node(script: &str, app: &crate::helpers::TestApp, env: &[(&str, &Path)]) -> String {
+    node_modules();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(script)
+        .current_dir(web_dir())
+        .env("COURIER_URL", format!("http://{}", app.addrs.http))
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} took over 5 minutes"))
+        .expect("node (Node.js) is needed for the web tests");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "web/{script} failed:\n{stdout}\n{stderr}"
+    );
+    format!("{stdout}{stderr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_js_sdk_keeps_order_and_sends_each_message_once() {
+    let app = spawn_app(Db::Sqlite).await;
+    let out = node("tests/sdk.test.mjs", &app, &[]).await;
+    assert!(out.contains("sdk: all checks passed"), "{out}");
+    println!("{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_chat_in_headless_chromium() {
+    let browser = chromium();
+    let app = spawn_app(Db::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photo.jpg");
+    std::fs::write(&photo, crate::media_jobs::jpeg(1600, 1200)).unwrap();
+    let clip = dir.path().join("clip.mp4");
+    media_worker::fixtures::h264_clip("640x360", "2", &[], &clip);
+    // Screenshots of every page when a step fails.
+    let artifacts = web_dir().join("test-results");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let out = node(
+        "tests/chat.test.mjs",
+        &app,
+        &[
+            ("COURIER_IMAGE", &photo),
+            ("COURIER_VIDEO", &clip),
+            ("COURIER_ARTIFACTS", &artifacts),
+            ("CHROMIUM", Path::new(&browser)),
+        ],
+    )
+    .await;
+    assert!(out.contains("web chat: all steps passed"), "{out}");
+    println!("{out}");
+}

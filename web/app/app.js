@@ -1,0 +1,787 @@
+// The web chat served at `/`: a page over Courier's JS SDK (courier.js) and nothing else of the
+// server's. State lives in memory, rebuilt from the HTTP API on load and kept current by the
+// SDK's ordered update stream; the SDK keeps the outbox and the stream cursor in localStorage.
+
+import mqtt from "/web/mqtt.esm.js";
+import { Api, Client, CourierError } from "/web/courier.js";
+
+const $ = (id) => document.getElementById(id);
+const SESSION_KEY = "courier:session";
+
+/** Builds an element; children are nodes or text (never parsed as HTML). */
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) e.append(c);
+  return e;
+}
+
+const state = {
+  api: null,
+  client: null,
+  me: null, // session: { user, device, token, username, mqtt }
+  convs: new Map(), // id → conversation (server object) + { lastMsg, typing: Map user → timer }
+  msgs: new Map(), // conv → { bySeq: Map seq → msg, nextBefore, loaded, loading }
+  names: new Map(), // user id → username
+  presence: new Map(), // user id → { online, last_seen }
+  files: new Map(), // file id → latest facts from `media` updates
+  blobs: new Map(), // "file/which" → Promise<blob: URL>
+  uploads: new Map(), // local id → { conv, name, sent, total, error }
+  open: null,
+};
+
+// ---------- start, log in, log out ----------
+
+async function start() {
+  const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
+  if (!saved) return showLogin();
+  state.me = saved;
+  state.api = new Api("", saved.token);
+  try {
+    await loadConversations();
+  } catch (e) {
+    if (e instanceof CourierError && e.status === 401) {
+      forget();
+      return showLogin("Your session ended; log in again.");
+    }
+    // Offline at load: show what the outbox holds and keep trying through the client.
+  }
+  showMain();
+}
+
+function showLogin(message = "") {
+  $("main").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+}
+
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const action = ev.submitter ? ev.submitter.value : "login";
+  const username = form.username.value.trim();
+  const password = form.password.value;
+  const api = new Api();
+  $("login-error").textContent = "";
+  try {
+    if (action === "signup") await api.signUp(username, password);
+    const device = `${browserName()} (web)`;
+    const s = await api.logIn(username, password, device, "web");
+    localStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    location.reload();
+  } catch (e) {
+    const words = {
+      bad_credentials: "Wrong username or password.",
+      username_taken: "That username is taken.",
+      rate_limited: "Too many attempts; wait a minute.",
+      network: "Cannot reach the server.",
+    };
+    $("login-error").textContent = words[e.code] || e.message;
+  }
+});
+
+function browserName() {
+  const ua = navigator.userAgent;
+  return /Firefox/.test(ua) ? "Firefox" : /Edg\//.test(ua) ? "Edge" : /Chrome/.test(ua) ? "Chrome" : /Safari/.test(ua) ? "Safari" : "Browser";
+}
+
+function forget() {
+  if (state.me) {
+    for (const k of ["cursor", "outbox"]) localStorage.removeItem(`courier:${state.me.device}:${k}`);
+  }
+  localStorage.removeItem(SESSION_KEY);
+}
+
+$("log-out").addEventListener("click", async () => {
+  try {
+    await state.api.revokeDevice(state.me.device);
+  } catch {
+    // Offline: the device stays listed until revoked from another one.
+  }
+  if (state.client) state.client.close();
+  forget();
+  location.reload();
+});
+
+function showMain() {
+  $("login").hidden = true;
+  $("main").hidden = false;
+  $("me-name").textContent = state.me.username;
+  renderList();
+  document.addEventListener("visibilitychange", markRead);
+  claimConnection(false);
+}
+
+/** One tab per browser holds the device's connection (a second one would take the MQTT
+ * client id over, and the two would push each other off): the others offer "Use here". */
+function claimConnection(steal) {
+  if (!navigator.locks) return startClient();
+  navigator.locks
+    .request(`courier:${state.me.device}`, steal ? { steal: true } : { ifAvailable: true }, async (lock) => {
+      if (!lock) return elsewhere(true);
+      elsewhere(false);
+      startClient();
+      // Held for the life of the page, or until another tab steals it.
+      await new Promise(() => {});
+    })
+    .catch(() => {
+      // Stolen by another tab.
+      stopClient();
+      elsewhere(true);
+    });
+}
+
+function elsewhere(yes) {
+  $("elsewhere").hidden = !yes;
+  $("composer").classList.toggle("disabled", yes);
+}
+
+$("use-here").addEventListener("click", () => claimConnection(true));
+
+function startClient() {
+  const client = new Client(state.me, { mqtt, api: state.api });
+  state.client = client;
+  client.addEventListener("status", (e) => setOnline(e.detail.connected));
+  client.addEventListener("update", (e) => onUpdate(e.detail));
+  client.addEventListener("typing", (e) => onTyping(e.detail));
+  client.addEventListener("presence", (e) => {
+    state.presence.set(e.detail.user, e.detail);
+    renderList();
+    renderHead();
+  });
+  client.addEventListener("outbox", (e) => onOutbox(e.detail.entry));
+  client.addEventListener("reset", () => loadConversations().then(() => reloadOpen()));
+  client.addEventListener("unauthorized", () => {
+    forget();
+    showLogin("This device was logged out; log in again.");
+  });
+  client.connect();
+  if (state.open) renderMessages();
+}
+
+function stopClient() {
+  if (!state.client) return;
+  state.client.close();
+  state.client = null;
+  setOnline(false);
+  $("offline-banner").hidden = true;
+}
+
+function setOnline(up) {
+  $("status-dot").dataset.state = up ? "online" : "offline";
+  $("status-dot").title = up ? "connected" : "offline";
+  $("offline-banner").hidden = up;
+  if (up) {
+    // Whatever changed while away came through the stream; the listing's counts are exact.
+    loadConversations().catch(() => {});
+  }
+}
+
+// ---------- conversations ----------
+
+async function loadConversations() {
+  const list = await state.api.conversations();
+  const ids = new Set();
+  for (const c of list) {
+    ids.add(c.id);
+    mergeConv(c);
+  }
+  for (const id of [...state.convs.keys()]) if (!ids.has(id)) state.convs.delete(id);
+  await resolveNames(list.flatMap((c) => c.members));
+  // The newest message of each, for the preview line and the order.
+  await Promise.all(
+    list
+      .filter((c) => c.last_seq > 0 && (!state.convs.get(c.id).lastMsg || state.convs.get(c.id).lastMsg.seq < c.last_seq))
+      .map(async (c) => {
+        const page = await state.api.history(c.id, { limit: 1 });
+        if (page.messages[0]) noteLast(page.messages[0]);
+      }),
+  );
+  renderList();
+  renderHead();
+}
+
+function mergeConv(c) {
+  const old = state.convs.get(c.id);
+  const conv = { ...c, lastMsg: old ? old.lastMsg : null, typing: old ? old.typing : new Map() };
+  conv.receipts = new Map((c.receipts || []).map((r) => [r.user, r]));
+  if (old && old.receipts) {
+    // Receipts only grow: keep whichever is further along.
+    for (const [u, r] of old.receipts) {
+      const n = conv.receipts.get(u);
+      if (n) conv.receipts.set(u, { user: u, delivered_seq: Math.max(n.delivered_seq, r.delivered_seq), read_seq: Math.max(n.read_seq, r.read_seq) });
+    }
+  }
+  for (const p of c.presence || []) state.presence.set(p.user, p);
+  state.convs.set(c.id, conv);
+  return conv;
+}
+
+async function resolveNames(users) {
+  const missing = [...new Set(users)].filter((u) => !state.names.has(u));
+  for (let i = 0; i < missing.length; i += 100) {
+    const found = await state.api.users({ ids: missing.slice(i, i + 100) });
+    for (const f of found) state.names.set(f.user, f.username);
+  }
+}
+
+const nameOf = (u) => state.names.get(u) || u;
+
+function titleOf(c) {
+  if (c.kind === "group") return c.title || c.members.map(nameOf).join(", ");
+  const other = c.members.find((m) => m !== state.me.user);
+  return nameOf(other || state.me.user);
+}
+
+function noteLast(m) {
+  const c = state.convs.get(m.conv);
+  if (c && (!c.lastMsg || c.lastMsg.seq <= m.seq)) c.lastMsg = m;
+}
+
+function seenText(user) {
+  const p = state.presence.get(user);
+  if (!p) return "";
+  if (p.online) return "online";
+  if (!p.last_seen) return "";
+  const d = new Date(p.last_seen);
+  const today = new Date().toDateString() === d.toDateString();
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `last seen ${today ? time : d.toLocaleDateString() + " " + time}`;
+}
+
+function typingText(c) {
+  const who = [...c.typing.keys()].map(nameOf);
+  if (!who.length) return "";
+  return c.kind === "group" ? `${who.join(", ")} typing…` : "typing…";
+}
+
+function preview(m) {
+  if (!m) return "";
+  const who = m.sender === state.me.user ? "You: " : "";
+  if (m.deleted) return who + "message deleted";
+  const kinds = { image: "📷 Photo", video: "🎬 Video", voice: "🎤 Voice message", file: "📄 File", sticker: "Sticker", location: "📍 Location", contact: "👤 Contact" };
+  return who + (m.text || kinds[m.kind] || m.kind);
+}
+
+function activity(c) {
+  return c.lastMsg ? c.lastMsg.ts : c.created_at;
+}
+
+function renderList() {
+  const ul = $("conv-list");
+  ul.replaceChildren();
+  const convs = [...state.convs.values()].sort((a, b) => activity(b) - activity(a));
+  for (const c of convs) {
+    const other = c.kind === "direct" ? c.members.find((m) => m !== state.me.user) : null;
+    const typing = typingText(c);
+    const seen = other ? seenText(other) : `${c.members.length} members`;
+    ul.append(
+      el(
+        "li",
+        { class: "conv" + (c.id === state.open ? " open" : ""), "data-testid": "conv", "data-conv": c.id, onclick: () => openConv(c.id) },
+        el(
+          "div",
+          { class: "body" },
+          el("div", { class: "name", "data-testid": "conv-name" }, titleOf(c)),
+          el("div", { class: "last" + (typing ? " typing" : ""), "data-testid": "conv-last" }, typing || preview(c.lastMsg)),
+          el("div", { class: "seen" + (seen === "online" ? " online" : ""), "data-testid": "conv-seen" }, seen),
+        ),
+        c.unread > 0 ? el("span", { class: "unread", "data-testid": "unread" }, String(c.unread)) : null,
+      ),
+    );
+  }
+}
+
+// ---------- one conversation ----------
+
+async function openConv(id) {
+  state.open = id;
+  $("no-chat").hidden = true;
+  document.querySelector(".chat-head").hidden = false;
+  $("messages").hidden = false;
+  $("composer").hidden = false;
+  renderList();
+  renderHead();
+  const box = msgBox(id);
+  renderMessages({ bottom: true });
+  if (!box.loaded) await loadOlder(id);
+  renderMessages({ bottom: true });
+  markRead();
+  $("text").focus();
+}
+
+function reloadOpen() {
+  state.msgs.clear();
+  if (state.open) openConv(state.open);
+}
+
+function msgBox(conv) {
+  if (!state.msgs.has(conv)) state.msgs.set(conv, { bySeq: new Map(), nextBefore: undefined, loaded: false, loading: false });
+  return state.msgs.get(conv);
+}
+
+async function loadOlder(conv) {
+  const box = msgBox(conv);
+  if (box.loading || (box.loaded && box.nextBefore === undefined)) return;
+  box.loading = true;
+  try {
+    const page = await state.api.history(conv, { before: box.nextBefore, limit: 40 });
+    for (const m of page.messages) if (!box.bySeq.has(m.seq)) box.bySeq.set(m.seq, m);
+    box.nextBefore = page.next_before;
+    box.loaded = true;
+    await resolveNames(page.messages.map((m) => m.sender));
+  } catch {
+    // Offline: the page stays as it is; opening again retries.
+  } finally {
+    box.loading = false;
+  }
+}
+
+$("messages").addEventListener("scroll", async () => {
+  const list = $("messages");
+  if (list.scrollTop > 60 || !state.open) return;
+  const box = msgBox(state.open);
+  if (!box.loaded || box.nextBefore === undefined || box.loading) return;
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  await loadOlder(state.open);
+  renderMessages();
+  list.scrollTop = list.scrollHeight - fromBottom;
+});
+
+function renderHead() {
+  const c = state.convs.get(state.open);
+  if (!c) return;
+  $("chat-title").textContent = titleOf(c);
+  const typing = typingText(c);
+  const other = c.kind === "direct" ? c.members.find((m) => m !== state.me.user) : null;
+  $("chat-sub").textContent = typing || (other ? seenText(other) : c.members.map(nameOf).join(", "));
+  $("chat-sub").classList.toggle("typing", !!typing);
+}
+
+/** ✓ stored, ✓✓ on a device of every other member, blue ✓✓ read by every other member. */
+function tickState(c, seq) {
+  const others = c.members.filter((m) => m !== state.me.user);
+  if (!others.length) return "read";
+  const r = (u) => c.receipts.get(u) || { delivered_seq: 0, read_seq: 0 };
+  if (others.every((u) => r(u).read_seq >= seq)) return "read";
+  if (others.every((u) => r(u).delivered_seq >= seq)) return "delivered";
+  return "sent";
+}
+
+const TICKS = { sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠ not sent" };
+
+function renderMessages({ bottom = false } = {}) {
+  const list = $("messages");
+  const conv = state.convs.get(state.open);
+  if (!conv) return;
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const box = msgBox(state.open);
+  const nodes = [];
+  if (box.loaded && box.nextBefore !== undefined) nodes.push(el("div", { class: "older" }, "scroll up for older messages"));
+  const seqs = [...box.bySeq.keys()].sort((a, b) => a - b);
+  const shownCmids = new Set();
+  for (const s of seqs) {
+    const m = box.bySeq.get(s);
+    if (m.deleted === "me") continue;
+    if (m.sender === state.me.user) shownCmids.add(m.cmid);
+    nodes.push(messageNode(conv, m));
+  }
+  for (const entry of state.client ? state.client.outbox.concat(failedEntries) : []) {
+    if (entry.conv !== state.open || shownCmids.has(entry.cmid)) continue;
+    nodes.push(pendingNode(entry));
+  }
+  for (const [id, u] of state.uploads) if (u.conv === state.open) nodes.push(uploadNode(id, u));
+  list.replaceChildren(...nodes);
+  if (bottom || atBottom) list.scrollTop = list.scrollHeight;
+}
+
+const failedEntries = [];
+
+function messageNode(c, m) {
+  const mine = m.sender === state.me.user;
+  const ticks = mine ? tickState(c, m.seq) : null;
+  const time = new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return el(
+    "div",
+    { class: `msg${mine ? " mine" : ""}${m.deleted ? " deleted" : ""}`, "data-testid": "message", "data-seq": m.seq, "data-cmid": m.cmid, "data-msg": m.id },
+    c.kind === "group" && !mine ? el("div", { class: "who" }, nameOf(m.sender)) : null,
+    m.deleted ? el("div", { class: "text" }, "message deleted") : content(m),
+    el(
+      "div",
+      { class: "meta" },
+      m.edited_at ? "edited · " : "",
+      time,
+      mine ? el("span", { class: "ticks", "data-testid": "ticks", "data-state": ticks }, TICKS[ticks]) : null,
+    ),
+  );
+}
+
+function pendingNode(entry) {
+  const failed = entry.state === "failed";
+  const m = { ...entry.content, sender: state.me.user, cmid: entry.cmid };
+  return el(
+    "div",
+    { class: `msg mine${failed ? " failed" : ""}`, "data-testid": "message", "data-cmid": entry.cmid, title: failed ? entry.error.message : "" },
+    content(m),
+    el("div", { class: "meta" }, el("span", { class: "ticks", "data-testid": "ticks", "data-state": failed ? "failed" : "sending" }, TICKS[failed ? "failed" : "sending"])),
+  );
+}
+
+function uploadNode(id, u) {
+  return el(
+    "div",
+    { class: "msg mine", "data-testid": "upload" },
+    el("div", { class: "text" }, u.name),
+    u.error ? el("div", { class: "error" }, u.error) : el("progress", { max: u.total || 1, value: u.sent, "data-testid": "upload-progress" }),
+  );
+}
+
+function content(m) {
+  const parts = [];
+  const atts = m.attachments || [];
+  for (const a of atts) parts.push(attachmentNode(m.kind, a));
+  if (m.text) parts.push(el("div", { class: "text", "data-testid": "text" }, m.text));
+  if (m.kind === "sticker") parts.push(el("div", { class: "text" }, `[sticker ${m.sticker}]`));
+  if (m.kind === "location") parts.push(el("div", { class: "text" }, `📍 ${m.location.name || ""} ${m.location.lat}, ${m.location.lng}`));
+  if (m.kind === "contact") parts.push(el("div", { class: "text" }, `👤 ${m.contact.name}`));
+  return parts;
+}
+
+function facts(a) {
+  return { ...a, ...(state.files.get(a.file) || {}) };
+}
+
+function attachmentNode(kind, att) {
+  const a = facts(att);
+  if (kind === "image" || kind === "video") {
+    const which = kind === "image" ? "thumb" : "poster";
+    const ready = a.status === "ready";
+    const img = el("img", { class: "media", "data-testid": kind === "image" ? "thumb" : "poster", alt: a.name || kind, hidden: true });
+    const holder = el("div", { class: "media placeholder", "data-testid": "media-pending" }, a.status === "failed" ? "could not process" : ready ? "loading…" : "processing…");
+    if (ready) {
+      blobUrl(a.file, which).then(
+        (url) => {
+          img.src = url;
+          img.hidden = false;
+          holder.remove();
+        },
+        () => (holder.textContent = "unavailable"),
+      );
+    }
+    const wrap = el("div", { class: "media-wrap", onclick: () => view(kind, a) }, img, holder, kind === "video" ? el("span", { class: "play", "data-testid": "play" }, "▶") : null);
+    return wrap;
+  }
+  if (kind === "voice") {
+    const audio = el("audio", { controls: true, preload: "none" });
+    blobUrl(a.file, null).then((url) => (audio.src = url), () => {});
+    const secs = a.duration_ms ? ` ${Math.round(a.duration_ms / 1000)} s` : "";
+    return el("div", {}, el("small", {}, `🎤${secs}`), audio);
+  }
+  return el("span", { class: "file", "data-testid": "file", onclick: () => download(a) }, `📄 ${a.name || "file"} (${size(a.size)})`);
+}
+
+function size(n) {
+  return n > 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : n > 1024 ? `${Math.round(n / 1024)} KB` : `${n} B`;
+}
+
+function blobUrl(file, which) {
+  const key = `${file}/${which}`;
+  if (!state.blobs.has(key)) {
+    const p = state.api.mediaBlob(file, which).then((b) => URL.createObjectURL(b));
+    p.catch(() => state.blobs.delete(key));
+    state.blobs.set(key, p);
+  }
+  return state.blobs.get(key);
+}
+
+async function view(kind, a) {
+  const viewer = $("viewer");
+  viewer.replaceChildren(el("p", { class: "viewer-note" }, "loading…"));
+  viewer.hidden = false;
+  try {
+    if (kind === "image") {
+      const url = await blobUrl(a.file, a.preview === false ? null : "preview").catch(() => blobUrl(a.file, null));
+      viewer.replaceChildren(el("img", { src: url, alt: a.name || "photo" }));
+    } else {
+      const url = await blobUrl(a.file, "preview").catch(() => blobUrl(a.file, null));
+      viewer.replaceChildren(el("video", { src: url, controls: true, autoplay: true, onclick: (e) => e.stopPropagation() }));
+    }
+  } catch {
+    viewer.replaceChildren(el("p", { class: "viewer-note" }, "unavailable"));
+  }
+}
+$("viewer").addEventListener("click", () => {
+  $("viewer").hidden = true;
+  $("viewer").replaceChildren();
+});
+document.addEventListener("keydown", (e) => e.key === "Escape" && $("viewer").click());
+
+async function download(a) {
+  const url = await blobUrl(a.file, null);
+  el("a", { href: url, download: a.name || "file" }).click();
+}
+
+// ---------- sending ----------
+
+let typingSince = 0;
+let typingIdle = null;
+
+$("text").addEventListener("input", () => {
+  const conv = state.open;
+  if (!conv || !state.client) return;
+  const now = Date.now();
+  if (now - typingSince > 2500) {
+    state.client.typing(conv, true);
+    typingSince = now;
+  }
+  clearTimeout(typingIdle);
+  typingIdle = setTimeout(() => stopTyping(conv), 4000);
+});
+
+function stopTyping(conv) {
+  clearTimeout(typingIdle);
+  if (typingSince && state.client) state.client.typing(conv, false);
+  typingSince = 0;
+}
+
+$("composer").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = $("text").value;
+  if (!text.trim() || !state.open || !state.client) return;
+  $("text").value = "";
+  stopTyping(state.open);
+  state.client.send(state.open, { kind: "text", text });
+  renderMessages({ bottom: true });
+});
+
+$("file-input").addEventListener("change", (ev) => {
+  const conv = state.open;
+  if (!state.client) return;
+  for (const file of ev.target.files) upload(conv, file);
+  ev.target.value = "";
+});
+
+async function upload(conv, file) {
+  const id = Math.random().toString(36).slice(2);
+  const u = { conv, name: file.name, sent: 0, total: file.size, error: null };
+  state.uploads.set(id, u);
+  renderMessages({ bottom: true });
+  let last = 0;
+  try {
+    const media = await state.api.upload(file, {
+      tus: window.tus,
+      onProgress: (sent, total) => {
+        u.sent = sent;
+        u.total = total;
+        if (Date.now() - last > 100 || sent === total) {
+          last = Date.now();
+          if (state.open === conv) renderMessages();
+        }
+      },
+    });
+    state.uploads.delete(id);
+    const kind = { image: "image", video: "video", audio: "voice" }[media.class] || "file";
+    state.files.set(media.id, media);
+    if (!state.client) throw new CourierError("elsewhere", "the chat moved to another tab");
+    state.client.send(conv, { kind, attachments: [{ file: media.id }] });
+  } catch (e) {
+    u.error = e.code === "payload_too_large" ? "too large to send" : e.code === "unsupported_media" ? "this type of file cannot be sent" : `upload failed: ${e.message}`;
+  }
+  if (state.open === conv) renderMessages({ bottom: true });
+}
+
+function onOutbox(entry) {
+  if (entry.state === "sent") {
+    // Shown as stored now, before its own update comes back on the stream.
+    const r = entry.result;
+    const m = { id: r.msg, conv: r.conv, seq: r.seq, ts: r.ts, cmid: r.cmid, sender: state.me.user, device: state.me.device, ...entry.content };
+    if (m.attachments) m.attachments = m.attachments.map((a) => ({ ...a, ...(state.files.get(a.file) || {}) }));
+    addMessage(m, false);
+  } else if (entry.state === "failed") {
+    failedEntries.push(entry);
+  }
+  if (state.open === entry.conv) renderMessages({ bottom: true });
+}
+
+// ---------- the update stream ----------
+
+function addMessage(m, fromStream) {
+  const box = state.msgs.get(m.conv);
+  if (box && (fromStream || !box.bySeq.has(m.seq))) box.bySeq.set(m.seq, m);
+  noteLast(m);
+  const c = state.convs.get(m.conv);
+  if (c) c.last_seq = Math.max(c.last_seq, m.seq);
+}
+
+function onUpdate(u) {
+  switch (u.type) {
+    case "message": {
+      const m = u.msg;
+      const c = state.convs.get(m.conv);
+      if (!c) {
+        loadConversations().catch(() => {});
+        break;
+      }
+      const fresh = m.seq > c.last_seq;
+      addMessage(m, true);
+      if (m.sender !== state.me.user) {
+        c.typing.delete(m.sender);
+        if (fresh && m.seq > c.read_seq && !m.deleted) c.unread += 1;
+        resolveNames([m.sender]).then(() => state.open === m.conv && renderMessages());
+      } else {
+        c.read_seq = Math.max(c.read_seq, m.seq);
+      }
+      markRead();
+      break;
+    }
+    case "receipt": {
+      const c = state.convs.get(u.conv);
+      if (!c) break;
+      if (u.user === state.me.user) {
+        // Read on another of this user's devices.
+        if (u.read_seq > c.read_seq) {
+          c.read_seq = u.read_seq;
+          state.api.conversation(u.conv).then(mergeConv).then(renderList, () => {});
+        }
+      } else {
+        const r = c.receipts.get(u.user) || { user: u.user, delivered_seq: 0, read_seq: 0 };
+        c.receipts.set(u.user, { user: u.user, delivered_seq: Math.max(r.delivered_seq, u.delivered_seq), read_seq: Math.max(r.read_seq, u.read_seq) });
+      }
+      break;
+    }
+    case "member":
+      if (u.action === "removed" && u.users.includes(state.me.user)) {
+        state.convs.delete(u.conv);
+        if (state.open === u.conv) state.open = null;
+      } else {
+        state.api
+          .conversation(u.conv)
+          .then(async (c) => {
+            mergeConv(c);
+            await resolveNames(c.members);
+            renderList();
+            renderHead();
+          })
+          .catch(() => {});
+      }
+      break;
+    case "edit":
+    case "delete":
+    case "reaction": {
+      const box = state.msgs.get(u.conv);
+      const m = box && box.bySeq.get(u.seq);
+      if (m) {
+        if (u.type === "edit") Object.assign(m, { text: u.text, edited_at: u.edited_at });
+        if (u.type === "delete") Object.assign(m, { deleted: u.for, text: undefined, attachments: undefined });
+        if (u.type === "reaction") reactOn(m, u);
+      }
+      break;
+    }
+    case "media":
+      state.files.set(u.file, { ...(state.files.get(u.file) || {}), ...u, type: undefined });
+      break;
+    default:
+      break;
+  }
+  renderList();
+  if (state.open) {
+    renderHead();
+    renderMessages();
+  }
+}
+
+function reactOn(m, u) {
+  const list = (m.reactions || []).filter((r) => r.emoji !== u.emoji || r.users.length);
+  let r = list.find((x) => x.emoji === u.emoji);
+  if (!r) list.push((r = { emoji: u.emoji, users: [] }));
+  r.users = r.users.filter((x) => x !== u.user).concat(u.on ? [u.user] : []);
+  m.reactions = list.filter((x) => x.users.length);
+}
+
+function onTyping({ conv, user, on }) {
+  const c = state.convs.get(conv);
+  if (!c || user === state.me.user) return;
+  clearTimeout(c.typing.get(user));
+  if (on) {
+    c.typing.set(
+      user,
+      setTimeout(() => {
+        c.typing.delete(user);
+        renderList();
+        renderHead();
+      }, 6000),
+    );
+  } else c.typing.delete(user);
+  renderList();
+  renderHead();
+}
+
+let reading = false;
+
+/** Marks the open conversation read while the page is visible. */
+async function markRead() {
+  const c = state.convs.get(state.open);
+  if (!c || reading || document.visibilityState !== "visible" || !state.client || !state.client.connected) return;
+  if (c.read_seq >= c.last_seq && c.unread === 0) return;
+  reading = true;
+  try {
+    const seq = c.last_seq;
+    const r = await state.client.read(c.id, seq);
+    c.read_seq = Math.max(c.read_seq, r.read_seq);
+    if (c.read_seq >= c.last_seq) c.unread = 0;
+    renderList();
+  } catch {
+    // Not connected: tried again on the next update or visit.
+  } finally {
+    reading = false;
+  }
+  if (c.read_seq < c.last_seq) markRead();
+}
+
+// ---------- new chat / new group ----------
+
+function ask(group) {
+  const d = $("dialog");
+  $("dialog-title").textContent = group ? "New group" : "New chat";
+  $("dialog-title-label").hidden = !group;
+  $("dialog-people-label").textContent = group ? "Members (usernames, comma-separated)" : "Username";
+  $("dialog-error").textContent = "";
+  $("dialog-form").reset();
+  d.dataset.group = group ? "1" : "";
+  d.showModal();
+}
+
+$("new-chat").addEventListener("click", () => ask(false));
+$("new-group").addEventListener("click", () => ask(true));
+
+$("dialog-form").addEventListener("submit", async (ev) => {
+  if (ev.submitter && ev.submitter.value === "cancel") return;
+  ev.preventDefault();
+  const d = $("dialog");
+  const form = ev.target;
+  const group = d.dataset.group === "1";
+  const names = form.people.value.split(",").map((s) => s.trim()).filter(Boolean);
+  try {
+    const found = await state.api.users({ names });
+    const known = new Set(found.map((f) => f.username.toLowerCase()));
+    const unknown = names.filter((n) => !known.has(n.toLowerCase()));
+    if (unknown.length) throw new CourierError("not_found", `No such user: ${unknown.join(", ")}`);
+    for (const f of found) state.names.set(f.user, f.username);
+    const ids = found.map((f) => f.user).filter((u) => u !== state.me.user);
+    if (!group && ids.length !== 1) throw new CourierError("bad_request", "Give one other user's name.");
+    const c = group ? await state.api.group(form.title.value.trim() || null, ids) : await state.api.direct(ids[0]);
+    mergeConv(c);
+    d.close();
+    renderList();
+    openConv(c.id);
+  } catch (e) {
+    $("dialog-error").textContent = e.message;
+  }
+});
+
+start();

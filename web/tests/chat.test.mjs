@@ -1,0 +1,285 @@
+// The web chat in headless Chromium, as two people use it: two browser contexts sign up, talk,
+// watch ticks go ✓ → ✓✓ → blue, see typing and presence, make a group, send a photo and see its
+// thumbnail, scroll back through history, and lose the network and come back without losing
+// or duplicating a message.
+//
+// Run by `cargo test` (tests/it/web.rs), which starts the server and sets:
+//   COURIER_URL        the server's HTTP address
+//   COURIER_IMAGE      a JPEG to upload
+//   COURIER_VIDEO      an MP4 to upload
+//   COURIER_ARTIFACTS  where screenshots go when a step fails
+//   CHROMIUM           the browser (default /usr/bin/chromium)
+
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const url = process.env.COURIER_URL;
+const image = process.env.COURIER_IMAGE;
+const video = process.env.COURIER_VIDEO;
+const artifacts = process.env.COURIER_ARTIFACTS || "test-results";
+const password = "correct horse battery";
+const TIMEOUT = 20000;
+
+if (!url || !image || !video) {
+  console.error("COURIER_URL, COURIER_IMAGE and COURIER_VIDEO must be set (tests/it/web.rs does)");
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+
+const pages = {};
+let step = "start";
+
+/** Polls `check` (returning truthy when done) until it passes or `what` times out. */
+async function until(what, check, timeout = TIMEOUT) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function person(name) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`[${name}] page error: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && console.error(`[${name}] console: ${m.text()}`));
+  await page.goto(url);
+  await page.getByTestId("username").fill(name);
+  await page.getByTestId("password").fill(password);
+  await page.getByTestId("sign-up").click();
+  await page.getByTestId("status").and(page.locator('[data-state="online"]')).waitFor({ timeout: TIMEOUT });
+  pages[name] = page;
+  return { context, page };
+}
+
+/** The texts of the messages shown in the open conversation. */
+const texts = (page) => page.getByTestId("message").locator('[data-testid="text"]').allTextContents();
+
+/** The tick state of the (last) own message whose text is `text`. */
+async function ticks(page, text) {
+  const msg = page.getByTestId("message").filter({ has: page.getByTestId("text").getByText(text, { exact: true }) }).last();
+  return msg.getByTestId("ticks").getAttribute("data-state", { timeout: 1000 });
+}
+
+async function typeAndSend(page, text) {
+  await page.getByTestId("composer").fill(text);
+  await page.getByTestId("composer").press("Enter");
+}
+
+async function openConv(page, name) {
+  await page.getByTestId("conv").filter({ has: page.getByTestId("conv-name").getByText(name, { exact: true }) }).click();
+  await until(`${name} open`, async () => (await page.getByTestId("chat-title").textContent()) === name);
+}
+
+const once = (list, text) => list.filter((t) => t === text).length === 1;
+
+const started = Date.now();
+const log = (what) => console.log(`${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${what}`);
+
+try {
+  step = "sign up";
+  log(step);
+  const alice = await person("alice");
+  const bob = await person("bob");
+  const a = alice.page;
+  const b = bob.page;
+
+  step = "a wrong password is refused with a message";
+  log(step);
+  {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    await p.goto(url);
+    await p.getByTestId("username").fill("alice");
+    await p.getByTestId("password").fill("not her password");
+    await p.getByTestId("log-in").click();
+    await until("the error", async () => (await p.getByTestId("login-error").textContent()).includes("Wrong"));
+    await ctx.close();
+  }
+
+  step = "alice starts a chat with bob";
+  log(step);
+  await a.getByTestId("new-chat").click();
+  await a.getByTestId("people").fill("bob");
+  await a.getByTestId("dialog-ok").click();
+  await until("the chat title", async () => (await a.getByTestId("chat-title").textContent()) === "bob");
+  await until("bob shown online", async () => (await a.getByTestId("chat-sub").textContent()) === "online");
+
+  step = "alice sends; ✓ then ✓✓ once bob's browser has it";
+  log(step);
+  await typeAndSend(a, "hello bob");
+  await until("✓ or ✓✓", async () => ["sent", "delivered"].includes(await ticks(a, "hello bob")));
+  await until("✓✓ (delivered)", async () => (await ticks(a, "hello bob")) === "delivered");
+
+  step = "bob's list shows the chat, its last message and 1 unread";
+  log(step);
+  const bobsChat = b.getByTestId("conv").filter({ has: b.getByTestId("conv-name").getByText("alice", { exact: true }) });
+  await until("unread 1", async () => (await bobsChat.getByTestId("unread").textContent({ timeout: 500 })) === "1");
+  await until("the preview", async () => (await bobsChat.getByTestId("conv-last").textContent()) === "hello bob");
+  await until("alice online in bob's list", async () => (await bobsChat.getByTestId("conv-seen").textContent()) === "online");
+
+  step = "bob opens it: blue ticks for alice, no unread for bob";
+  log(step);
+  await openConv(b, "alice");
+  await until("bob sees the message", async () => once(await texts(b), "hello bob"));
+  await until("blue (read)", async () => (await ticks(a, "hello bob")) === "read");
+  await until("bob's unread cleared", async () => (await bobsChat.getByTestId("unread").count()) === 0);
+
+  step = "bob types: alice sees typing…";
+  log(step);
+  await b.getByTestId("composer").fill("hi al");
+  await until("typing…", async () => (await a.getByTestId("chat-sub").textContent()) === "typing…");
+  await b.getByTestId("composer").fill("");
+  await typeAndSend(b, "hi alice");
+  await until("alice gets the reply", async () => once(await texts(a), "hi alice"));
+  await until("typing cleared", async () => (await a.getByTestId("chat-sub").textContent()) === "online");
+  await until("bob's reply read by alice", async () => (await ticks(b, "hi alice")) === "read");
+
+  step = "alice sends a photo: progress, then its thumbnail on both sides";
+  log(step);
+  await a.getByTestId("file-input").setInputFiles(image);
+  const thumbOk = async (page) => {
+    const img = page.getByTestId("thumb").last();
+    return (await img.count()) > 0 && (await img.evaluate((i) => i.complete && i.naturalWidth > 0 && !i.hidden));
+  };
+  await until("alice's thumbnail", () => thumbOk(a), 60000);
+  await until("bob's thumbnail", () => thumbOk(b), 60000);
+  const size = await b.getByTestId("thumb").last().evaluate((i) => [i.naturalWidth, i.naturalHeight]);
+  if (Math.max(...size) !== 320) throw new Error(`thumbnail is ${size}, want 320 px on its longest side`);
+  await until("the photo's ticks", async () => {
+    const t = await a.getByTestId("message").last().getByTestId("ticks").getAttribute("data-state");
+    return t === "read";
+  });
+
+  step = "alice sends a clip: bob sees its poster and plays its preview";
+  log(step);
+  await a.getByTestId("file-input").setInputFiles(video);
+  const poster = b.getByTestId("poster").last();
+  await until("bob's poster", async () => (await poster.count()) > 0 && (await poster.evaluate((i) => i.complete && i.naturalWidth > 0 && !i.hidden)), 60000);
+  await b.getByTestId("play").last().click();
+  const player = b.getByTestId("viewer").locator("video");
+  await until("the preview plays", async () => (await player.count()) > 0 && (await player.evaluate((v) => v.readyState >= 1 && v.duration > 1.5)));
+  await b.getByTestId("viewer").click({ position: { x: 5, y: 5 } });
+
+  step = "history scrolls back";
+  log(step);
+  for (let i = 1; i <= 45; i++) await typeAndSend(a, `count ${i}`);
+  await until("all 45 sent", async () => {
+    const states = await a.getByTestId("ticks").evaluateAll((els) => els.map((e) => e.dataset.state));
+    return !states.includes("sending") && (await texts(a)).includes("count 45");
+  });
+  await b.reload();
+  await b.getByTestId("status").and(b.locator('[data-state="online"]')).waitFor({ timeout: TIMEOUT });
+  await openConv(b, "alice");
+  await until("the newest page", async () => (await texts(b)).includes("count 45"));
+  if ((await texts(b)).includes("hello bob")) throw new Error("the first page should not reach back to the first message");
+  await until("older pages load on scroll", async () => {
+    await b.getByTestId("messages").evaluate((m) => (m.scrollTop = 0));
+    await b.getByTestId("messages").dispatchEvent("scroll");
+    return (await texts(b)).includes("hello bob");
+  });
+  const all = await texts(b);
+  for (let i = 1; i <= 45; i++) if (!once(all, `count ${i}`)) throw new Error(`count ${i} is not shown exactly once: ${all}`);
+
+  step = "alice loses the network: her messages wait as sending, then go out once";
+  log(step);
+  await alice.context.setOffline(true);
+  await until("offline banner", () => a.getByTestId("offline-banner").isVisible());
+  await typeAndSend(a, "sent while offline 1");
+  await typeAndSend(a, "sent while offline 2");
+  await until("shown as sending", async () => (await ticks(a, "sent while offline 2")) === "sending");
+  await typeAndSend(b, "while you were away");
+  await new Promise((r) => setTimeout(r, 1500));
+  if ((await ticks(a, "sent while offline 1")) !== "sending") throw new Error("a message went out while offline");
+  await alice.context.setOffline(false);
+  await until("back online", async () => !(await a.getByTestId("offline-banner").isVisible()));
+  await until("alice gets what bob sent meanwhile", async () => once(await texts(a), "while you were away"));
+  await until("bob gets both, once each", async () => {
+    const t = await texts(b);
+    return once(t, "sent while offline 1") && once(t, "sent while offline 2");
+  });
+  await until("they are read", async () => (await ticks(a, "sent while offline 2")) === "read");
+  const order = (await texts(b)).filter((t) => t.startsWith("sent while offline"));
+  if (order.join("|") !== "sent while offline 1|sent while offline 2") throw new Error(`order: ${order}`);
+  // Nothing twice, anywhere: on reload each message is in history once.
+  await a.reload();
+  await a.getByTestId("status").and(a.locator('[data-state="online"]')).waitFor({ timeout: TIMEOUT });
+  await openConv(a, "bob");
+  for (const t of ["sent while offline 1", "sent while offline 2", "while you were away"]) {
+    await until(`${t} once after reload`, async () => once(await texts(a), t));
+  }
+
+  step = "bob goes away: alice sees last seen";
+  log(step);
+  await bob.context.close();
+  await until("last seen", async () => (await a.getByTestId("chat-sub").textContent()).startsWith("last seen"), 60000);
+
+  step = "alice makes a group";
+  log(step);
+  await person("carol");
+  const c = pages.carol;
+  await a.getByTestId("new-group").click();
+  await a.getByTestId("group-title").fill("Weekend");
+  await a.getByTestId("people").fill("bob, carol");
+  await a.getByTestId("dialog-ok").click();
+  await until("the group open", async () => (await a.getByTestId("chat-title").textContent()) === "Weekend");
+  await typeAndSend(a, "who is in?");
+  await until("carol has the group", async () => (await c.getByTestId("conv-name").allTextContents()).includes("Weekend"));
+  await openConv(c, "Weekend");
+  await until("carol sees the message", async () => once(await texts(c), "who is in?"));
+  // bob is away: delivered to carol only is still ✓, not ✓✓.
+  if ((await ticks(a, "who is in?")) !== "sent") throw new Error("group ticks moved before every member had it");
+
+  step = "a second tab of alice's waits, then takes the connection over";
+  log(step);
+  const a2 = await alice.context.newPage();
+  pages.alice2 = a2;
+  await a2.goto(url);
+  await until("the second tab offers 'Use here'", () => a2.getByTestId("elsewhere").isVisible());
+  await a2.getByTestId("use-here").click();
+  await a2.getByTestId("status").and(a2.locator('[data-state="online"]')).waitFor({ timeout: TIMEOUT });
+  await until("the first tab stands down", () => a.getByTestId("elsewhere").isVisible());
+  await openConv(a2, "Weekend");
+  await typeAndSend(a2, "from the other tab");
+  await until("carol gets it", async () => once(await texts(c), "from the other tab"));
+  await new Promise((r) => setTimeout(r, 1500));
+  if ((await a.getByTestId("status").getAttribute("data-state")) !== "offline") throw new Error("the first tab reconnected");
+
+  console.log("web chat: all steps passed");
+  await browser.close();
+} catch (e) {
+  console.error(`FAILED at step "${step}": ${e.stack || e}`);
+  mkdirSync(artifacts, { recursive: true });
+  for (const [name, page] of Object.entries(pages)) {
+    const file = join(artifacts, `${name}.png`);
+    try {
+      await page.screenshot({ path: file, fullPage: true });
+      console.error(`screenshot: ${file}`);
+    } catch {
+      // The page is gone (closed on purpose).
+    }
+  }
+  await browser.close();
+  process.exit(1);
+}

@@ -9,7 +9,7 @@
 //! not enforce `max_alloc` by itself. A hostile file fails its own job with an error; it
 //! neither aborts the process nor takes unbounded memory.
 
-use crate::{ffjpeg, MediaError};
+use crate::{ffjpeg, jpeg_dc, MediaError};
 use fast_image_resize as fr;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::io::Cursor;
@@ -111,8 +111,8 @@ fn thumbnail(src: &Pixels) -> Result<Vec<u8>, MediaError> {
 ///
 /// JPEGs are decoded shrunk in the DCT domain (1/2, 1/4 or 1/8) to the smallest size that
 /// still covers `want` on its longest side — what makes a 12 MP photo's thumbnail cheap —
-/// with FFmpeg's decoder ([`ffjpeg`]; `jpeg-decoder` when FFmpeg refuses), and the size
-/// returned is the original's. Other formats are decoded whole.
+/// from the DC coefficients alone at 1/8 ([`jpeg_dc`]), else with FFmpeg's decoder
+/// ([`ffjpeg`]; `jpeg-decoder` when FFmpeg refuses), and the size returned is the original's. Other formats are decoded whole.
 fn decode(path: &Path, limits: &ImageLimits, want: u32) -> Result<Decoded, MediaError> {
     let reader = ImageReader::open(path)?
         .with_guessed_format()
@@ -198,7 +198,21 @@ fn decode_jpeg_scaled(
         .exif_data()
         .and_then(image::metadata::Orientation::from_exif_chunk)
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let (sw, sh, rgb) = match ffjpeg::decode_rgb(bytes, ffjpeg::lowres_for(w, h, want)) {
+    let lowres = ffjpeg::lowres_for(w, h, want);
+    let dc_only = if lowres == 3 {
+        // 1/8 is all that is needed: the DC coefficients alone give it.
+        jpeg_dc::decode_rgb(bytes).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "DC-only decoding failed; using FFmpeg");
+            None
+        })
+    } else {
+        None
+    };
+    let decoded = match dc_only {
+        Some(decoded) => Ok(decoded),
+        None => ffjpeg::decode_rgb(bytes, lowres),
+    };
+    let (sw, sh, rgb) = match decoded {
         Ok(decoded) => decoded,
         Err(e) => {
             tracing::debug!(error = %e, "FFmpeg cannot decode this JPEG; using jpeg-decoder");
@@ -377,6 +391,29 @@ mod tests {
             !out.preview.windows(4).any(|w| w == b"Exif"),
             "metadata stripped"
         );
+    }
+
+    #[test]
+    fn a_large_photos_thumbnail_comes_from_its_dc_coefficients_oriented() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2 600 px wide: 1/8 (325 px) still covers 320, so the DC-only path decodes it.
+        let jpeg = rotated_jpeg(2600, 1400);
+        assert!(jpeg_dc::decode_rgb(&jpeg).unwrap().is_some());
+        let thumb = thumbnail_of(
+            &write(dir.path(), "big.jpg", &jpeg),
+            &ImageLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            dimensions_of(&thumb),
+            Some((172, 320)),
+            "orientation applied"
+        );
+        // The picture survives: red grows left to right in the original, so top to bottom
+        // once turned 90° clockwise.
+        let img = image::load_from_memory(&thumb).unwrap().into_rgb8();
+        let (top, bottom) = (img.get_pixel(86, 10)[0], img.get_pixel(86, 310)[0]);
+        assert!(top.abs_diff(bottom) > 30, "{top} {bottom}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod ffjpeg;
 pub mod fixtures;
 pub mod image;
 pub mod isolate;
+mod jpeg_dc;
 pub mod s3;
 pub mod sniff;
 pub mod task;

@@ -16,6 +16,7 @@ crate::on_both_databases!(
     ack_moves_forward_only,
     ordered_delivery_survives_bursts_and_reconnects,
     big_backlog_syncs_in_bounded_pages,
+    replying_marks_read_and_says_so,
 );
 
 #[derive(Clone, Copy)]
@@ -139,6 +140,56 @@ async fn ticks(db: Db, flavour: Flavour) {
         .map(|r| (r.user.clone(), r.delivered_seq, r.read_seq))
         .collect();
     assert_eq!(seen, vec![(bob.clone(), 1, 1)]);
+}
+
+/// Sending marks the conversation read up to the new message; when that passes messages the
+/// sender had not marked read, the others get a receipt (their ticks turn blue), and when it
+/// does not, nothing extra is logged.
+async fn replying_marks_read_and_says_so(db: Db) {
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let mut alice = app.tcp_device("alice", "phone").await;
+    let mut bob = app.tcp_device("bob", "phone").await;
+    let conv = app.direct(&alice, &bob).await;
+    let (a, b) = (alice.session.user.clone(), bob.session.user.clone());
+
+    bob.client.send_text(&conv, "one").await.unwrap();
+    bob.client.send_text(&conv, "two").await.unwrap();
+    // alice answers without marking anything read: bob hears she read up to her reply.
+    let reply = alice.client.send_text(&conv, "three").await.unwrap();
+    assert_eq!(reply.seq, 3);
+    let r = bob
+        .next_update(|u| receipt_of(u, &a).is_some_and(|(_, r)| r > 0))
+        .await;
+    assert_eq!(receipt_of(&r, &a), Some((3, 3)));
+    // It came after her message in bob's log.
+    let logged = bob.client.sync_all(0).await.unwrap();
+    let pos = |f: &dyn Fn(&Update) -> bool| logged.iter().position(f).unwrap();
+    assert!(
+        pos(&|u| matches!(&u.body, UpdateBody::Message { msg } if msg.seq == 3))
+            < pos(&|u| receipt_of(u, &a).is_some_and(|(_, r)| r == 3))
+    );
+
+    // bob reads, then replies: already read up to alice's message, so no receipt of his own
+    // reply goes to alice; and the listing agrees with what bob saw.
+    bob.client.read(&conv, 3).await.unwrap();
+    let r = alice
+        .next_update(|u| receipt_of(u, &b).is_some_and(|(_, r)| r == 3))
+        .await;
+    assert_eq!(receipt_of(&r, &b), Some((3, 3)));
+    bob.client.send_text(&conv, "four").await.unwrap();
+    alice.next_message().await;
+    let extra = alice.drain_for(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !extra
+            .iter()
+            .any(|e| matches!(e, Event::Update(u) if receipt_of(u, &b).is_some())),
+        "{extra:?}"
+    );
+    let convs = app.api.conversations(bob.token()).await.unwrap();
+    let alice_marks = &convs[0].receipts[0];
+    assert_eq!((alice_marks.delivered_seq, alice_marks.read_seq), (3, 3));
+    assert_eq!(convs[0].unread, 0);
 }
 
 async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
@@ -390,7 +441,10 @@ async fn ordered_delivery_survives_bursts_and_reconnects(db: Db) {
     for s in senders {
         s.await.unwrap();
     }
-    let total = 1 + 2 * PER_SENDER as i64; // "created" + the messages
+    // "created", the messages, and the receipts of senders replying past each other's
+    // messages: whatever bob's log holds now.
+    let total = b.client.sync(0, 1).await.unwrap().head;
+    assert!(total > 2 * PER_SENDER as i64);
     let mut last = 0;
     while last < total {
         let u = b.next_update(|_| true).await;
@@ -410,8 +464,10 @@ async fn ordered_delivery_survives_bursts_and_reconnects(db: Db) {
         courier_client::Client::connect(ClientOptions::tcp(&b.session).ordered_from(last))
             .await
             .unwrap();
+    let head = client.sync(0, 1).await.unwrap().head;
+    assert!(head >= total + 30);
     let deadline = tokio::time::Instant::now() + crate::helpers::WAIT;
-    while last < total + 30 {
+    while last < head {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(Event::Update(u))) => {
                 assert_eq!(u.useq, last + 1);

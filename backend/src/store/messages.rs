@@ -26,8 +26,13 @@ pub struct SendJob {
 }
 
 pub enum Sent {
-    /// Stored now; deliver `out`.
-    New { ack: SendResult, out: Outgoing },
+    /// Stored now; deliver `out`, then `also` (a receipt when sending moved the sender's
+    /// read watermark past other members' messages).
+    New {
+        ack: SendResult,
+        out: Outgoing,
+        also: Vec<Outgoing>,
+    },
     /// The same (device, cmid) was stored before; this is its original ack.
     Duplicate(SendResult),
 }
@@ -368,37 +373,44 @@ impl Store {
             message_files::Entity::insert_many(carried).exec(db).await?;
         }
 
-        // The senders have seen (so delivered and read) their own messages.
-        let mut sender_top: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        // The senders have seen (so delivered and read) their own messages, and what came
+        // before them: (first, last) seq of each sender's new messages per conversation.
+        let mut sender_top: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
         for (_, m) in &new_msgs {
-            let top = sender_top
-                .entry((m.conv.as_str(), m.sender.as_str()))
-                .or_default();
-            *top = Ord::max(*top, m.seq);
+            let span = sender_top
+                .entry((m.conv.to_string(), m.sender.to_string()))
+                .or_insert((m.seq, m.seq));
+            span.0 = Ord::min(span.0, m.seq);
+            span.1 = Ord::max(span.1, m.seq);
         }
         let mut case = CaseStatement::new();
         let mut which = Condition::any();
-        for ((conv, user), seq) in &sender_top {
+        for ((conv, user), (_, top)) in &sender_top {
             let here = Condition::all()
-                .add(members::Column::ConvId.eq(*conv))
-                .add(members::Column::UserId.eq(*user));
-            case = case.case(here.clone(), Expr::val(*seq));
+                .add(members::Column::ConvId.eq(conv.as_str()))
+                .add(members::Column::UserId.eq(user.as_str()));
+            case = case.case(here.clone(), Expr::val(*top));
             which = which.add(here);
         }
         let case: Expr = case.finally(Expr::col(members::Column::ReadSeq)).into();
+        let mut before = members::Entity::find()
+            .select_only()
+            .column(members::Column::ConvId)
+            .column(members::Column::UserId)
+            .column(members::Column::ReadSeq)
+            .filter(which.clone())
+            .order_by_asc(members::Column::ConvId)
+            .order_by_asc(members::Column::UserId);
         if locks_rows_in_order(db) {
-            members::Entity::find()
-                .select_only()
-                .column(members::Column::ConvId)
-                .column(members::Column::UserId)
-                .filter(which.clone())
-                .order_by_asc(members::Column::ConvId)
-                .order_by_asc(members::Column::UserId)
-                .lock(LockType::NoKeyUpdate)
-                .into_tuple::<(String, String)>()
-                .all(db)
-                .await?;
+            before = before.lock(LockType::NoKeyUpdate);
         }
+        let read_before: HashMap<(String, String), i64> = before
+            .into_tuple::<(String, String, i64)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(c, u, r)| ((c, u), r))
+            .collect();
         members::Entity::update_many()
             .col_expr(members::Column::ReadSeq, case.clone())
             .col_expr(members::Column::DeliveredSeq, case)
@@ -424,19 +436,71 @@ impl Store {
                 )
             })
             .collect();
-        let appended = append_many(db, entries.iter().map(|(_, e, to)| (e, *to))).await?;
+        // Sending marks the conversation read up to the message. When that passed messages
+        // of others the sender had not marked read, the others hear it as a receipt (blue
+        // ticks), after the messages in their logs; it rides with the sender's last one.
+        let mut receipts: Vec<(MsgId, Entry, Vec<UserId>)> = Vec::new();
+        for ((conv, user), (first, top)) in &sender_top {
+            let read = read_before
+                .get(&(conv.clone(), user.clone()))
+                .copied()
+                .unwrap_or(0);
+            if read >= first - 1 {
+                continue;
+            }
+            let Some(last) = entries.iter().find_map(|(_, e, _)| match &e.body {
+                UpdateBody::Message { msg } if msg.conv.as_str() == conv && msg.seq == *top => {
+                    Some(msg.id.clone())
+                }
+                _ => None,
+            }) else {
+                continue;
+            };
+            let sender = UserId::from_trusted(user.clone());
+            let others: Vec<UserId> = members_of
+                .get(conv.as_str())
+                .map(|ms| ms.iter().filter(|m| **m != sender).cloned().collect())
+                .unwrap_or_default();
+            let entry = Entry {
+                ts,
+                body: UpdateBody::Receipt {
+                    conv: ConvId::from_trusted(conv.clone()),
+                    user: sender,
+                    delivered_seq: *top,
+                    read_seq: *top,
+                },
+            };
+            receipts.push((last, entry, others));
+        }
+        let appended = append_many(
+            db,
+            entries
+                .iter()
+                .map(|(_, e, to)| (e, *to))
+                .chain(receipts.iter().map(|(_, e, to)| (e, to.as_slice()))),
+        )
+        .await?;
+        let mut appended = appended.into_iter();
         let mut outs: HashMap<usize, Sent> = HashMap::new();
-        for ((i, entry, _), to) in entries.into_iter().zip(appended) {
+        let mut by_msg: HashMap<MsgId, usize> = HashMap::new();
+        for ((i, entry, _), to) in entries.into_iter().zip(appended.by_ref()) {
             let UpdateBody::Message { msg } = &entry.body else {
                 unreachable!()
             };
+            by_msg.insert(msg.id.clone(), i);
             outs.insert(
                 i,
                 Sent::New {
                     ack: ack_of(msg),
                     out: Outgoing::new(&entry, to),
+                    also: Vec::new(),
                 },
             );
+        }
+        for ((last, entry, _), to) in receipts.into_iter().zip(appended) {
+            if let Some(Sent::New { also, .. }) = outs.get_mut(&by_msg[&last]) {
+                also.push(Outgoing::new(&entry, to));
+            }
         }
         Ok(resolve(plans, outs))
     }

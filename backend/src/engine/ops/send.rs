@@ -25,9 +25,9 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Don
         content,
     };
     match engine.sends.send(job).await? {
-        Sent::New { ack, out } => {
+        Sent::New { ack, out, also } => {
             crate::metrics::messages_stored(1);
-            Ok(Done::answer(ack).and_deliver([out]))
+            Ok(Done::answer(ack).and_deliver(std::iter::once(out).chain(also)))
         }
         Sent::Duplicate(ack) => Ok(Done::answer(ack)),
     }

@@ -228,6 +228,7 @@ impl App {
             broker = %format!("{host}:{port}"),
             database = %redact_url(&s.database_url), "courier is serving"
         );
+        tracing::info!("web chat: http://{}/", addrs.http);
         let stop = shutdown.clone();
         axum::serve(
             http,

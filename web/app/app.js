@@ -144,7 +144,9 @@ function elsewhere(yes) {
 $("use-here").addEventListener("click", () => claimConnection(true));
 
 function startClient() {
-  const client = new Client(state.me, { mqtt, api: state.api });
+  // Served over HTTPS, the page may only open wss://: same host and port, TLS in front.
+  const wsUrl = location.protocol === "https:" ? state.me.mqtt.ws.replace(/^ws:/, "wss:") : undefined;
+  const client = new Client(state.me, { mqtt, api: state.api, wsUrl });
   state.client = client;
   client.addEventListener("status", (e) => setOnline(e.detail.connected));
   client.addEventListener("update", (e) => onUpdate(e.detail));
@@ -332,7 +334,7 @@ async function loadOlder(conv) {
   try {
     const page = await state.api.history(conv, { before: box.nextBefore, limit: 40 });
     for (const m of page.messages) if (!box.bySeq.has(m.seq)) box.bySeq.set(m.seq, m);
-    box.nextBefore = page.next_before;
+    box.nextBefore = page.next_before ?? undefined;
     box.loaded = true;
     await resolveNames(page.messages.map((m) => m.sender));
   } catch {
@@ -373,7 +375,7 @@ function tickState(c, seq) {
   return "sent";
 }
 
-const TICKS = { sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠ not sent" };
+const TICKS = { sending: "…", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "! not sent" };
 
 function renderMessages({ bottom = false } = {}) {
   const list = $("messages");
@@ -433,9 +435,13 @@ function pendingNode(entry) {
 }
 
 function uploadNode(id, u) {
+  const dismiss = () => {
+    state.uploads.delete(id);
+    renderMessages();
+  };
   return el(
     "div",
-    { class: "msg mine", "data-testid": "upload" },
+    { class: "msg mine" + (u.error ? " failed" : ""), "data-testid": "upload", title: u.error ? "click to dismiss" : "", onclick: u.error ? dismiss : null },
     el("div", { class: "text" }, u.name),
     u.error ? el("div", { class: "error" }, u.error) : el("progress", { max: u.total || 1, value: u.sent, "data-testid": "upload-progress" }),
   );

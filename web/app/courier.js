@@ -200,7 +200,8 @@ export class Api {
         onSuccess: async () => {
           try {
             // Courier's own GET on the upload answers with the file it became.
-            const path = new URL(up.url, location.href).pathname;
+            const here = typeof location !== "undefined" ? location.href : this.base;
+            const path = new URL(up.url, here).pathname;
             const done = await this.request("GET", path);
             resolve(done.file);
           } catch (e) {

@@ -182,6 +182,20 @@ try {
   await until("the preview plays", async () => (await player.count()) > 0 && (await player.evaluate((v) => v.readyState >= 1 && v.duration > 1.5)));
   await b.getByTestId("viewer").click({ position: { x: 5, y: 5 } });
 
+  step = "alice sends a document: bob gets it as a file to download";
+  log(step);
+  await a.getByTestId("file-input").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("shopping: milk, eggs\n") });
+  await until("bob's file", async () => (await b.getByTestId("file").allTextContents()).some((t) => t.includes("notes.txt")));
+  const [download] = await Promise.all([b.waitForEvent("download"), b.getByTestId("file").last().click()]);
+  if (download.suggestedFilename() !== "notes.txt") throw new Error(`download named ${download.suggestedFilename()}`);
+
+  step = "an unsupported file is refused with a message, and nothing is sent";
+  log(step);
+  await a.getByTestId("file-input").setInputFiles({ name: "tool.exe", mimeType: "application/octet-stream", buffer: Buffer.from([0x4d, 0x5a, 0x90, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0xff, 0xff, 0, 0]) });
+  await until("the refusal", async () => (await a.getByTestId("upload").allTextContents()).some((t) => t.includes("cannot be sent")));
+  await new Promise((r) => setTimeout(r, 500));
+  if ((await b.getByTestId("message").count()) !== (await a.getByTestId("message").count())) throw new Error("the refused file changed the conversation");
+
   step = "history scrolls back";
   log(step);
   for (let i = 1; i <= 45; i++) await typeAndSend(a, `count ${i}`);
@@ -220,6 +234,7 @@ try {
     return once(t, "sent while offline 1") && once(t, "sent while offline 2");
   });
   await until("they are read", async () => (await ticks(a, "sent while offline 2")) === "read");
+  await until("bob's message read by alice", async () => (await ticks(b, "while you were away")) === "read");
   const order = (await texts(b)).filter((t) => t.startsWith("sent while offline"));
   if (order.join("|") !== "sent while offline 1|sent while offline 2") throw new Error(`order: ${order}`);
   // Nothing twice, anywhere: on reload each message is in history once.
@@ -232,6 +247,10 @@ try {
 
   step = "bob goes away: alice sees last seen";
   log(step);
+  if (process.env.COURIER_SHOTS) {
+    mkdirSync(process.env.COURIER_SHOTS, { recursive: true });
+    await b.screenshot({ path: join(process.env.COURIER_SHOTS, "bob.png") });
+  }
   await bob.context.close();
   await until("last seen", async () => (await a.getByTestId("chat-sub").textContent()).startsWith("last seen"), 60000);
 
@@ -266,6 +285,12 @@ try {
   await new Promise((r) => setTimeout(r, 1500));
   if ((await a.getByTestId("status").getAttribute("data-state")) !== "offline") throw new Error("the first tab reconnected");
 
+  if (process.env.COURIER_SHOTS) {
+    mkdirSync(process.env.COURIER_SHOTS, { recursive: true });
+    for (const [name, page] of Object.entries(pages)) {
+      if (!page.isClosed()) await page.screenshot({ path: join(process.env.COURIER_SHOTS, `${name}.png`) });
+    }
+  }
   console.log("web chat: all steps passed");
   await browser.close();
 } catch (e) {

@@ -455,6 +455,10 @@ function content(m) {
   if (m.kind === "sticker") parts.push(el("div", { class: "text" }, `[sticker ${m.sticker}]`));
   if (m.kind === "location") parts.push(el("div", { class: "text" }, `📍 ${m.location.name || ""} ${m.location.lat}, ${m.location.lng}`));
   if (m.kind === "contact") parts.push(el("div", { class: "text" }, `👤 ${m.contact.name}`));
+  if (m.reactions && m.reactions.length) {
+    const chips = m.reactions.map((r) => el("span", { class: "reaction", title: r.users.map(nameOf).join(", ") }, `${r.emoji} ${r.users.length}`));
+    parts.push(el("div", { class: "reactions", "data-testid": "reactions" }, chips));
+  }
   return parts;
 }
 

@@ -158,12 +158,20 @@ try {
 
   step = "alice sends a photo: progress, then its thumbnail on both sides";
   log(step);
+  // Watch for the progress bar: a local upload is over in a moment.
+  await a.evaluate(() => {
+    window.sawProgress = false;
+    new MutationObserver(() => {
+      if (document.querySelector('[data-testid="upload-progress"]')) window.sawProgress = true;
+    }).observe(document.body, { childList: true, subtree: true });
+  });
   await a.getByTestId("file-input").setInputFiles(image);
   const thumbOk = async (page) => {
     const img = page.getByTestId("thumb").last();
     return (await img.count()) > 0 && (await img.evaluate((i) => i.complete && i.naturalWidth > 0 && !i.hidden));
   };
   await until("alice's thumbnail", () => thumbOk(a), 60000);
+  if (!(await a.evaluate(() => window.sawProgress))) throw new Error("no progress bar was shown");
   await until("bob's thumbnail", () => thumbOk(b), 60000);
   const size = await b.getByTestId("thumb").last().evaluate((i) => [i.naturalWidth, i.naturalHeight]);
   if (Math.max(...size) !== 320) throw new Error(`thumbnail is ${size}, want 320 px on its longest side`);

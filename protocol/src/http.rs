@@ -102,6 +102,10 @@ pub struct Conversation {
     /// what a client needs to draw ✓✓ and blue ticks on messages it did not see receipts for.
     #[serde(default)]
     pub receipts: Vec<MemberReceipt>,
+    /// The newest message as the caller sees it (as in history), for a list's preview line;
+    /// absent while the conversation is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<crate::Message>,
 }
 
 /// One member's watermarks in a conversation, as in a `receipt` update.

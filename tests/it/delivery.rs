@@ -132,8 +132,11 @@ async fn ticks(db: Db, flavour: Flavour) {
         (convs[0].last_seq, convs[0].read_seq, convs[0].unread),
         (1, 1, 0)
     );
-    // ... and alice's listing carries bob's watermarks, for ticks drawn after a reload.
+    // ... and alice's listing carries bob's watermarks, for ticks drawn after a reload, and
+    // the newest message for the preview line.
     let convs = app.api.conversations(a_phone.token()).await.unwrap();
+    let last = convs[0].last_message.as_ref().expect("the newest message");
+    assert_eq!((last.seq, &last.id), (1, &ack.msg));
     let seen: Vec<_> = convs[0]
         .receipts
         .iter()
@@ -152,6 +155,8 @@ async fn replying_marks_read_and_says_so(db: Db) {
     let mut bob = app.tcp_device("bob", "phone").await;
     let conv = app.direct(&alice, &bob).await;
     let (a, b) = (alice.session.user.clone(), bob.session.user.clone());
+    let convs = app.api.conversations(bob.token()).await.unwrap();
+    assert!(convs[0].last_message.is_none(), "empty so far");
 
     bob.client.send_text(&conv, "one").await.unwrap();
     bob.client.send_text(&conv, "two").await.unwrap();

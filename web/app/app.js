@@ -195,15 +195,6 @@ async function loadConversations() {
   }
   for (const id of [...state.convs.keys()]) if (!ids.has(id)) state.convs.delete(id);
   await resolveNames(list.flatMap((c) => c.members));
-  // The newest message of each, for the preview line and the order.
-  await Promise.all(
-    list
-      .filter((c) => c.last_seq > 0 && (!state.convs.get(c.id).lastMsg || state.convs.get(c.id).lastMsg.seq < c.last_seq))
-      .map(async (c) => {
-        const page = await state.api.history(c.id, { limit: 1 });
-        if (page.messages[0]) noteLast(page.messages[0]);
-      }),
-  );
   renderList();
   renderHead();
 }
@@ -221,6 +212,8 @@ function mergeConv(c) {
   }
   for (const p of c.presence || []) state.presence.set(p.user, p);
   state.convs.set(c.id, conv);
+  // The listing's newest message, for the preview line and the order.
+  if (c.last_message) noteLast(c.last_message);
   return conv;
 }
 

@@ -187,6 +187,7 @@ impl Store {
             unread: 0,
             presence,
             receipts,
+            last_message: None,
         };
         Ok((summary, Some(Outgoing::new(&entry, to))))
     }
@@ -263,6 +264,7 @@ impl Store {
             .into_iter()
             .map(|p| (p.user.to_string(), p))
             .collect();
+        let mut newest = self.newest_messages(&convs, user).await?;
         let mut out = Vec::with_capacity(convs.len());
         for c in convs {
             let ms = by_conv.remove(&c.id).unwrap_or_default();
@@ -308,10 +310,41 @@ impl Store {
                 unread: unread.get(&c.id).copied().unwrap_or(0),
                 presence: conv_presence,
                 receipts,
+                last_message: newest.remove(&c.id),
                 id: ConvId::from_trusted(c.id),
             });
         }
         Ok(out)
+    }
+
+    /// The newest message of each conversation, as `user` sees it, by conversation id.
+    async fn newest_messages(
+        &self,
+        convs: &[conversations::Model],
+        user: &UserId,
+    ) -> Result<HashMap<String, Message>> {
+        let mut which = Condition::any();
+        let mut any = false;
+        for c in convs.iter().filter(|c| c.last_seq > 0) {
+            which = which.add(
+                Condition::all()
+                    .add(messages::Column::ConvId.eq(c.id.as_str()))
+                    .add(messages::Column::Seq.eq(c.last_seq)),
+            );
+            any = true;
+        }
+        if !any {
+            return Ok(HashMap::new());
+        }
+        let mut msgs = messages::Entity::find()
+            .filter(which)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        decorate(&self.db, user, &mut msgs).await?;
+        Ok(msgs.into_iter().map(|m| (m.conv.to_string(), m)).collect())
     }
 
     /// The user's `(conv, read_seq)` in every conversation they are in.

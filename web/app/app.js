@@ -44,6 +44,7 @@ async function start() {
   state.api = new Api("", saved.token);
   try {
     await loadConversations();
+    listingFresh = true;
   } catch (e) {
     if (e instanceof CourierError && e.status === 401) {
       forget();
@@ -174,14 +175,17 @@ function stopClient() {
   $("offline-banner").hidden = true;
 }
 
+/** Set when the listing was just loaded (at start), so the first connect need not reload it. */
+let listingFresh = false;
+
 function setOnline(up) {
   $("status-dot").dataset.state = up ? "online" : "offline";
   $("status-dot").title = up ? "connected" : "offline";
   $("offline-banner").hidden = up;
-  if (up) {
-    // Whatever changed while away came through the stream; the listing's counts are exact.
-    loadConversations().catch(() => {});
-  }
+  // On a reconnect, whatever changed while away came through the stream; the listing's
+  // counts are exact.
+  if (up && !listingFresh) loadConversations().catch(() => {});
+  if (up) listingFresh = false;
 }
 
 // ---------- conversations ----------

@@ -225,7 +225,8 @@ export function newId(prefix = "") {
   return `${prefix}${Date.now().toString(36)}-${counter.toString(36)}-${rand}`;
 }
 
-const memoryStorage = () => {
+/** A Storage kept in memory (for runtimes without localStorage, and for tests). */
+export const memoryStorage = () => {
   const m = new Map();
   return { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) };
 };

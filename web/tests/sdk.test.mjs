@@ -7,7 +7,7 @@
 
 import mqtt from "mqtt";
 import assert from "node:assert/strict";
-import { Api, Client } from "../app/courier.js";
+import { Api, Client, memoryStorage as memory } from "../app/courier.js";
 
 const url = process.env.COURIER_URL;
 if (!url) {
@@ -26,10 +26,6 @@ async function until(what, check, timeout = 15000) {
   }
 }
 
-const memory = () => {
-  const m = new Map();
-  return { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) };
-};
 
 /**
  * MQTT.js with a hand on the wire: `rule(fn)` sees each incoming publish and says what to do

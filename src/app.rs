@@ -305,6 +305,7 @@ pub(crate) fn job_config(settings: &Settings) -> JobConfig {
         process.program = program.clone();
     }
     process.limits.memory = settings.media_job_memory;
+    process.limits.confinement = settings.media_sandbox.into();
     // Every thread's CPU time counts: allow the whole machine for the whole budget.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     process.limits.cpu_seconds = defaults.budget.as_secs() * cores + 1;

@@ -140,6 +140,16 @@ pub struct ServeArgs {
         global = true
     )]
     pub media_job_memory: Option<u64>,
+    /// How media jobs are confined: `required` (Landlock must confine each job to its own
+    /// files, or no job runs) or `best-effort` (without Landlock, only seccomp and the limits)
+    /// [default: required]
+    #[arg(
+        long = "media-sandbox",
+        env = "COURIER_MEDIA_SANDBOX",
+        global = true,
+        value_enum
+    )]
+    pub media_sandbox: Option<MediaSandbox>,
     /// MQTT broker (host:port) a backend or media worker connects to, as the service identity
     /// (`--service-secret`) [default: 127.0.0.1 and the --mqtt port]
     #[arg(long, env = "COURIER_BROKER", global = true)]
@@ -195,6 +205,24 @@ fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RateArg>, D::Er
     parse_rate(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
+}
+
+/// `--media-sandbox`: see `media_worker::sandbox`.
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MediaSandbox {
+    #[default]
+    Required,
+    BestEffort,
+}
+
+impl From<MediaSandbox> for media_worker::sandbox::Confinement {
+    fn from(m: MediaSandbox) -> Self {
+        match m {
+            MediaSandbox::Required => Self::Required,
+            MediaSandbox::BestEffort => Self::BestEffort,
+        }
+    }
 }
 
 /// What a `courier serve` process runs.
@@ -297,6 +325,7 @@ pub struct Settings {
     pub s3: Option<S3Config>,
     pub media_jobs: usize,
     pub media_job_memory: u64,
+    pub media_sandbox: MediaSandbox,
     /// The program each media job runs in (`<program> media-job`); `None` is this executable.
     /// Not a flag: embedders and tests set it.
     pub media_job_program: Option<PathBuf>,
@@ -338,6 +367,7 @@ impl std::fmt::Debug for Settings {
             .field("s3", &self.s3)
             .field("media_jobs", &self.media_jobs)
             .field("media_job_memory", &self.media_job_memory)
+            .field("media_sandbox", &self.media_sandbox)
             .field("media_job_program", &self.media_job_program)
             .field("broker", &self.broker)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
@@ -469,6 +499,7 @@ impl Settings {
             }),
             media_jobs: a.media_jobs.or(f.media_jobs).unwrap_or(1),
             media_job_memory: a.media_job_memory.or(f.media_job_memory).unwrap_or(2 << 30),
+            media_sandbox: a.media_sandbox.or(f.media_sandbox).unwrap_or_default(),
             media_job_program: None,
             broker: a.broker.or(f.broker),
             broker_hook_secret: a.broker_hook_secret.or(f.broker_hook_secret),

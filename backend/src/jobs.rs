@@ -59,6 +59,8 @@ pub struct Runner {
     config: JobConfig,
     /// Job hosts, shared by every clone of the runner.
     isolator: Arc<Isolator>,
+    /// Set by the first clone to run: it checks the sandbox once for all of them.
+    sandbox_checked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 enum Outcome {
@@ -85,11 +87,73 @@ impl Runner {
             spool,
             config,
             isolator,
+            sandbox_checked: Default::default(),
+        }
+    }
+
+    /// Runs the sandbox check ([`Task::SandboxCheck`]) in a job process as the runner runs
+    /// jobs, and says in the log whether each job is confined to its own files, cut off from
+    /// the network and other processes, and given no secrets.
+    pub async fn check_sandbox(&self) -> Result<media_worker::sandbox::Report, String> {
+        let work = self
+            .spool
+            .join(format!("sandbox-check-{}", std::process::id()));
+        let out_dir = work.join("out");
+        let input = work.join("input");
+        let result = async {
+            tokio::fs::create_dir_all(&out_dir)
+                .await
+                .map_err(|e| format!("spool: {e}"))?;
+            // Besides its own list, the check tries the spool's other jobs.
+            let listed = format!("{}\n", self.spool.display());
+            tokio::fs::write(&input, listed)
+                .await
+                .map_err(|e| format!("spool: {e}"))?;
+            let job = Job {
+                task: Task::SandboxCheck,
+                mime: "text/plain".into(),
+                input: input.clone(),
+                out_dir: out_dir.clone(),
+                image: self.config.image.clone(),
+                video: self.config.video.clone(),
+            };
+            self.isolator
+                .run(job, Duration::from_secs(30))
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = tokio::fs::read(out_dir.join("report.json"))
+                .await
+                .map_err(|e| format!("no report: {e}"))?;
+            serde_json::from_slice(&report).map_err(|e| format!("a bad report: {e}"))
+        }
+        .await;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        result
+    }
+
+    async fn log_sandbox(&self) {
+        match self.check_sandbox().await {
+            Ok(r) if r.works && r.escapes.is_empty() => tracing::info!(
+                landlock_abi = r.applied.landlock_abi,
+                seccomp = r.applied.seccomp,
+                "media jobs are sandboxed: their own files only, no network, no secrets"
+            ),
+            Ok(r) if r.works => tracing::error!(
+                escapes = %r.escapes.join("; "),
+                landlock_abi = r.applied.landlock_abi,
+                "the media job sandbox leaks"
+            ),
+            Ok(_) => tracing::error!("media jobs cannot read their input in the sandbox"),
+            Err(why) => tracing::error!(%why, "media jobs cannot run sandboxed; none will run"),
         }
     }
 
     /// Runs jobs until shutdown; `wake` is notified when a job is queued.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        use std::sync::atomic::Ordering;
+        if !self.sandbox_checked.swap(true, Ordering::Relaxed) {
+            self.log_sandbox().await;
+        }
         loop {
             let claimed = match self.store.claim_job(self.config.lease).await {
                 Ok(c) => c,
@@ -211,6 +275,7 @@ impl Runner {
             .map_err(|e| Outcome::Retry(format!("spool: {e}")))?;
         let spec = Job {
             task,
+            mime: job.mime.clone(),
             input: input.to_owned(),
             out_dir: out_dir.clone(),
             image: self.config.image.clone(),

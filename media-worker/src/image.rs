@@ -9,7 +9,7 @@
 //! not enforce `max_alloc` by itself. A hostile file fails its own job with an error; it
 //! neither aborts the process nor takes unbounded memory.
 
-use crate::{ffjpeg, jpeg_dc, MediaError};
+use crate::{ffjpeg, jpeg_dc, jpeg_markers, MediaError};
 use fast_image_resize as fr;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::io::Cursor;
@@ -33,6 +33,9 @@ pub struct ImageLimits {
     pub max_side: u32,
     /// Most bytes the decoder may allocate.
     pub max_alloc: u64,
+    /// Most scans a JPEG may have: each costs the decoder a pass over the whole image, and a
+    /// few kilobytes can declare thousands (a camera's progressive JPEG has about ten).
+    pub max_scans: usize,
 }
 
 impl Default for ImageLimits {
@@ -41,6 +44,7 @@ impl Default for ImageLimits {
             max_pixels: 100_000_000,
             max_side: 30_000,
             max_alloc: 512 << 20,
+            max_scans: 100,
         }
     }
 }
@@ -124,6 +128,14 @@ fn decode(path: &Path, limits: &ImageLimits, want: u32) -> Result<Decoded, Media
             return Err(MediaError::Corrupt(
                 "the JPEG is truncated (no end marker)".into(),
             ));
+        }
+        // The decoding work is the pixels times the scans: bound both before decoding.
+        let scans = jpeg_markers::scan_count(&bytes).map_err(corrupt)?;
+        if scans > limits.max_scans {
+            return Err(MediaError::TooLarge(format!(
+                "{scans} scans; at most {} are decoded",
+                limits.max_scans
+            )));
         }
         if let Some(done) = decode_jpeg_scaled(&bytes, limits, want)? {
             return Ok(done);
@@ -427,6 +439,31 @@ mod tests {
             process_image(&write(dir.path(), "a.png", &png), &ImageLimits::default()).unwrap();
         assert_eq!(dimensions_of(&out.thumb), Some((40, 30)));
         assert_eq!(dimensions_of(&out.preview), Some((40, 30)));
+    }
+
+    #[test]
+    fn a_scan_bomb_fails_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        // ~110 KB declaring 5 000 scans over a 12 MP image: each scan a pass over 187 500
+        // blocks. Refused from its structure alone, before any decoder runs.
+        let bomb = crate::fixtures::jpeg_scan_bomb(4000, 3000, 5_000);
+        assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
+        let r = process_image(
+            &write(dir.path(), "bomb.jpg", &bomb),
+            &ImageLimits::default(),
+        );
+        let Err(MediaError::TooLarge(why)) = &r else {
+            panic!("{:?}", r.map(|o| (o.width, o.height)))
+        };
+        assert!(why.contains("5001 scans"), "{why}");
+        // It is a real JPEG, which a decoder would grind through: a small one decodes.
+        let small = crate::fixtures::jpeg_scan_bomb(64, 64, 150);
+        let lifted = ImageLimits {
+            max_scans: usize::MAX,
+            ..Default::default()
+        };
+        let out = process_image(&write(dir.path(), "small.jpg", &small), &lifted).unwrap();
+        assert_eq!((out.width, out.height), (64, 64));
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! Starting the `courier` binary costs ~30 ms (the dynamic loader maps the ~140 libraries the
 //! system FFmpeg pulls in), so processes are not started per task but forked: the server
 //! starts a few **job hosts** (`courier media-job`, [`host_main`]) which load everything
-//! once, never touch a file, and for each request fork a fresh child. The child confines
-//! itself before it reads the input — address space (`RLIMIT_AS`), CPU seconds
-//! (`RLIMIT_CPU`), no core dumps, a lower scheduling priority, death with its parent — runs
-//! [`execute`], answers and exits. Each task thus gets a pristine address space, as if
-//! started from scratch.
+//! once, never touch a file, and for each request fork a fresh child. Hosts start with an
+//! empty environment, so no job can find the server's secrets (database URL, S3 keys, service
+//! secret) there. The child confines itself before it reads the input — address space
+//! (`RLIMIT_AS`), CPU seconds (`RLIMIT_CPU`), no core dumps, a lower scheduling priority,
+//! death with its parent, then the [`sandbox`](crate::sandbox): its input and output
+//! directory only, no network, no other process — runs [`execute`], answers and exits. Each
+//! task thus gets a pristine address space, as if started from scratch.
 //!
 //! The conversation with a host is JSON lines: the server writes one [`Request`]; the host
 //! answers `{"pid":…}` for the child, the child `{"reply":…}`, and the host, once the child
@@ -19,6 +21,7 @@
 //! file's fault ([`JobError::Poisoned`]); a host that cannot start or answers nonsense, or an
 //! I/O error, is not ([`JobError::Transient`]).
 
+use crate::sandbox::Confinement;
 use crate::task::{execute, Facts, Job};
 use crate::MediaError;
 use serde::{Deserialize, Serialize};
@@ -50,6 +53,9 @@ pub struct ProcessLimits {
     pub cpu_seconds: u64,
     /// Added to the niceness, so jobs yield the CPU to message delivery.
     pub nice: i32,
+    /// Whether a job may run without Landlock's filesystem confinement.
+    #[serde(default)]
+    pub confinement: Confinement,
 }
 
 impl Default for ProcessLimits {
@@ -58,6 +64,7 @@ impl Default for ProcessLimits {
             memory: 2 << 30,
             cpu_seconds: 300,
             nice: 10,
+            confinement: Confinement::Required,
         }
     }
 }
@@ -176,10 +183,15 @@ const REAP_GRACE: Duration = Duration::from_secs(5);
 
 impl Host {
     fn start(process: &JobProcess) -> Result<Self, JobError> {
-        let mut child = tokio::process::Command::new(&process.program)
+        let mut command = tokio::process::Command::new(&process.program);
+        // Nothing of the server's environment (its secrets among it) reaches a job; the
+        // loader's search path is all a host may need to start.
+        command.env_clear();
+        if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+            command.env("LD_LIBRARY_PATH", path);
+        }
+        let mut child = command
             .args(&process.args)
-            // The first line of stderr explains a crash (no backtrace after it).
-            .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -410,6 +422,11 @@ fn run_child(request: &Request) -> i32 {
     }
     if let Err(e) = confine(&request.limits) {
         eprintln!("media job: cannot apply limits: {e}");
+        return 2;
+    }
+    let job = &request.job;
+    if let Err(e) = crate::sandbox::enter(&job.input, &job.out_dir, request.limits.confinement) {
+        eprintln!("media job: cannot enter the sandbox: {e}");
         return 2;
     }
     // A panic is the file's fault; keep its message for the reply, off stderr.

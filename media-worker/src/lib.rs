@@ -2,7 +2,9 @@
 //! local-disk implementation, and [`s3`] for S3/MinIO buckets), what they are ([`sniff`]: the
 //! type read from the bytes, never the client's claim), and what processing makes of them
 //! ([`image`], [`video`]), one [`task`] at a time, each in a child process under OS limits
-//! ([`isolate`]). The durable job queue and the runner that drives these live in the backend.
+//! ([`isolate`]) and confined to its own files ([`sandbox`]). Image originals lose their
+//! identifying metadata before they are stored ([`strip`]). The durable job queue and the
+//! runner that drives these live in the backend.
 //!
 //! Objects are content addressed: an upload is stored under the SHA-256 of its bytes, so the
 //! same bytes are written once however many users send them.
@@ -13,8 +15,11 @@ pub mod fixtures;
 pub mod image;
 pub mod isolate;
 mod jpeg_dc;
+mod jpeg_markers;
 pub mod s3;
+pub mod sandbox;
 pub mod sniff;
+pub mod strip;
 pub mod task;
 pub mod video;
 

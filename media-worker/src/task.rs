@@ -6,7 +6,7 @@
 //! way.
 
 use crate::image::{process_image, ImageLimits};
-use crate::video::{make_preview, probe_audio, process_video, VideoLimits};
+use crate::video::{make_preview, probe_audio, process_video, Container, VideoLimits};
 use crate::MediaError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ pub enum Task {
     VideoPreview,
     /// Duration.
     Audio,
+    /// Tries every way out of the job's sandbox and writes what worked to `report.json`
+    /// ([`crate::sandbox::probe`]); the input lists more paths and `tcp:` targets to try.
+    SandboxCheck,
 }
 
 impl Task {
@@ -33,6 +36,7 @@ impl Task {
             Task::Video => &[("poster.jpg", "image/jpeg")],
             Task::VideoPreview => &[("preview.mp4", "video/mp4")],
             Task::Audio => &[],
+            Task::SandboxCheck => &[("report.json", "application/json")],
         }
     }
 }
@@ -41,6 +45,8 @@ impl Task {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Job {
     pub task: Task,
+    /// The input's type as sniffed at upload: the only format it is read as.
+    pub mime: String,
     pub input: PathBuf,
     pub out_dir: PathBuf,
     pub image: ImageLimits,
@@ -59,6 +65,11 @@ pub struct Facts {
 /// Runs `job` here, on the calling thread (which it blocks).
 pub fn execute(job: &Job) -> Result<Facts, MediaError> {
     let out = |name: &str| job.out_dir.join(name);
+    let container = || {
+        Container::of_mime(&job.mime).ok_or_else(|| {
+            MediaError::Corrupt(format!("{} files are not read as audio or video", job.mime))
+        })
+    };
     match job.task {
         Task::Image => {
             let made = process_image(&job.input, &job.image)?;
@@ -71,7 +82,7 @@ pub fn execute(job: &Job) -> Result<Facts, MediaError> {
             })
         }
         Task::Video => {
-            let made = process_video(&job.input, &job.video)?;
+            let made = process_video(&job.input, container()?, &job.video)?;
             write(&out("poster.jpg"), &made.poster)?;
             Ok(Facts {
                 width: Some(made.width),
@@ -80,13 +91,19 @@ pub fn execute(job: &Job) -> Result<Facts, MediaError> {
             })
         }
         Task::VideoPreview => {
-            make_preview(&job.input, &out("preview.mp4"), &job.video)?;
+            make_preview(&job.input, container()?, &out("preview.mp4"), &job.video)?;
             Ok(Facts::default())
         }
         Task::Audio => Ok(Facts {
-            duration_ms: Some(probe_audio(&job.input, &job.video)?),
+            duration_ms: Some(probe_audio(&job.input, container()?, &job.video)?),
             ..Default::default()
         }),
+        Task::SandboxCheck => {
+            let report = crate::sandbox::probe(&job.input, &job.out_dir);
+            let json = serde_json::to_vec(&report).expect("a report serialises");
+            write(&out("report.json"), &json)?;
+            Ok(Facts::default())
+        }
     }
 }
 

@@ -2,13 +2,21 @@
 //! dimensions, rotation and a poster frame at 1 s for videos; duration for audio (voice
 //! notes).
 //!
-//! Bounded like images: the stream's pixel count and duration are checked before decoding,
-//! decoding runs under a wall-clock budget and a budget of decode errors, and a truncated file
-//! — which can reach end of file without a single error — is caught by comparing how far the
-//! packets went with the duration the container declares.
+//! A file is read with exactly one demuxer, the one its sniffed type names ([`Container`]),
+//! through an I/O context of our own over the already opened file: FFmpeg's protocols never
+//! see a path or URL, and every nested open a demuxer attempts (a playlist's segment, a
+//! manifest's `BaseURL`, a concat script's `file`, an MP4 data reference) is refused. A DASH
+//! manifest that calls itself MP4 is read as MP4 — and fails as one.
+//!
+//! Bounded like images: the stream's pixel count and duration are checked before decoding;
+//! decoding is charged for what it really does — frames and pixels decoded, against
+//! [`VideoLimits`] — as well as a wall-clock budget and a budget of decode errors; and a
+//! truncated file — which can reach end of file without a single error — is caught by
+//! comparing how far the packets went with the duration the container declares.
 
 use crate::MediaError;
 use ffmpeg_next as ff;
+use std::ffi::CStr;
 use std::path::Path;
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -28,6 +36,10 @@ pub struct VideoLimits {
     pub budget: Duration,
     /// Decode and demux errors tolerated before the file counts as corrupt.
     pub max_errors: u32,
+    /// Most frames decoded to find the poster (a 960 fps slow-motion clip needs 960).
+    pub max_poster_frames: u32,
+    /// Most pixels decoded for one preview: the decoding work, whatever the clip claims.
+    pub max_decoded_pixels: u64,
 }
 
 impl Default for VideoLimits {
@@ -37,6 +49,9 @@ impl Default for VideoLimits {
             max_duration: Duration::from_secs(30 * 60),
             budget: Duration::from_secs(60),
             max_errors: 20,
+            max_poster_frames: 2_000,
+            // ~15 min of 1080p at 30 fps, about what the default time budget encodes.
+            max_decoded_pixels: 2_000 * 1_000_000 * 30,
         }
     }
 }
@@ -66,6 +81,118 @@ fn corrupt(e: impl std::fmt::Display) -> MediaError {
     MediaError::Corrupt(e.to_string())
 }
 
+/// The container a file was sniffed as, and so the only FFmpeg demuxer it is read with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    /// MP4, MOV, 3GP, M4A: FFmpeg's `mov,mp4,m4a,3gp,3g2,mj2`.
+    Mp4,
+    /// Matroska and WebM: `matroska,webm`.
+    Matroska,
+    Ogg,
+    Mp3,
+    Wav,
+    Flac,
+    Amr,
+    Aac,
+}
+
+impl Container {
+    /// The container of a file sniffed as `mime` ([`crate::sniff`]); `None` for types
+    /// FFmpeg does not read here.
+    pub fn of_mime(mime: &str) -> Option<Self> {
+        Some(match mime {
+            "video/mp4" | "video/quicktime" | "video/3gpp" | "audio/mp4" => Self::Mp4,
+            "video/webm" | "video/x-matroska" => Self::Matroska,
+            "audio/ogg" => Self::Ogg,
+            "audio/mpeg" => Self::Mp3,
+            "audio/wav" => Self::Wav,
+            "audio/flac" => Self::Flac,
+            "audio/amr" => Self::Amr,
+            "audio/aac" => Self::Aac,
+            _ => return None,
+        })
+    }
+
+    /// FFmpeg's name of the demuxer.
+    fn demuxer(self) -> &'static CStr {
+        match self {
+            Self::Mp4 => c"mov",
+            Self::Matroska => c"matroska",
+            Self::Ogg => c"ogg",
+            Self::Mp3 => c"mp3",
+            Self::Wav => c"wav",
+            Self::Flac => c"flac",
+            Self::Amr => c"amr",
+            Self::Aac => c"aac",
+        }
+    }
+}
+
+/// Refuses every stream a demuxer tries to open besides its input (`AVFormatContext.io_open`,
+/// which nested contexts inherit).
+unsafe extern "C" fn refuse_nested_open(
+    _: *mut ff::ffi::AVFormatContext,
+    _: *mut *mut ff::ffi::AVIOContext,
+    _: *const libc::c_char,
+    _: libc::c_int,
+    _: *mut *mut ff::ffi::AVDictionary,
+) -> libc::c_int {
+    -libc::EPERM
+}
+
+/// Streams a file may declare: a phone's clip has two or three.
+const MAX_STREAMS: i32 = 16;
+
+/// Opens `path` with `container`'s demuxer alone, over our own reads of the file, and reads
+/// its stream information. A file that is not that container fails as corrupt.
+fn open_input(path: &Path, container: Container) -> Result<ff::format::context::Input, MediaError> {
+    use ff::ffi;
+    init()?;
+    let not_it = |e: ff::Error| {
+        MediaError::Corrupt(format!(
+            "not a valid {} file: {e}",
+            container.demuxer().to_string_lossy()
+        ))
+    };
+    let file = std::fs::File::open(path)?;
+    let mut io = ff::format::context::StreamIo::from_read_seek(file).map_err(corrupt)?;
+    let mut options = ff::Dictionary::new();
+    // Belt and braces: no protocol at all, and MP4's external data references stay off.
+    options.set("protocol_whitelist", "none");
+    options.set("enable_drefs", "0");
+    // SAFETY: the context is allocated here and handed to `Input`, which owns and frees it
+    // together with `io`; the demuxer pointer is FFmpeg's static table entry.
+    unsafe {
+        let fmt = ffi::av_find_input_format(container.demuxer().as_ptr());
+        if fmt.is_null() {
+            return Err(MediaError::Failed(format!(
+                "FFmpeg has no {:?} demuxer",
+                container.demuxer()
+            )));
+        }
+        let mut ps = ffi::avformat_alloc_context();
+        if ps.is_null() {
+            return Err(MediaError::Failed("out of memory".into()));
+        }
+        (*ps).pb = io.as_mut_ptr();
+        (*ps).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as libc::c_int;
+        (*ps).io_open = Some(refuse_nested_open);
+        (*ps).max_streams = MAX_STREAMS;
+        let mut opts = options.disown();
+        let opened = ffi::avformat_open_input(&mut ps, c"input".as_ptr(), fmt, &mut opts);
+        drop(ff::Dictionary::own(opts));
+        if opened < 0 {
+            // avformat_open_input freed the context; `io` is ours to drop.
+            return Err(not_it(ff::Error::from(opened)));
+        }
+        let ictx = ff::format::context::Input::wrap_with_custom_io(ps, io);
+        match ffi::avformat_find_stream_info(ps, std::ptr::null_mut()) {
+            r if r >= 0 => Ok(ictx),
+            e => Err(not_it(ff::Error::from(e))),
+        }
+    }
+}
+
 /// The container's duration, if it declares one.
 fn declared_duration(ictx: &ff::format::context::Input) -> Option<Duration> {
     let d = ictx.duration();
@@ -73,9 +200,12 @@ fn declared_duration(ictx: &ff::format::context::Input) -> Option<Duration> {
 }
 
 /// Duration of an audio file (a voice note), checked against `limits`.
-pub fn probe_audio(path: &Path, limits: &VideoLimits) -> Result<i64, MediaError> {
-    init()?;
-    let ictx = ff::format::input(path).map_err(corrupt)?;
+pub fn probe_audio(
+    path: &Path,
+    container: Container,
+    limits: &VideoLimits,
+) -> Result<i64, MediaError> {
+    let ictx = open_input(path, container)?;
     if ictx.streams().best(ff::media::Type::Audio).is_none() {
         return Err(MediaError::Corrupt("no audio stream".into()));
     }
@@ -117,9 +247,8 @@ struct Opened {
     decoder: ff::decoder::Video,
 }
 
-fn open_video(path: &Path) -> Result<Opened, MediaError> {
-    init()?;
-    let ictx = ff::format::input(path).map_err(corrupt)?;
+fn open_video(path: &Path, container: Container) -> Result<Opened, MediaError> {
+    let ictx = open_input(path, container)?;
     let stream = ictx
         .streams()
         .best(ff::media::Type::Video)
@@ -140,7 +269,11 @@ fn open_video(path: &Path) -> Result<Opened, MediaError> {
 }
 
 /// Probes a video and makes its poster frame.
-pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, MediaError> {
+pub fn process_video(
+    path: &Path,
+    container: Container,
+    limits: &VideoLimits,
+) -> Result<VideoOutput, MediaError> {
     let started = Instant::now();
     let Opened {
         mut ictx,
@@ -148,7 +281,7 @@ pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, M
         time_base,
         rotation,
         mut decoder,
-    } = open_video(path)?;
+    } = open_video(path, container)?;
     let time_base = f64::from(time_base);
     let (cw, ch) = (decoder.width(), decoder.height());
     if cw == 0 || ch == 0 {
@@ -170,7 +303,7 @@ pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, M
 
     // Decode up to the poster time; then read on (without decoding) to the end to see how
     // far the packets really go.
-    let mut errors = 0u32;
+    let (mut errors, mut decoded) = (0u32, 0u32);
     let mut first: Option<ff::frame::Video> = None;
     let mut poster: Option<ff::frame::Video> = None;
     let mut last_pts = 0f64;
@@ -211,12 +344,15 @@ pub fn process_video(path: &Path, limits: &VideoLimits) -> Result<VideoOutput, M
             errors += 1;
         }
         while decoder.receive_frame(&mut frame).is_ok() {
+            decoded += 1;
             let t = frame.pts().map_or(0.0, |p| p as f64 * time_base);
             // The first frame stands in when the clip is shorter than the poster time.
             if first.is_none() {
                 first = Some(frame.clone());
             }
-            if t >= POSTER_AT.as_secs_f64() {
+            // So many frames before the poster time (or timestamps that never get there):
+            // the work stops here and the last frame is the poster.
+            if t >= POSTER_AT.as_secs_f64() || decoded >= limits.max_poster_frames {
                 poster = Some(frame.clone());
                 break;
             }
@@ -262,7 +398,12 @@ pub const PREVIEW_SHORT_SIDE: u32 = 480;
 /// Makes a muted 480p H.264 MP4 preview of `path` at `out` (shorter side 480 px, never
 /// enlarged; `moov` first so players start before the download ends; the rotation kept as
 /// display metadata). Bounded by the same pixel, time and error budgets as [`process_video`].
-pub fn make_preview(path: &Path, out: &Path, limits: &VideoLimits) -> Result<(), MediaError> {
+pub fn make_preview(
+    path: &Path,
+    container: Container,
+    out: &Path,
+    limits: &VideoLimits,
+) -> Result<(), MediaError> {
     let started = Instant::now();
     let Opened {
         mut ictx,
@@ -270,7 +411,7 @@ pub fn make_preview(path: &Path, out: &Path, limits: &VideoLimits) -> Result<(),
         time_base: in_tb,
         rotation,
         mut decoder,
-    } = open_video(path)?;
+    } = open_video(path, container)?;
     let (w, h) = (decoder.width(), decoder.height());
     if w == 0 || h == 0 || u64::from(w) * u64::from(h) > limits.max_pixels {
         return Err(MediaError::TooLarge(format!("{w}×{h} cannot be previewed")));
@@ -338,7 +479,7 @@ pub fn make_preview(path: &Path, out: &Path, limits: &VideoLimits) -> Result<(),
         (tw, th),
     )?;
 
-    let mut errors = 0u32;
+    let (mut errors, mut pixels) = (0u32, 0u64);
     let (mut frame, mut small) = (ff::frame::Video::empty(), ff::frame::Video::empty());
     let mut encoded = ff::Packet::empty();
     let mut packet = ff::Packet::empty();
@@ -376,6 +517,13 @@ pub fn make_preview(path: &Path, out: &Path, limits: &VideoLimits) -> Result<(),
             return Err(MediaError::Corrupt("too many decode errors".into()));
         }
         while decoder.receive_frame(&mut frame).is_ok() {
+            pixels += u64::from(frame.width()) * u64::from(frame.height());
+            if pixels > limits.max_decoded_pixels {
+                return Err(MediaError::TooLarge(format!(
+                    "over the decoding budget of {} pixels",
+                    limits.max_decoded_pixels
+                )));
+            }
             scaler.run(&frame, &mut small).map_err(corrupt)?;
             small.set_pts(frame.timestamp());
             encoder.send_frame(&small).map_err(failed)?;
@@ -489,7 +637,7 @@ mod tests {
         let limits = VideoLimits::default();
         let hd = clip(dir.path(), "hd.mp4", "1280x720", "2", &[]);
         let out = dir.path().join("p.mp4");
-        make_preview(&hd, &out, &limits).unwrap();
+        make_preview(&hd, Container::Mp4, &out, &limits).unwrap();
         let bytes = std::fs::read(&out).unwrap();
         let at = |atom: &[u8]| bytes.windows(4).position(|w| w == atom).unwrap();
         assert!(
@@ -497,7 +645,7 @@ mod tests {
             "faststart: the index comes first"
         );
         assert!(bytes.windows(4).any(|w| w == b"avc1"), "H.264");
-        let p = process_video(&out, &limits).unwrap();
+        let p = process_video(&out, Container::Mp4, &limits).unwrap();
         assert_eq!((p.width, p.height), (854, 480));
         assert!((1900..=2100).contains(&p.duration_ms), "{}", p.duration_ms);
         assert!(bytes.len() < std::fs::metadata(&hd).unwrap().len() as usize * 2);
@@ -512,7 +660,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let limits = VideoLimits::default();
         let mp4 = clip(dir.path(), "a.mp4", "640x360", "3", &[]);
-        let out = process_video(&mp4, &limits).unwrap();
+        let out = process_video(&mp4, Container::Mp4, &limits).unwrap();
         assert_eq!((out.width, out.height, out.rotation), (640, 360, 0));
         assert!(
             (2900..=3100).contains(&out.duration_ms),
@@ -528,7 +676,7 @@ mod tests {
             "r.mp4",
             &["-i", &src, "-c", "copy", "-metadata:s:v:0", "rotate=90"],
         );
-        let out = process_video(&turned, &limits).unwrap();
+        let out = process_video(&turned, Container::Mp4, &limits).unwrap();
         assert_eq!((out.width, out.height), (360, 640));
         assert_eq!(dims(&out.poster), (360, 640));
         // Upright the way FFmpeg's own player shows it: compare with its frame at 1 s.
@@ -542,15 +690,19 @@ mod tests {
 
         // Its preview keeps the rotation: shown upright too.
         let preview = dir.path().join("rp.mp4");
-        make_preview(&turned, &preview, &limits).unwrap();
-        let again = process_video(&preview, &limits).unwrap();
+        make_preview(&turned, Container::Mp4, &preview, &limits).unwrap();
+        let again = process_video(&preview, Container::Mp4, &limits).unwrap();
         assert_eq!((again.width, again.height), (360, 640));
         assert_upright(&reference, &again.poster);
 
         // Shorter than the poster time: the first frame.
         let short = clip(dir.path(), "s.mp4", "320x240", "0.4", &[]);
         assert_eq!(
-            dims(&process_video(&short, &limits).unwrap().poster),
+            dims(
+                &process_video(&short, Container::Mp4, &limits)
+                    .unwrap()
+                    .poster
+            ),
             (320, 240)
         );
 
@@ -566,8 +718,79 @@ mod tests {
                 "aac",
             ],
         );
-        let ms = probe_audio(&m4a, &limits).unwrap();
+        let ms = probe_audio(&m4a, Container::Mp4, &limits).unwrap();
         assert!((1900..=2200).contains(&ms), "{ms}");
+    }
+
+    #[test]
+    fn polyglots_are_read_as_what_they_were_sniffed_as() {
+        use crate::fixtures::{polyglot, Polyglot};
+        // A victim's clip two directories up, as a job's input sees another blob.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = clip(dir.path(), "victim.mp4", "640x360", "3", &[]);
+        let job = dir.path().join("spool/job");
+        std::fs::create_dir_all(&job).unwrap();
+        let limits = VideoLimits::default();
+        let cases = [
+            (
+                Polyglot::DashAsMp4,
+                "../../victim.mp4".to_owned(),
+                "video/mp4",
+            ),
+            (
+                Polyglot::HlsAsMp3,
+                "../../victim.mp4".to_owned(),
+                "audio/mpeg",
+            ),
+            (
+                Polyglot::HlsAsMp3,
+                format!("file:{}", victim.display()),
+                "audio/mpeg",
+            ),
+            (Polyglot::ConcatAsMp3, "victim.mp4".to_owned(), "audio/mpeg"),
+            (
+                Polyglot::HlsAsMatroska,
+                "../../victim.mp4".to_owned(),
+                "video/x-matroska",
+            ),
+        ];
+        std::fs::copy(&victim, job.join("victim.mp4")).unwrap();
+        for (i, (kind, target, sniffed)) in cases.into_iter().enumerate() {
+            let path = job.join(format!("input-{i}"));
+            std::fs::write(&path, polyglot(kind, &target)).unwrap();
+            let head = std::fs::read(&path).unwrap();
+            assert_eq!(
+                crate::sniff(&head).map(|d| d.mime),
+                Some(sniffed),
+                "case {i}"
+            );
+            let container = Container::of_mime(sniffed).unwrap();
+            let r = if sniffed.starts_with("audio") {
+                probe_audio(&path, container, &limits).map(|_| ())
+            } else {
+                process_video(&path, container, &limits).map(|_| ())
+            };
+            assert!(matches!(r, Err(MediaError::Corrupt(_))), "case {i}: {r:?}");
+            let r = make_preview(&path, container, &job.join(format!("out-{i}.mp4")), &limits);
+            assert!(matches!(r, Err(MediaError::Corrupt(_))), "case {i}: {r:?}");
+        }
+        // The cases are real attacks: FFmpeg left to probe follows the first two to the clip.
+        for (i, kind) in [Polyglot::DashAsMp4, Polyglot::HlsAsMp3]
+            .into_iter()
+            .enumerate()
+        {
+            let path = job.join(format!("probed-{i}"));
+            std::fs::write(&path, polyglot(kind, "../../victim.mp4")).unwrap();
+            let opened = ff::format::input(&path).expect("FFmpeg follows the reference");
+            let video = opened.streams().best(ff::media::Type::Video).unwrap();
+            let size = ff::codec::context::Context::from_parameters(video.parameters())
+                .unwrap()
+                .decoder()
+                .video()
+                .map(|d| (d.width(), d.height()))
+                .unwrap();
+            assert_eq!(size, (640, 360), "case {i} read the victim's clip");
+        }
     }
 
     #[test]
@@ -577,7 +800,7 @@ mod tests {
         // An 8K clip is over the pixel limit.
         let big = clip(dir.path(), "8k.mp4", "7680x4320", "0.04", &[]);
         assert!(matches!(
-            process_video(&big, &limits),
+            process_video(&big, Container::Mp4, &limits),
             Err(MediaError::TooLarge(_))
         ));
         // A clip cut to 40 % (index at the front, so it still opens and ends without error).
@@ -591,7 +814,7 @@ mod tests {
         let bytes = std::fs::read(&whole).unwrap();
         let cut = dir.path().join("cut.mp4");
         std::fs::write(&cut, &bytes[..bytes.len() * 2 / 5]).unwrap();
-        let r = process_video(&cut, &limits);
+        let r = process_video(&cut, Container::Mp4, &limits);
         assert!(
             matches!(r, Err(MediaError::Corrupt(_))),
             "{:?}",
@@ -601,7 +824,7 @@ mod tests {
         let junk = dir.path().join("junk.mp4");
         std::fs::write(&junk, [0x42u8; 4096]).unwrap();
         assert!(matches!(
-            process_video(&junk, &limits),
+            process_video(&junk, Container::Mp4, &limits),
             Err(MediaError::Corrupt(_))
         ));
         let short_limit = VideoLimits {
@@ -609,7 +832,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            process_video(&whole, &short_limit),
+            process_video(&whole, Container::Mp4, &short_limit),
             Err(MediaError::TooLarge(_))
         ));
     }

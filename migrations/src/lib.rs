@@ -8,6 +8,7 @@ mod m20261122_000002_add_message_changes_presence_retention;
 mod m20261122_000003_create_media_tables;
 mod m20261122_000004_create_uploads;
 mod m20261122_000005_create_media_jobs;
+mod m20261203_000006_add_upload_keep_metadata;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_media_tables::Migration),
             Box::new(m20261122_000004_create_uploads::Migration),
             Box::new(m20261122_000005_create_media_jobs::Migration),
+            Box::new(m20261203_000006_add_upload_keep_metadata::Migration),
         ]
     }
 }

@@ -204,4 +204,9 @@ pub struct MediaFile {
     pub preview: bool,
     #[serde(default)]
     pub poster: bool,
+    /// Why processing failed (`status: failed`): `corrupt or unreadable: …` when the bytes do
+    /// not parse as the type they were sniffed as (or are damaged), `over a limit: …` when
+    /// decoding them would cost more than allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }

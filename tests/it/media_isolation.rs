@@ -22,6 +22,7 @@ fn job_process(memory: u64) -> JobProcess {
             memory,
             cpu_seconds: 60,
             nice: 10,
+            ..Default::default()
         },
     }
 }
@@ -31,12 +32,14 @@ fn unbounded_image_job(input: &Path, out_dir: &Path) -> Job {
     std::fs::create_dir_all(out_dir).unwrap();
     Job {
         task: Task::Image,
+        mime: "image/png".into(),
         input: input.to_owned(),
         out_dir: out_dir.to_owned(),
         image: ImageLimits {
             max_pixels: u64::MAX,
             max_side: u32::MAX,
             max_alloc: u64::MAX,
+            max_scans: usize::MAX,
         },
         video: Default::default(),
     }
@@ -86,6 +89,7 @@ async fn a_job_over_its_time_budget_is_killed() {
     std::fs::create_dir_all(&out).unwrap();
     let job = Job {
         task: Task::VideoPreview,
+        mime: "video/mp4".into(),
         input: clip,
         out_dir: out.clone(),
         image: Default::default(),
@@ -212,4 +216,70 @@ fn a_media_worker_needs_a_shared_database_and_the_service_secret() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--service-secret"), "{err}");
+}
+
+/// The job sandbox (`media_worker::sandbox`): a job's process reads its input and writes its
+/// output directory, and can do nothing else a hostile file's code would want.
+#[tokio::test]
+async fn a_job_can_reach_nothing_but_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // Outside the job's directory: a secret, and a server listening on loopback.
+    let secret = dir.path().join("database.sqlite");
+    std::fs::write(&secret, "every message").unwrap();
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let job_dir = dir.path().join("jobs").join("job-1");
+    let out_dir = job_dir.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let input = job_dir.join("input");
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n{}\ntcp:{}\n",
+            secret.display(),
+            dir.path().display(),
+            server.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let job = Job {
+        task: Task::SandboxCheck,
+        mime: "text/plain".into(),
+        input: input.clone(),
+        out_dir: out_dir.clone(),
+        image: Default::default(),
+        video: Default::default(),
+    };
+
+    // The same probe run here, unconfined, finds every way out open: it is no straw man.
+    let unconfined = media_worker::sandbox::probe(&input, &out_dir);
+    let found = unconfined.escapes.join("\n");
+    for escape in [
+        "read /etc/passwd",
+        &format!("read {}", secret.display()),
+        "opened an AF_INET socket",
+        "connected to tcp",
+        "inherited environment",
+        "wrote in",
+    ] {
+        assert!(found.contains(escape), "{escape} not found in:\n{found}");
+    }
+    while server.accept().is_ok() {}
+    std::fs::remove_file(job_dir.join("escape-check")).unwrap();
+    let _ = std::fs::remove_dir(dir.path().join("jobs").join("escape-check"));
+
+    Isolator::new(job_process(2 << 30))
+        .run(job, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let report: media_worker::sandbox::Report =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report.works,
+        "the job can read its input and write its output"
+    );
+    assert_eq!(report.escapes, Vec::<String>::new());
+    assert!(report.applied.landlock_abi >= 1 && report.applied.seccomp);
+    assert!(server.accept().is_err(), "nothing connected");
+    assert!(!job_dir.join("escape-check").exists());
 }

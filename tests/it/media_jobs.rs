@@ -25,10 +25,18 @@ pub(crate) fn jpeg(w: u32, h: u32) -> Vec<u8> {
 }
 
 /// The `media` update about `file` on this device's stream.
-async fn media_body(d: &mut Device, file: &FileId) -> UpdateBody {
+pub(crate) async fn media_body(d: &mut Device, file: &FileId) -> UpdateBody {
     d.next_update(|u| matches!(&u.body, UpdateBody::Media { file: f, .. } if f == file))
         .await
         .body
+}
+
+/// The status a `media` update about `file` (of any class) brings.
+pub(crate) async fn media_status(d: &mut Device, file: &FileId) -> String {
+    let UpdateBody::Media { status, .. } = media_body(d, file).await else {
+        unreachable!()
+    };
+    status
 }
 
 /// The `media` update about an image: (status, width, height, thumb).
@@ -98,6 +106,22 @@ pub(crate) async fn fetch(
     (status, ct, r.bytes().await.unwrap().to_vec())
 }
 
+/// `GET /v1/media/{id}/info` as `token` sees it.
+pub(crate) async fn media_info(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    id: &FileId,
+) -> MediaFile {
+    app.api
+        .request(Method::GET, &format!("/media/{id}/info"), Some(token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn dims(bytes: &[u8]) -> (u32, u32) {
     image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -140,19 +164,7 @@ async fn photos_get_thumbnails_and_hostile_files_fail_alone(setup: Setup) {
         ("ready", Some(1600), Some(1200), true)
     );
 
-    let info: MediaFile = app
-        .api
-        .request(
-            Method::GET,
-            &format!("/media/{}/info", photo.id),
-            Some(alice.token()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = media_info(&app, alice.token(), &photo.id).await;
     assert_eq!(
         (info.status.as_str(), info.width, info.height),
         ("ready", Some(1600), Some(1200))

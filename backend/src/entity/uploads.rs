@@ -12,6 +12,8 @@ pub struct Model {
     pub name: Option<String>,
     pub file_id: Option<String>,
     pub created_at: i64,
+    /// The uploader asked to store the file as uploaded, metadata included.
+    pub keep_metadata: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

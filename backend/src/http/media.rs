@@ -17,7 +17,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use media_worker::blob::{ByteRange, Object};
 use media_worker::sniff::SNIFF_BYTES;
-use media_worker::{blob_key, sniff, BlobStore};
+use media_worker::{blob_key, sniff, strip, BlobStore};
 use protocol::http::MediaFile;
 use protocol::ErrorCode;
 use sha2::{Digest, Sha256};
@@ -41,6 +41,9 @@ pub struct Media {
 pub struct UploadQuery {
     /// The file's name as the user knows it (shown to recipients; never used as a path).
     name: Option<String>,
+    /// Store the file as uploaded: an image keeps its EXIF (GPS included), XMP and comments.
+    #[serde(default)]
+    keep_metadata: bool,
 }
 
 pub(super) fn clean_name(name: Option<String>) -> Result<Option<String>> {
@@ -122,8 +125,15 @@ pub async fn upload(
     }
     out.flush().await.map_err(io)?;
     drop(out);
-    let sha256 = hex(&hasher.finalize());
-    let file = ingest(&state, &me.user, &spooled.path, &head, sha256, size, name).await?;
+    let complete = Complete {
+        path: &spooled.path,
+        head: &head,
+        sha256: hex(&hasher.finalize()),
+        size,
+        name,
+        keep_metadata: q.keep_metadata,
+    };
+    let file = ingest(&state, &me.user, complete).await?;
     Ok((StatusCode::CREATED, Json(file)))
 }
 
@@ -131,23 +141,48 @@ pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A complete upload in the spool (its first bytes `head`, its hash and size): typed, stored
-/// unless the same bytes are stored already, and recorded as a file of `owner`'s.
+/// A complete upload in the spool.
+pub(super) struct Complete<'a> {
+    pub path: &'a std::path::Path,
+    /// Its first bytes, to type it by.
+    pub head: &'a [u8],
+    pub sha256: String,
+    pub size: u64,
+    pub name: Option<String>,
+    /// Store it as uploaded, metadata included (the uploader's choice).
+    pub keep_metadata: bool,
+}
+
+/// A complete upload, typed; an image stripped of its metadata (unless it is to be kept);
+/// stored unless the same bytes are stored already; and recorded as a file of `owner`'s.
 pub(super) async fn ingest(
     state: &AppState,
     owner: &protocol::UserId,
-    path: &std::path::Path,
-    head: &[u8],
-    sha256: String,
-    size: u64,
-    name: Option<String>,
+    upload: Complete<'_>,
 ) -> Result<MediaFile> {
-    let Some(detected) = sniff(head) else {
+    let Some(detected) = sniff(upload.head) else {
         return Err(Error::client(
             ErrorCode::UnsupportedMedia,
             "this file type is not accepted (images, videos, audio, PDF, office documents, text and zip are)",
         ));
     };
+    let Complete {
+        mut path,
+        mut sha256,
+        mut size,
+        name,
+        ..
+    } = upload;
+    // The stripped copy, if one is made; its spool file goes when this does.
+    let stripped;
+    if strip::strippable(detected.mime) && !upload.keep_metadata {
+        let out = Spooled {
+            path: state.media.spool.join(crate::util::new_id('s')),
+        };
+        (sha256, size) = strip_into(path, &out.path, detected.mime).await?;
+        stripped = out;
+        path = &stripped.path;
+    }
     let key = blob_key(&sha256);
     if !state.store.blob_stored(&sha256).await? {
         state
@@ -174,6 +209,53 @@ pub(super) async fn ingest(
         state.media.jobs.notify_one();
     }
     Ok(file)
+}
+
+/// Writes `from` (an image of type `mime`) to `to` without its metadata; returns the copy's
+/// SHA-256 and size.
+async fn strip_into(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    mime: &'static str,
+) -> Result<(String, u64)> {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    let stripped = tokio::task::spawn_blocking(move || {
+        let mut input = std::io::BufReader::new(std::fs::File::open(from)?);
+        let mut out = Hashing {
+            inner: std::io::BufWriter::new(std::fs::File::create(to)?),
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        strip::strip(mime, &mut input, &mut out)?;
+        std::io::Write::flush(&mut out.inner).map_err(strip::StripError::Io)?;
+        Ok::<_, strip::StripError>((hex(&out.hasher.finalize()), out.size))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("stripping: {e}")))?;
+    stripped.map_err(|e| match e {
+        strip::StripError::Io(e) => io(e),
+        refused => Error::client(ErrorCode::UnsupportedMedia, refused.to_string()),
+    })
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 pub async fn info(

@@ -15,7 +15,7 @@
 //! The bytes so far live in a spool file named after the upload; its length is the offset.
 //! One PATCH at a time per upload (another one meanwhile gets 423).
 
-use super::media::{clean_name, hex, info_of, ingest, io};
+use super::media::{clean_name, hex, info_of, ingest, io, Complete};
 use super::{AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
@@ -93,15 +93,17 @@ fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// `Upload-Metadata: key base64,key base64,…` → the file name, from `filename` or `name`.
-fn name_from_metadata(headers: &HeaderMap) -> Result<Option<String>> {
+/// What `Upload-Metadata: key base64,key base64,…` says: the file name (`filename` or
+/// `name`), and `keep_metadata` (`true`: store the file as uploaded).
+fn upload_metadata(headers: &HeaderMap) -> Result<(Option<String>, bool)> {
     let Some(meta) = headers.get("upload-metadata").and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
+        return Ok((None, false));
     };
+    let (mut name, mut keep) = (None, false);
     for pair in meta.split(',') {
         let mut parts = pair.trim().splitn(2, ' ');
         let key = parts.next().unwrap_or_default();
-        if key != "filename" && key != "name" {
+        if !matches!(key, "filename" | "name" | "keep_metadata") {
             continue;
         }
         let value = base64::engine::general_purpose::STANDARD
@@ -114,9 +116,13 @@ fn name_from_metadata(headers: &HeaderMap) -> Result<Option<String>> {
                     "Upload-Metadata values are base64 UTF-8",
                 )
             })?;
-        return clean_name(Some(value));
+        match key {
+            "keep_metadata" => keep = value == "true",
+            _ if name.is_none() => name = clean_name(Some(value))?,
+            _ => {}
+        }
     }
-    Ok(None)
+    Ok((name, keep))
 }
 
 pub async fn options(State(state): State<AppState>) -> Response {
@@ -161,8 +167,11 @@ pub async fn create(
             format!("uploads are limited to {} bytes", state.media.max_upload),
         ));
     }
-    let name = name_from_metadata(&headers)?;
-    let upload = state.store.create_upload(&me.user, length, name).await?;
+    let (name, keep_metadata) = upload_metadata(&headers)?;
+    let upload = state
+        .store
+        .create_upload(&me.user, length, name, keep_metadata)
+        .await?;
     let path = spool(&state, &upload.id);
     tokio::fs::create_dir_all(path.parent().expect("spool dir"))
         .await
@@ -296,7 +305,15 @@ pub async fn patch(
     }
     // Complete: hash, type, store, record.
     let (sha256, head) = digest(&path).await?;
-    let file = match ingest(&state, &me.user, &path, &head, sha256, length, upload.name).await {
+    let complete = Complete {
+        path: &path,
+        head: &head,
+        sha256,
+        size: length,
+        name: upload.name,
+        keep_metadata: upload.keep_metadata,
+    };
+    let file = match ingest(&state, &me.user, complete).await {
         Ok(f) => f,
         Err(e) => {
             // A refused file (e.g. an unaccepted type) ends the upload.

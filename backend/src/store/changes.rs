@@ -9,7 +9,7 @@
 use super::conversations::{member_ids, membership};
 use super::log::{append, Entry, Outgoing};
 use super::Store;
-use crate::entity::{hidden_messages, messages, reactions};
+use crate::entity::{hidden_messages, message_files, messages, reactions};
 use crate::error::{Error, Result};
 use crate::util::now_ms;
 use protocol::ops::{check_text, DeleteResult, EditResult, ReactResult};
@@ -216,6 +216,12 @@ impl Store {
                 }
                 reactions::Entity::delete_many()
                     .filter(reactions::Column::MsgId.eq(id.as_str()))
+                    .exec(&txn)
+                    .await?;
+                // The files it carried are no longer shared through it: members who kept their
+                // ids cannot download them now, nor hear of them in `media` updates.
+                message_files::Entity::delete_many()
+                    .filter(message_files::Column::MsgId.eq(id.as_str()))
                     .exec(&txn)
                     .await?;
                 to_members(&txn, &conv, body).await?

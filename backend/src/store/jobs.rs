@@ -35,6 +35,8 @@ pub struct Derived {
 pub struct Claimed {
     pub sha256: String,
     pub class: String,
+    /// The type sniffed at upload: it decides the one demuxer the file is read with.
+    pub mime: String,
     pub attempts: i32,
     pub storage_key: String,
 }
@@ -94,6 +96,7 @@ impl Store {
         Ok(Some(Claimed {
             sha256: job.sha256,
             class: job.class,
+            mime: blob.mime,
             attempts: job.attempts + 1,
             storage_key: blob.storage_key,
         }))

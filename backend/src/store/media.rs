@@ -38,6 +38,7 @@ pub fn media_file(f: &files::Model, b: &blobs::Model) -> MediaFile {
         thumb: b.thumb_key.is_some(),
         preview: b.preview_key.is_some(),
         poster: b.poster_key.is_some(),
+        failure: b.failure.clone(),
     }
 }
 
@@ -161,12 +162,14 @@ pub async fn shared_with<C: ConnectionTrait>(db: &C, user: &UserId, id: &str) ->
 }
 
 impl Store {
-    /// Registers a resumable upload of `length` bytes.
+    /// Registers a resumable upload of `length` bytes (`keep_metadata`: store it as uploaded,
+    /// not stripped).
     pub async fn create_upload(
         &self,
         owner: &UserId,
         length: u64,
         name: Option<String>,
+        keep_metadata: bool,
     ) -> Result<uploads::Model> {
         let row = uploads::Model {
             id: new_id('t'),
@@ -175,6 +178,7 @@ impl Store {
             name,
             file_id: None,
             created_at: now_ms(),
+            keep_metadata,
         };
         uploads::Entity::insert(uploads::ActiveModel::from(row.clone()))
             .exec_without_returning(&self.db)

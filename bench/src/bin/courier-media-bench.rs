@@ -11,13 +11,17 @@
 //!    `ffmpeg -vf scale=-2:480 -c:v libx264 -preset veryfast -crf 28 -an -movflags +faststart`,
 //!    and against real time (10 s).
 //!
+//! 3. The same 12 MP JPEG as a phone uploads it (EXIF with GPS, XMP, a comment, a trailer) →
+//!    its original without that metadata (`media_worker::strip`, which the server runs on
+//!    every image upload): its time, and the upload's throughput through it.
+//!
 //! Each is run `--runs` times; the median wall time is reported. The external tools' times
 //! include starting their process (a few ms); Courier's run in this process.
 
 use clap::Parser;
 use media_worker::image::{process_image, thumbnail_of, ImageLimits};
 use media_worker::isolate::{Isolator, JobProcess};
-use media_worker::video::{make_preview, process_video, VideoLimits};
+use media_worker::video::{make_preview, process_video, Container, VideoLimits};
 use media_worker::{Job, Task};
 use std::path::Path;
 use std::process::Command;
@@ -137,6 +141,7 @@ fn main() {
         time(args.runs, || {
             let job = Job {
                 task: Task::Image,
+                mime: "image/jpeg".into(),
                 input: photo.clone(),
                 out_dir: out.clone(),
                 image: limits.clone(),
@@ -156,6 +161,27 @@ fn main() {
         t_vips_each.as_secs_f64() / t_ours.as_secs_f64(),
         ms(t_job),
         t_child.map_or("(no release courier binary beside this one)".into(), |t| format!("{:.1} ms", ms(t))),
+    );
+
+    // 3. Stripping the original's metadata at upload.
+    let camera = d.join("camera.jpg");
+    std::fs::write(
+        &camera,
+        media_worker::fixtures::camera_jpeg(&std::fs::read(&photo).unwrap(), 6),
+    )
+    .unwrap();
+    let stripped = d.join("stripped.jpg");
+    let t_strip = time(args.runs, || {
+        let mut input = std::io::BufReader::new(std::fs::File::open(&camera).unwrap());
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&stripped).unwrap());
+        media_worker::strip::strip("image/jpeg", &mut input, &mut out).unwrap();
+    });
+    println!(
+        "12 MP JPEG with a phone's metadata ({:.1} MB) → stripped original ({:.1} MB):\n  courier        {:>7.1} ms  {:.0} MB/s",
+        size(&camera) as f64 / 1e6,
+        size(&stripped) as f64 / 1e6,
+        ms(t_strip),
+        size(&camera) as f64 / 1e6 / t_strip.as_secs_f64(),
     );
 
     // 2. Clip → 480p preview.
@@ -182,9 +208,11 @@ fn main() {
         ..Default::default()
     };
     let ours = d.join("ours.mp4");
-    let t_ours = time(args.runs, || make_preview(&clip, &ours, &vlimits).unwrap());
+    let t_ours = time(args.runs, || {
+        make_preview(&clip, Container::Mp4, &ours, &vlimits).unwrap()
+    });
     let t_probe = time(args.runs, || {
-        process_video(&clip, &vlimits).unwrap();
+        process_video(&clip, Container::Mp4, &vlimits).unwrap();
     });
     let theirs = d.join("ffmpeg.mp4");
     let t_ffmpeg = time(args.runs, || {

@@ -138,9 +138,33 @@ impl Api {
         bytes: Vec<u8>,
         name: Option<&str>,
     ) -> Result<protocol::http::MediaFile, ClientError> {
+        self.post_media(token, bytes, name, false).await
+    }
+
+    /// [`upload`](Self::upload), storing the file exactly as given: an image keeps its EXIF
+    /// (GPS position, camera serial), XMP and comments, which the server otherwise strips.
+    pub async fn upload_keeping_metadata(
+        &self,
+        token: &str,
+        bytes: Vec<u8>,
+        name: Option<&str>,
+    ) -> Result<protocol::http::MediaFile, ClientError> {
+        self.post_media(token, bytes, name, true).await
+    }
+
+    async fn post_media(
+        &self,
+        token: &str,
+        bytes: Vec<u8>,
+        name: Option<&str>,
+        keep_metadata: bool,
+    ) -> Result<protocol::http::MediaFile, ClientError> {
         let mut req = self.req(Method::POST, "/media", Some(token)).body(bytes);
         if let Some(n) = name {
             req = req.query(&[("name", n)]);
+        }
+        if keep_metadata {
+            req = req.query(&[("keep_metadata", "true")]);
         }
         self.call(req).await
     }

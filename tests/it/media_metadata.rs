@@ -120,15 +120,9 @@ async fn image_originals_lose_identifying_metadata(setup: Setup) {
     assert_eq!(app.stored_blobs(), blobs);
 
     // The uploader's choice: everything kept, byte for byte.
-    let kept: MediaFile = app
+    let kept = app
         .api
-        .request(Method::POST, "/media", Some(alice.token()))
-        .query(&[("keep_metadata", "true")])
-        .body(camera.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
+        .upload_keeping_metadata(alice.token(), camera.clone(), None)
         .await
         .unwrap();
     assert_eq!(kept.sha256, sha256_hex(&camera));

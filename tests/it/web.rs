@@ -120,7 +120,12 @@ async fn node(script: &str, app: &crate::helpers::TestApp, env: &[(&str, &Path)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_js_sdk_keeps_order_and_sends_each_message_once() {
     let app = spawn_app(Db::Sqlite).await;
-    let out = node("tests/sdk.test.mjs", &app, &[]).await;
+    // A phone's photo, for the upload with and without its metadata.
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("camera.jpg");
+    let plain = crate::media_jobs::jpeg(64, 48);
+    std::fs::write(&photo, media_worker::fixtures::camera_jpeg(&plain, 6)).unwrap();
+    let out = node("tests/sdk.test.mjs", &app, &[("COURIER_IMAGE", &photo)]).await;
     assert!(out.contains("sdk: all checks passed"), "{out}");
     println!("{out}");
 }

@@ -173,15 +173,18 @@ export class Api {
    * 🔒 Uploads a File or Blob with tus (resumable: an interrupted upload goes on from the
    * server's offset) and resolves to its media file (`{ id, mime, class, size, … }`).
    * @param {Blob} file
-   * @param {{ tus: object, name?: string, onProgress?: (sent: number, total: number) => void }} options
-   *   `tus` is tus-js-client (the page loads it as `tus.min.js`)
+   * @param {{ tus: object, name?: string, keepMetadata?: boolean, onProgress?: (sent: number, total: number) => void }} options
+   *   `tus` is tus-js-client (the page loads it as `tus.min.js`); `keepMetadata` stores an
+   *   image as uploaded, EXIF (GPS) included, instead of stripped
    */
-  upload(file, { tus, name, onProgress } = {}) {
+  upload(file, { tus, name, keepMetadata, onProgress } = {}) {
     return new Promise((resolve, reject) => {
+      const metadata = { filename: name || file.name || "file" };
+      if (keepMetadata) metadata.keep_metadata = "true";
       const up = new tus.Upload(file, {
         endpoint: this.base + "/v1/uploads",
         headers: { Authorization: `Bearer ${this.token}` },
-        metadata: { filename: name || file.name || "file" },
+        metadata,
         chunkSize: 8 << 20,
         retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
         removeFingerprintOnSuccess: true,

@@ -3,10 +3,14 @@
 // order and lost, messages queued while disconnected, a reload mid-stream, a refused send.
 // Each message must arrive once and every update in order.
 //
-// Run by `cargo test` (tests/it/web.rs) with COURIER_URL set to the server's HTTP address.
+// Run by `cargo test` (tests/it/web.rs) with COURIER_URL set to the server's HTTP address and
+// COURIER_IMAGE to a JPEG carrying a phone's EXIF.
 
 import mqtt from "mqtt";
+import * as tus from "tus-js-client";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { Api, Client, memoryStorage as memory } from "../app/courier.js";
 
 const url = process.env.COURIER_URL;
@@ -168,6 +172,17 @@ await assert.rejects(refused.done, (e) => e.code === "not_member");
 assert.equal(refused.state, "failed");
 assert.equal(a.outbox.length, 0);
 console.log("refused: failed, not retried");
+
+// 7. Uploads over tus: a photo's GPS and camera serial are stripped unless the uploader keeps
+// them (keepMetadata), in which case the stored bytes are the uploaded ones.
+const photo = readFileSync(process.env.COURIER_IMAGE);
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
+const stripped = await alice.api.upload(photo, { tus, name: "beach.jpg" });
+const kept = await alice.api.upload(photo, { tus, name: "beach.jpg", keepMetadata: true });
+assert.equal(kept.sha256, sha256(photo), "kept as uploaded");
+assert.notEqual(stripped.sha256, sha256(photo));
+assert.ok(stripped.size < photo.length, `${stripped.size} < ${photo.length}`);
+console.log("uploads: metadata stripped, or kept when asked");
 
 // Across everything: every message bob's first client saw, once each.
 inOrder(b.updates);

@@ -1,10 +1,15 @@
-//! Image originals without identifying metadata: [`strip`] copies a JPEG, PNG, WebP or GIF
+//! Originals without identifying metadata: [`strip`] copies a JPEG, PNG, WebP or GIF
 //! leaving out EXIF (GPS, camera serials, maker notes, times), XMP, IPTC, comments, embedded
 //! thumbnails (which can show what a crop cut away) and whatever follows the image (phone
 //! trailers, motion-photo videos). The pixels are copied byte for byte — never decoded or
 //! re-encoded — and so is what decides how they look: colour profiles (ICC, gamma,
 //! chromaticities), transparency, animation, Adobe's colour transform. The EXIF orientation
 //! is the one tag kept, in a minimal EXIF block of its own, so the image displays as before.
+//!
+//! An MP4, MOV, 3GP or M4A file keeps every byte in place, but its user-data and metadata
+//! boxes (`udta`, `meta` — where phones put the location, `loci` or `©xyz`, and the make,
+//! model and software) become `free` boxes full of zeros: nothing moves, so the sample
+//! offsets stay right, and the tracks (with the rotation in their headers) are untouched.
 //!
 //! Stripping is deterministic, so the same upload stripped twice is the same bytes and is
 //! stored once. It walks the file's structure only (segments, chunks, blocks) and streams:
@@ -14,10 +19,10 @@
 use image::metadata::Orientation;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
-/// Why an image could not be stripped.
+/// Why a file could not be stripped.
 #[derive(Debug, thiserror::Error)]
 pub enum StripError {
-    #[error("the {0} image's structure cannot be read: {1}")]
+    #[error("the {0} file's structure cannot be read: {1}")]
     Unreadable(&'static str, String),
     #[error("I/O: {0}")]
     Io(#[from] io::Error),
@@ -36,11 +41,18 @@ fn bad(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
-/// Whether images of this (sniffed) type are stripped.
+/// Whether files of this (sniffed) type are stripped.
 pub fn strippable(mime: &str) -> bool {
     matches!(
         mime,
-        "image/jpeg" | "image/png" | "image/webp" | "image/gif"
+        "image/jpeg"
+            | "image/png"
+            | "image/webp"
+            | "image/gif"
+            | "video/mp4"
+            | "video/quicktime"
+            | "video/3gpp"
+            | "audio/mp4"
     )
 }
 
@@ -56,6 +68,9 @@ pub fn strip(
         "image/png" => png(input, out).map_err(unreadable("PNG")),
         "image/webp" => webp(input, out).map_err(unreadable("WebP")),
         "image/gif" => gif(input, out).map_err(unreadable("GIF")),
+        "video/mp4" | "video/quicktime" | "video/3gpp" | "audio/mp4" => {
+            iso_media(input, out).map_err(unreadable("MP4"))
+        }
         _ => Err(StripError::Unreadable(
             "unknown",
             format!("{mime} is not stripped"),
@@ -422,6 +437,87 @@ fn gif_blocks(
     }
 }
 
+// --- MP4, MOV, 3GP, M4A (ISO base media) ---
+
+/// Most boxes looked at on one level (a file's top level has a handful; a movie a track each).
+const MAX_BOXES: usize = 10_000;
+
+/// A box directly inside another: its type, where it starts, its header's length, its end.
+type IsoBox = ([u8; 4], u64, u64, u64);
+
+/// The boxes directly inside `[start, end)`.
+fn iso_boxes(input: &mut (impl BufRead + Seek), start: u64, end: u64) -> io::Result<Vec<IsoBox>> {
+    let mut boxes = Vec::new();
+    let mut at = start;
+    while at + 8 <= end {
+        if boxes.len() == MAX_BOXES {
+            return Err(bad("too many boxes"));
+        }
+        input.seek(SeekFrom::Start(at))?;
+        let mut header = [0; 8];
+        input.read_exact(&mut header)?;
+        let kind: [u8; 4] = header[4..].try_into().expect("4 bytes");
+        let (size, header_len) = match u32::from_be_bytes(header[..4].try_into().expect("4")) {
+            0 => (end - at, 8),
+            1 => {
+                let mut large = [0; 8];
+                input.read_exact(&mut large)?;
+                (u64::from_be_bytes(large), 16)
+            }
+            n => (u64::from(n), 8),
+        };
+        if size < header_len || size > end - at {
+            return Err(bad("a box that does not fit in its parent"));
+        }
+        boxes.push((kind, at, header_len, at + size));
+        at += size;
+    }
+    Ok(boxes)
+}
+
+fn iso_media(input: &mut (impl BufRead + Seek), out: &mut impl Write) -> io::Result<()> {
+    let len = input.seek(SeekFrom::End(0))?;
+    let top = iso_boxes(input, 0, len)?;
+    if !matches!(top.first(), Some((kind, ..)) if kind == b"ftyp") {
+        return Err(bad("no ftyp box first"));
+    }
+    // The boxes to blank, and the containers (the movie, its tracks) still to look into.
+    let mut blank: Vec<(u64, u64)> = Vec::new();
+    let mut containers: Vec<(u64, u64)> = Vec::new();
+    for (kind, at, header, end) in &top {
+        match kind {
+            b"moov" => containers.push((at + header, *end)),
+            // Metadata beside the movie (a top-level `meta` or `udta`).
+            b"udta" | b"meta" => blank.push((*at, *end)),
+            _ => {}
+        }
+    }
+    while let Some((start, end)) = containers.pop() {
+        for (kind, at, header, box_end) in iso_boxes(input, start, end)? {
+            match &kind {
+                b"udta" | b"meta" => blank.push((at, box_end)),
+                b"trak" => containers.push((at + header, box_end)),
+                _ => {}
+            }
+        }
+    }
+    blank.sort_unstable();
+    input.seek(SeekFrom::Start(0))?;
+    let mut copied = 0;
+    for (at, end) in blank {
+        copy_n(input, out, at - copied)?;
+        // The size stays (a 64-bit one too, as zeros follow it), the type becomes `free`.
+        let mut header = [0; 8];
+        input.read_exact(&mut header)?;
+        out.write_all(&header[..4])?;
+        out.write_all(b"free")?;
+        io::copy(&mut io::repeat(0).take(end - at - 8), out)?;
+        input.seek(SeekFrom::Start(end))?;
+        copied = end;
+    }
+    copy_n(input, out, len - copied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,6 +693,52 @@ mod tests {
     }
 
     #[test]
+    fn mp4_loses_its_location_and_tags_but_keeps_its_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.mp4");
+        crate::fixtures::h264_clip("320x240", "2", &[], &plain);
+        // Shot sideways where it says, as a phone records it (a stream copy sets the rotation).
+        let clip = dir.path().join("phone.mp4");
+        let src = plain.display().to_string();
+        crate::fixtures::ffmpeg(
+            &[
+                "-i",
+                &src,
+                "-c",
+                "copy",
+                "-metadata:s:v:0",
+                "rotate=90",
+                "-metadata",
+                "location=+48.8577+002.2950/",
+                "-metadata",
+                "title=secret title",
+            ],
+            &clip,
+        );
+        let phone = std::fs::read(&clip).unwrap();
+        assert!(has(&phone, b"loci") && has(&phone, b"secret title"));
+        let out = stripped("video/mp4", &phone);
+        assert_eq!(out.len(), phone.len(), "nothing moves");
+        assert!(!has(&out, b"loci") && !has(&out, b"secret title"));
+        assert!(!has(&out, b"udta"));
+        // The same frames, rotation and duration: the poster is the same image.
+        let stripped_clip = dir.path().join("stripped.mp4");
+        std::fs::write(&stripped_clip, &out).unwrap();
+        let limits = crate::video::VideoLimits::default();
+        let mp4 = crate::video::Container::Mp4;
+        let a = crate::video::process_video(&clip, mp4, &limits).unwrap();
+        let b = crate::video::process_video(&stripped_clip, mp4, &limits).unwrap();
+        assert_eq!((a.width, a.height), (240, 320), "turned");
+        assert_eq!(
+            (b.width, b.height, b.rotation),
+            (a.width, a.height, a.rotation)
+        );
+        assert_eq!((a.duration_ms, a.poster), (b.duration_ms, b.poster));
+        // Idempotent and deterministic.
+        assert_eq!(stripped("video/mp4", &out), out);
+    }
+
+    #[test]
     fn hostile_structures_are_refused_or_bounded() {
         let cases: &[(&str, &[u8])] = &[
             ("image/jpeg", b"\xFF\xD8\x00\x00garbage"),
@@ -608,6 +750,9 @@ mod tests {
             ),
             ("image/gif", b"GIF89a\x01\0\x01\0\0\0\0\x99"),
             ("image/gif", b"GIF89a\x01\0\x01\0\0\0\0\x21\xFE\x30short"),
+            ("video/mp4", b"\0\0\0\x10ftypisom\0\0\0\0\0\0\0\x30moov"),
+            ("video/mp4", b"\0\0\0\x04ftyp"),
+            ("video/mp4", b"\0\0\0\x08mdat\0\0\0\x08ftyp"),
         ];
         for (mime, bytes) in cases {
             let r = strip(mime, &mut Cursor::new(bytes), &mut Vec::new());

@@ -6,10 +6,9 @@
 //! the same time still gets its thumbnail.
 
 use crate::helpers::{spawn_app, Setup};
-use crate::media::sha256_hex;
 use crate::media_jobs::{dims, fetch, jpeg, media_body, media_info, media_status, media_update};
 use courier_client::protocol::http::MediaFile;
-use courier_client::protocol::UpdateBody;
+use courier_client::protocol::{ErrorCode, UpdateBody};
 use media_worker::fixtures::{polyglot, Polyglot};
 use reqwest::StatusCode;
 
@@ -35,8 +34,8 @@ async fn hostile_uploads_fail_alone_and_read_nothing_of_others(setup: Setup) {
         .await
         .unwrap();
     assert_eq!(media_status(&mut alice, &private.id).await, "ready");
-    // A content hash is no secret: what mallory needs to know.
-    let sha = sha256_hex(&clip);
+    // A content hash is no secret: what mallory needs to know (of the bytes stored).
+    let sha = private.sha256.clone();
     let (ab, cd) = (&sha[..2], &sha[2..4]);
     let objects = app.data_dir().join("objects");
     let derived = format!("objects/derived/{ab}/{sha}/preview.mp4");
@@ -91,11 +90,19 @@ async fn hostile_uploads_fail_alone_and_read_nothing_of_others(setup: Setup) {
             media_worker::fixtures::jpeg_scan_bomb(4000, 3000, 5_000),
         ),
     ];
+    // Stripping at upload reads an MP4's boxes, and refuses a manifest dressed as one...
+    let err = app
+        .api
+        .upload(mallory.token(), attacks[0].1.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnsupportedMedia), "{err}");
+    // ...but an uploader may keep a file as it is: then the pipeline itself must hold.
     let mut uploaded = Vec::new();
     for (what, bytes) in attacks {
         let f: MediaFile = app
             .api
-            .upload(mallory.token(), bytes, None)
+            .upload_keeping_metadata(mallory.token(), bytes, None)
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(f.status, "pending", "{what}: processed like any upload");

@@ -133,6 +133,42 @@ async fn image_originals_lose_identifying_metadata(setup: Setup) {
     assert_eq!(body, camera);
     assert_eq!(app.stored_blobs(), blobs + 1);
 
+    // A phone's video: its location and tags blanked in place, its frames untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, tagged) = (dir.path().join("plain.mp4"), dir.path().join("tagged.mp4"));
+    media_worker::fixtures::h264_clip("320x240", "1", &[], &plain);
+    let src = plain.display().to_string();
+    media_worker::fixtures::ffmpeg(
+        &[
+            "-i",
+            &src,
+            "-c",
+            "copy",
+            "-metadata",
+            "location=+48.8577+002.2950/",
+        ],
+        &tagged,
+    );
+    let video = std::fs::read(&tagged).unwrap();
+    assert!(has(&video, b"loci"));
+    let file = app
+        .api
+        .upload(alice.token(), video.clone(), None)
+        .await
+        .unwrap();
+    let (_, _, body) = fetch(&app, alice.token(), &format!("/media/{}", file.id)).await;
+    assert_eq!(body.len(), video.len());
+    assert!(!has(&body, b"loci"));
+    assert_eq!(
+        body[..1000],
+        video[..1000],
+        "the header and the frames stay"
+    );
+    assert_eq!(
+        crate::media_jobs::media_status(&mut alice, &file.id).await,
+        "ready"
+    );
+
     // An image whose structure cannot be followed is refused, not stored with its metadata.
     let mut broken = camera[..40].to_vec();
     broken.extend_from_slice(b"not a segment");
@@ -145,5 +181,5 @@ async fn image_originals_lose_identifying_metadata(setup: Setup) {
         err.code(),
         Some(courier_client::protocol::ErrorCode::UnsupportedMedia)
     );
-    assert_eq!(app.stored_blobs(), blobs + 1);
+    assert_eq!(app.stored_blobs(), blobs + 2);
 }

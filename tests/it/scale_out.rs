@@ -76,14 +76,23 @@ fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// `user`'s presence record in Redis, once it has one: the database's copy is written first,
+/// and answers for the user until Redis has the record.
 async fn redis_presence(url: &str, user: &UserId) -> Vec<(String, String)> {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("HGETALL")
-        .arg(format!("courier:presence:{user}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    for _ in 0..200 {
+        let recorded: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(format!("courier:presence:{user}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !recorded.is_empty() {
+            return recorded;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no presence of {user} recorded in Redis");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

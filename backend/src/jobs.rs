@@ -183,7 +183,7 @@ impl Runner {
                     let wait = Duration::from_secs(1 << job.attempts.clamp(0, 10));
                     tracing::warn!(sha256 = %job.sha256, why, attempt = job.attempts, "media job failed");
                     self.store
-                        .job_failed(&job.sha256, why, last, (!last).then_some(wait))
+                        .job_failed(&job.sha256, why, false, (!last).then_some(wait))
                         .await
                 }
             };

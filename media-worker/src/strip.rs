@@ -439,20 +439,24 @@ fn gif_blocks(
 
 // --- MP4, MOV, 3GP, M4A (ISO base media) ---
 
-/// Most boxes looked at on one level (a file's top level has a handful; a movie a track each).
+/// Most boxes looked at in one file, all levels together (a phone's clip has a few dozen):
+/// what the walk remembers stays small whatever a hostile file nests.
 const MAX_BOXES: usize = 10_000;
 
 /// A box directly inside another: its type, where it starts, its header's length, its end.
 type IsoBox = ([u8; 4], u64, u64, u64);
 
-/// The boxes directly inside `[start, end)`.
-fn iso_boxes(input: &mut (impl BufRead + Seek), start: u64, end: u64) -> io::Result<Vec<IsoBox>> {
+/// The boxes directly inside `[start, end)`, each charged to `budget`.
+fn iso_boxes(
+    input: &mut (impl BufRead + Seek),
+    start: u64,
+    end: u64,
+    budget: &mut usize,
+) -> io::Result<Vec<IsoBox>> {
     let mut boxes = Vec::new();
     let mut at = start;
     while at + 8 <= end {
-        if boxes.len() == MAX_BOXES {
-            return Err(bad("too many boxes"));
-        }
+        *budget = budget.checked_sub(1).ok_or_else(|| bad("too many boxes"))?;
         input.seek(SeekFrom::Start(at))?;
         let mut header = [0; 8];
         input.read_exact(&mut header)?;
@@ -477,7 +481,8 @@ fn iso_boxes(input: &mut (impl BufRead + Seek), start: u64, end: u64) -> io::Res
 
 fn iso_media(input: &mut (impl BufRead + Seek), out: &mut impl Write) -> io::Result<()> {
     let len = input.seek(SeekFrom::End(0))?;
-    let top = iso_boxes(input, 0, len)?;
+    let mut budget = MAX_BOXES;
+    let top = iso_boxes(input, 0, len, &mut budget)?;
     if !matches!(top.first(), Some((kind, ..)) if kind == b"ftyp") {
         return Err(bad("no ftyp box first"));
     }
@@ -493,7 +498,7 @@ fn iso_media(input: &mut (impl BufRead + Seek), out: &mut impl Write) -> io::Res
         }
     }
     while let Some((start, end)) = containers.pop() {
-        for (kind, at, header, box_end) in iso_boxes(input, start, end)? {
+        for (kind, at, header, box_end) in iso_boxes(input, start, end, &mut budget)? {
             match &kind {
                 b"udta" | b"meta" => blank.push((at, box_end)),
                 b"trak" => containers.push((at + header, box_end)),
@@ -736,6 +741,32 @@ mod tests {
         assert_eq!((a.duration_ms, a.poster), (b.duration_ms, b.poster));
         // Idempotent and deterministic.
         assert_eq!(stripped("video/mp4", &out), out);
+    }
+
+    #[test]
+    fn a_movie_of_countless_boxes_is_refused() {
+        // 6 000 tracks of two empty boxes each: 18 000 boxes in 144 KB.
+        let mut trak = 24u32.to_be_bytes().to_vec();
+        trak.extend_from_slice(b"trak");
+        for kind in [b"udta", b"free"] {
+            trak.extend_from_slice(&8u32.to_be_bytes());
+            trak.extend_from_slice(kind);
+        }
+        let tracks = trak.repeat(6_000);
+        let mut mp4 = b"\0\0\0\x10ftypisom\0\0\0\0".to_vec();
+        mp4.extend_from_slice(&(8 + tracks.len() as u32).to_be_bytes());
+        mp4.extend_from_slice(b"moov");
+        mp4.extend_from_slice(&tracks);
+        let r = strip("video/mp4", &mut Cursor::new(&mp4), &mut Vec::new());
+        assert!(
+            matches!(&r, Err(StripError::Unreadable(_, why)) if why.contains("too many boxes")),
+            "{r:?}"
+        );
+        // A thousand tracks are fine.
+        let ok = &mp4[..16 + 8 + 24_000];
+        let mut ok = ok.to_vec();
+        ok[16..20].copy_from_slice(&(8 + 24_000u32).to_be_bytes());
+        assert_eq!(stripped("video/mp4", &ok).len(), ok.len());
     }
 
     #[test]

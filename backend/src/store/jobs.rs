@@ -137,8 +137,10 @@ impl Store {
         Ok(out)
     }
 
-    /// The job failed. A `permanent` failure (the file itself is bad) or the last attempt
-    /// fails the blob; otherwise the job runs again after `retry_in`.
+    /// The job failed. A `permanent` failure (the file itself is bad) fails the blob with
+    /// `why` for everyone to read; so does running out of attempts (no `retry_in`), but then
+    /// the blob says only `processing failed`, since `why` is the server's trouble (it stays in
+    /// the job's `last_error`). Otherwise the job runs again after `retry_in`.
     pub async fn job_failed(
         &self,
         sha256: &str,
@@ -165,9 +167,10 @@ impl Store {
                 vec![]
             }
             _ => {
+                let shown = if permanent { why } else { "processing failed" };
                 blobs::Entity::update_many()
                     .col_expr(blobs::Column::Status, Expr::value("failed"))
-                    .col_expr(blobs::Column::Failure, Expr::value(why))
+                    .col_expr(blobs::Column::Failure, Expr::value(shown))
                     .filter(blobs::Column::Sha256.eq(sha256))
                     .exec(&txn)
                     .await?;

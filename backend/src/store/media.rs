@@ -38,25 +38,7 @@ pub fn media_file(f: &files::Model, b: &blobs::Model) -> MediaFile {
         thumb: b.thumb_key.is_some(),
         preview: b.preview_key.is_some(),
         poster: b.poster_key.is_some(),
-        failure: b.failure.as_deref().map(public_failure),
-    }
-}
-
-/// What a client is told of why processing failed: the file's own fault in the worker's
-/// words (typed by their first words); anything else — storage, the job host — only that it
-/// failed, since the text may name the server's paths or services.
-fn public_failure(why: &str) -> String {
-    const THE_FILES_FAULT: [&str; 5] = [
-        "corrupt or unreadable:",
-        "over a limit:",
-        "over the processing time budget",
-        "the decoder died",
-        "no processing for",
-    ];
-    if THE_FILES_FAULT.iter().any(|p| why.starts_with(p)) {
-        why.to_owned()
-    } else {
-        "processing failed".to_owned()
+        failure: b.failure.clone(),
     }
 }
 

@@ -5,12 +5,15 @@
 
 use crate::settings::{redact_url, Role, Settings};
 use anyhow::Context;
-use backend::embedded_broker::DeviceAuthenticator;
+use backend::edge::auth::DeviceAuthenticator;
+use backend::edge::mqtt::MqttEdge;
+use backend::edge::Edge;
+use backend::engine::lanes::Lanes;
 use backend::http::broker_hooks::BrokerHooks;
 use backend::http::media::Media;
-use backend::http::{AppState, Kicker};
+use backend::http::AppState;
 use backend::jobs::JobConfig;
-use backend::publisher::Connections;
+use backend::publisher::Publisher;
 use backend::push::{PushConfig, Pusher};
 use backend::shared::Shared;
 use backend::{db, Engine, EngineConfig, Store};
@@ -121,32 +124,44 @@ impl App {
                     connect_timeout: s.connect_timeout,
                     ..Default::default()
                 };
-                let broker = Broker::start(broker_config, auth, shutdown.clone())?;
-                let b = broker.clone();
-                tasks.spawn(async move { b.serve_tcp(tcp).await });
-                let b = broker.clone();
-                tasks.spawn(async move { b.serve_ws(ws).await });
+                let broker = Broker::start(broker_config, auth, shutdown.clone());
                 // This process's broker has just started: nobody is connected.
                 store.reset_presence(backend::util::now_ms()).await?;
-                Some(broker)
+                Some((broker, tcp, ws))
             }
             None => None,
         };
+        let serve = |tasks: &mut tokio::task::JoinSet<()>, (broker, tcp, ws): (Broker, _, _)| {
+            let b = broker.clone();
+            tasks.spawn(async move { b.serve_tcp(tcp).await });
+            tasks.spawn(async move { broker.serve_ws(ws).await });
+        };
         let Some(http) = http else {
+            // `--role broker`: requests go to the backends that subscribe as services.
+            if let Some(edge) = broker {
+                serve(&mut tasks, edge);
+            }
             tracing::info!(mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws, "courier broker is serving");
             while tasks.join_next().await.is_some() {}
             return Ok(());
         };
 
-        let (host, port) = match &broker {
-            Some(_) => ("127.0.0.1".to_owned(), addrs.mqtt.port()),
-            None => broker_address(&s)?,
+        // The edge the engine talks to: the broker in this process, or an MQTT client of
+        // another one (which cannot tell who is connected: everything is published and the
+        // broker drops what nobody subscribed to).
+        let (edge, mqtt): (Arc<dyn Edge>, _) = match &broker {
+            Some((b, _, _)) => (Arc::new(b.clone()), None),
+            None => {
+                let (host, port) = broker_address(&s)?;
+                let opts = backend::mqtt_options(&host, port, &secret);
+                let (client, eventloop) = backend::mqtt_client(opts);
+                let edge = Arc::new(MqttEdge {
+                    client: client.clone(),
+                });
+                (edge, Some((client, eventloop, format!("{host}:{port}"))))
+            }
         };
-        let (client, eventloop) = backend::mqtt_client(backend::mqtt_options(&host, port, &secret));
-        // Without a broker of its own the backend cannot tell who is connected: it publishes
-        // to every active device and lets the broker drop what nobody subscribed to.
-        let connections = broker.clone().map(|b| Arc::new(b) as Arc<dyn Connections>);
-        let mut publisher = backend::publisher::Publisher::new(client, store.clone(), connections);
+        let mut publisher = Publisher::new(edge, store.clone());
         if let Some(url) = &s.push_webhook {
             let config = PushConfig::new(url.clone(), s.push_webhook_token.clone());
             publisher = publisher.with_push(Pusher::start(store.clone(), config));
@@ -163,7 +178,8 @@ impl App {
             shutdown.clone(),
         ));
         backend::metrics::handle();
-        let connections = broker.clone().map(|b| {
+        let connections = broker.as_ref().map(|(b, _, _)| {
+            let b = b.clone();
             Box::new(move || b.connection_count()) as Box<dyn Fn() -> usize + Send + Sync>
         });
         tasks.spawn(backend::metrics::sample(
@@ -174,7 +190,22 @@ impl App {
         ));
         let engine = Engine::new(store.clone(), publisher.clone(), engine_config);
         let engine_ready = engine.ready.clone();
-        tasks.spawn(engine.run(eventloop, shutdown.clone()));
+        let upstream = match mqtt {
+            Some((client, eventloop, remote)) => {
+                let run = backend::edge::mqtt::run(engine, client, eventloop, shutdown.clone());
+                tasks.spawn(run);
+                remote
+            }
+            None => {
+                let (b, _, _) = broker.as_ref().expect("all-in-one runs a broker");
+                b.attach_engine(Arc::new(Lanes::new(engine)));
+                engine_ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                "in process".to_owned()
+            }
+        };
+        if let Some(edge) = broker {
+            serve(&mut tasks, edge);
+        }
 
         let media = Media {
             store: objects,
@@ -192,10 +223,6 @@ impl App {
         for _ in 0..s.media_jobs {
             tasks.spawn(runner.clone().run(media.jobs.clone(), shutdown.clone()));
         }
-        let kicker: Arc<dyn Kicker> = match broker {
-            Some(b) => Arc::new(b),
-            None => Arc::new(publisher.clone()),
-        };
         let state = AppState {
             store: store.clone(),
             publisher,
@@ -204,7 +231,6 @@ impl App {
                 tcp: addrs.mqtt.port(),
                 ws: addrs.mqtt_ws.port(),
             },
-            kicker,
             engine_ready,
             media: media.clone(),
             broker_hooks: s.broker_hook_secret.clone().map(|hook_secret| {
@@ -225,7 +251,7 @@ impl App {
         let router = backend::http::router(state);
         tracing::info!(
             role = s.role.name(), http = %addrs.http, mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws,
-            broker = %format!("{host}:{port}"),
+            engine = %upstream,
             database = %redact_url(&s.database_url), "courier is serving"
         );
         tracing::info!("web chat: http://{}/", addrs.http);

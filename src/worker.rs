@@ -6,6 +6,7 @@
 
 use crate::app::{broker_address, job_config, open_objects, open_store};
 use crate::settings::{redact_url, Settings};
+use backend::edge::mqtt::MqttEdge;
 use backend::publisher::Publisher;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let objects = open_objects(&settings).await?;
 
     let (client, eventloop) = backend::mqtt_client(backend::mqtt_options(&host, port, &secret));
-    let publisher = Publisher::new(client, store.clone(), None);
+    let publisher = Publisher::new(Arc::new(MqttEdge { client }), store.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(backend::keep_connected(
         eventloop,

@@ -11,7 +11,7 @@
 
 pub mod db;
 pub mod directory;
-pub mod embedded_broker;
+pub mod edge;
 pub mod engine;
 pub mod entity;
 pub mod error;
@@ -34,7 +34,7 @@ use std::time::Duration;
 /// MQTT options for the backend's own connection to the broker at `host:port`.
 pub fn mqtt_options(host: &str, port: u16, service_secret: &str) -> MqttOptions {
     let mut opts = MqttOptions::new(format!("courier-backend-{}", util::new_id('b')), host, port);
-    opts.set_credentials(embedded_broker::SERVICE_USERNAME, service_secret)
+    opts.set_credentials(edge::auth::SERVICE_USERNAME, service_secret)
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_start(true)
         // Trusted link: large enough for any device packet the broker lets through.

@@ -1,4 +1,4 @@
-//! Everything the backend sends to devices goes out here, over its MQTT client:
+//! Everything the backend sends to devices goes out here, through the edge (`edge/`):
 //! log updates on `in` (QoS 1) to every active device of each recipient, answers on `rsp`
 //! (QoS 1), ephemeral events on `eph` (QoS 0).
 //!
@@ -7,50 +7,39 @@
 //!
 //! Devices that are not connected get nothing pushed: their queue is their log, read with
 //! `sync` when they come back, so the broker never holds traffic for devices that are away.
-//! With the embedded broker the backend asks it directly ([`Connections`]); without one it
+//! The in-process edge knows who is connected; through an external broker the backend
 //! publishes to every active device and lets the broker drop what nobody subscribed to.
 //! A user with no connected device gets a push notice for new messages ([`Pusher`]); without
 //! a broker in this process, "no connected device" is what the shared presence says.
 
 use crate::directory::Directory;
+use crate::edge::{Edge, Out};
 use crate::push::Pusher;
 use crate::store::log::Outgoing;
 use crate::store::Store;
+use bytes::Bytes;
 use protocol::{DeviceId, UserId};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::AsyncClient;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Which devices have a live MQTT connection right now.
-pub trait Connections: Send + Sync {
-    fn is_connected(&self, device: &str) -> bool;
-}
-
 #[derive(Clone)]
 pub struct Publisher {
-    client: AsyncClient,
+    edge: Arc<dyn Edge>,
     directory: Arc<Directory>,
     store: Store,
-    connections: Option<Arc<dyn Connections>>,
+    /// Whether the edge knows who is connected (it is in this process).
+    knows_connections: bool,
     pusher: Option<Arc<Pusher>>,
 }
 
-fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
-    format!("u/{user}/d/{device}/{stream}")
-}
-
 impl Publisher {
-    pub fn new(
-        client: AsyncClient,
-        store: Store,
-        connections: Option<Arc<dyn Connections>>,
-    ) -> Self {
+    pub fn new(edge: Arc<dyn Edge>, store: Store) -> Self {
+        let probe = DeviceId::from_trusted(String::new());
         Self {
-            client,
+            knows_connections: edge.connected(&probe).is_some(),
+            edge,
             directory: Arc::new(Directory::new(store.clone())),
             store,
-            connections,
             pusher: None,
         }
     }
@@ -61,11 +50,9 @@ impl Publisher {
         self
     }
 
-    /// False only when the broker says the device has no connection.
+    /// False only when the edge says the device has no connection.
     pub fn may_be_connected(&self, device: &DeviceId) -> bool {
-        self.connections
-            .as_ref()
-            .is_none_or(|c| c.is_connected(device.as_str()))
+        self.edge.connected(device).unwrap_or(true)
     }
 
     /// The device cache deliveries use; log-in and revocation invalidate it.
@@ -73,8 +60,9 @@ impl Publisher {
         &self.directory
     }
 
-    pub fn client(&self) -> &AsyncClient {
-        &self.client
+    /// Closes a revoked device's connection.
+    pub fn kick(&self, device: &DeviceId) {
+        self.edge.kick(device)
     }
 
     /// Publishes each recipient's copy of `out` to all of their active devices.
@@ -92,8 +80,8 @@ impl Publisher {
         for (u, d) in devices.iter().filter(|(_, d)| self.may_be_connected(d)) {
             by_user.entry(u).or_default().push(d);
         }
-        if let (None, Some(p), Some((conv, sender))) =
-            (&self.connections, &self.pusher, &out.message)
+        if let (false, Some(p), Some((conv, sender))) =
+            (self.knows_connections, &self.pusher, &out.message)
         {
             // The broker is elsewhere: who is away comes from the shared presence.
             let others: Vec<UserId> = users.iter().filter(|u| *u != sender).cloned().collect();
@@ -112,22 +100,16 @@ impl Publisher {
                 }
                 continue;
             };
-            let payload = out.for_user(a.useq);
+            let payload = Bytes::from(out.for_user(a.useq));
             for d in devs {
-                self.publish(
-                    topic(&a.user, d, "in"),
-                    QoS::AtLeastOnce,
-                    payload.clone().into_bytes(),
-                )
-                .await;
+                self.edge.send(&a.user, d, Out::In, payload.clone());
             }
         }
     }
 
     /// An answer (a serialised [`protocol::Response`]) on the device's `rsp`.
-    pub async fn respond(&self, user: &UserId, device: &DeviceId, payload: Vec<u8>) {
-        self.publish(topic(user, device, "rsp"), QoS::AtLeastOnce, payload)
-            .await;
+    pub fn respond(&self, user: &UserId, device: &DeviceId, payload: Bytes) {
+        self.edge.send(user, device, Out::Rsp, payload);
     }
 
     /// Publishes an ephemeral event to the connected devices of `users`.
@@ -139,41 +121,9 @@ impl Publisher {
                 return;
             }
         };
-        let payload = serde_json::to_vec(event).expect("event serialises");
+        let payload = Bytes::from(serde_json::to_vec(event).expect("event serialises"));
         for (user, device) in devices.iter().filter(|(_, d)| self.may_be_connected(d)) {
-            self.ephemeral(user, device, payload.clone()).await;
-        }
-    }
-
-    pub async fn ephemeral(&self, user: &UserId, device: &DeviceId, payload: Vec<u8>) {
-        self.publish(topic(user, device, "eph"), QoS::AtMostOnce, payload)
-            .await;
-    }
-
-    async fn publish(&self, topic: String, qos: QoS, payload: Vec<u8>) {
-        let stream = match qos {
-            QoS::AtMostOnce => "eph",
-            _ if topic.ends_with("/rsp") => "rsp",
-            _ => "in",
-        };
-        crate::metrics::published(stream);
-        if let Err(e) = self.client.publish(topic, qos, false, payload).await {
-            tracing::warn!(error = %e, "MQTT publish failed");
-        }
-    }
-}
-
-/// Without a broker in this process, a revoked device's connection is closed by asking
-/// Courier's broker (`--role broker`) over MQTT; another broker ignores the request (its ACL
-/// hook refuses the device from then on).
-impl crate::http::Kicker for Publisher {
-    fn kick(&self, device: &str) {
-        let topic = format!("{}{device}", protocol::topic::KICK_PREFIX);
-        if let Err(e) = self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, false, Vec::new())
-        {
-            tracing::warn!(error = %e, device, "kick request not sent");
+            self.edge.send(user, device, Out::Eph, payload.clone());
         }
     }
 }

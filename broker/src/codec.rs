@@ -1,7 +1,7 @@
 //! MQTT framing for one connection: picks 3.1.1 or 5 from the CONNECT packet and then reads
 //! and writes packets with rumqttd's public codec (`rumqttd::protocol::{v4::V4, v5::V5}`).
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use rumqttd::protocol::{self, v4::V4, v5::V5, Packet, Protocol};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,22 +127,67 @@ fn strip_properties(packet: Packet) -> Packet {
     }
 }
 
-/// Builds a PUBLISH of any QoS through rumqttd's public wire-independent serialisation
-/// (its constructor only makes QoS 0).
-pub fn make_publish(
+/// Appends a PUBLISH to `out`, written here rather than through rumqttd's types (which keep
+/// QoS and packet id private) so a delivery costs one copy of its payload and nothing else.
+/// Never retained; no properties on MQTT 5.
+pub fn write_publish(
+    out: &mut BytesMut,
+    version: Version,
     topic: &[u8],
     payload: &[u8],
     qos: u8,
-    retain: bool,
     pkid: u16,
-) -> protocol::Publish {
-    let mut raw = BytesMut::with_capacity(5 + topic.len() + payload.len());
-    raw.extend_from_slice(&[0x30 | (qos << 1) | retain as u8]);
-    raw.extend_from_slice(&pkid.to_be_bytes());
-    raw.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    raw.extend_from_slice(topic);
-    raw.extend_from_slice(payload);
-    protocol::Publish::deserialize(raw.freeze())
+    dup: bool,
+) {
+    let props = usize::from(version == Version::V5);
+    let pkid_len = if qos > 0 { 2 } else { 0 };
+    let len = 2 + topic.len() + pkid_len + props + payload.len();
+    out.reserve(5 + len);
+    out.put_u8(0x30 | (u8::from(dup && qos > 0) << 3) | (qos << 1));
+    let mut rest = len;
+    loop {
+        let mut byte = (rest % 128) as u8;
+        rest /= 128;
+        if rest > 0 {
+            byte |= 0x80;
+        }
+        out.put_u8(byte);
+        if rest == 0 {
+            break;
+        }
+    }
+    out.put_u16(topic.len() as u16);
+    out.extend_from_slice(topic);
+    if qos > 0 {
+        out.put_u16(pkid);
+    }
+    if props == 1 {
+        out.put_u8(0);
+    }
+    out.extend_from_slice(payload);
+}
+
+/// QoS, packet id and DUP flag of the PUBLISH at the front of `buf` (rumqttd keeps them
+/// private).
+pub fn peek_publish(buf: &[u8]) -> Option<(u8, u16, bool)> {
+    let first = *buf.first()?;
+    if first >> 4 != 3 {
+        return None;
+    }
+    let qos = (first >> 1) & 3;
+    let mut pos = 1;
+    while buf.get(pos)? & 0x80 != 0 {
+        pos += 1;
+    }
+    pos += 1;
+    let topic_len = u16::from_be_bytes([*buf.get(pos)?, *buf.get(pos + 1)?]) as usize;
+    let at = pos + 2 + topic_len;
+    let pkid = if qos > 0 {
+        u16::from_be_bytes([*buf.get(at)?, *buf.get(at + 1)?])
+    } else {
+        0
+    };
+    Some((qos, pkid, first & 0x08 != 0))
 }
 
 #[cfg(test)]
@@ -162,12 +207,33 @@ mod tests {
     }
 
     #[test]
-    fn publish_keeps_qos_and_pkid() {
-        let p = make_publish(b"a/b", b"hi", 1, false, 7);
-        let mut out = BytesMut::new();
-        Codec::new(Version::V311, 1024)
-            .write(Packet::Publish(p, None), &mut out)
-            .unwrap();
-        assert_eq!(out[0], 0x32);
+    fn written_publishes_read_back() {
+        for version in [Version::V311, Version::V5] {
+            for (qos, pkid) in [(0u8, 0u16), (1, 7)] {
+                let payload = vec![b'x'; 300]; // a two-byte remaining length
+                let mut out = BytesMut::new();
+                write_publish(&mut out, version, b"a/b", &payload, qos, pkid, true);
+                assert_eq!(peek_publish(&out), Some((qos, pkid, qos > 0)));
+                match Codec::new(version, 4096).read(&mut out) {
+                    Ok(Some(Packet::Publish(p, _))) => {
+                        assert_eq!(&p.topic[..], b"a/b");
+                        assert_eq!(p.payload.len(), 300);
+                        assert!(!p.retain);
+                    }
+                    other => panic!("{other:?}"),
+                }
+                assert!(out.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn peeks_qos_and_pkid() {
+        // PUBLISH qos1, topic "a/b", pkid 0x0102, payload "x"
+        let raw = [0x32, 8, 0, 3, b'a', b'/', b'b', 1, 2, b'x'];
+        assert_eq!(peek_publish(&raw), Some((1, 0x0102, false)));
+        let raw0 = [0x30, 6, 0, 3, b'a', b'/', b'b', b'x'];
+        assert_eq!(peek_publish(&raw0), Some((0, 0, false)));
+        assert_eq!(peek_publish(&[0x82, 0]), None);
     }
 }

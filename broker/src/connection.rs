@@ -1,43 +1,52 @@
 //! One client connection, from the first byte to the close:
-//! CONNECT (bounded by a timeout) → authenticate → take over any older session of the same
-//! client id → link into the router → CONNACK → relay packets both ways, authorising every
-//! SUBSCRIBE and PUBLISH on the way in → on close publish the Last Will (if the close was not
-//! a clean DISCONNECT) and leave the router.
+//! CONNECT (bounded by a timeout) → authenticate → take over any older connection of the same
+//! client id → resume or start its session → CONNACK → serve → on close publish the Last Will
+//! (unless the close was a clean DISCONNECT), keep a persistent session, leave the hub.
 //!
-//! The router lives on its own thread; this task talks to it through `LinkTx`/`LinkRx`.
+//! Serving is one loop over four events: bytes from the client (each packet authorised and
+//! routed: requests and presence to the engine, subscriptions into the device's bits), room to
+//! write, something new in the outbox (or a kick), and the keep-alive deadline.
 
 use crate::acl::Identity;
 use crate::auth::Refusal;
-use crate::codec::{make_publish, sniff, Codec, CodecError, Sniff, Version};
-use crate::registry::Kick;
+use crate::codec::{peek_publish, sniff, write_publish, Codec, CodecError, Sniff, Version};
+use crate::hub::{Out, Peer, Registration};
+use crate::outbox::{Close, Msg, Outbox};
 use crate::transport::Transport;
+use crate::upstream::{Feed, Inbound, Kind};
 use crate::Shared;
-use bytes::BytesMut;
-use futures_util::FutureExt;
-use rumqttd::local::{LinkRx, LinkTx};
+use bytes::{Bytes, BytesMut};
+use protocol::topic::{DeviceTopic, Stream, KICK_PREFIX};
+use rumqttd::protocol::QoS;
 use rumqttd::protocol::{
-    ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill,
-    Packet, PingResp, PubAck, PubAckReason, PubRec, PubRecReason, SubAck, Subscribe,
-    SubscribeReasonCode,
+    ConnAck, ConnAckProperties, ConnectProperties, ConnectReturnCode, Disconnect,
+    DisconnectReasonCode, LastWill, Packet, PingResp, PubAck, PubAckReason, PubComp, PubCompReason,
+    PubRec, PubRecReason, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck,
+    UnsubAckReason, Unsubscribe,
 };
-use rumqttd::Notification;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{sleep_until, timeout, Instant};
-use tracing::{debug, field, info, info_span, warn, Instrument};
+use tracing::{debug, field, info, info_span, Instrument};
 
-/// Why the relay loop ended, which decides the Last Will and the router goodbye.
+/// QoS 2 publishes a client may have awaiting PUBREL (our Receive Maximum on MQTT 5).
+pub const RECEIVE_MAX: u16 = 32;
+/// Bytes of encoded packets a connection buffers before it stops taking from its outbox.
+const WRITE_HIGH: usize = 64 * 1024;
+/// Past this much unwritten output (acks to a client that sends but never reads) the
+/// connection stops reading too.
+const WRITE_MAX: usize = 256 * 1024;
+
+/// Why the serving loop ended, which decides the Last Will and the session.
+#[derive(Debug)]
 enum End {
     /// The client sent DISCONNECT (with or without asking for its will).
     Clean { will: bool },
     /// Socket closed, keep-alive expired, protocol error: the will is published.
     Abnormal,
-    /// Kicked by a newer connection or a revocation: no will.
-    Kicked,
-    /// The router dropped the link itself; it already forgot the connection.
-    RouterGone,
+    /// Kicked by a newer connection, a revocation, or a full outbox.
+    Kicked(Close),
     /// The server is shutting down.
     Shutdown,
 }
@@ -48,13 +57,13 @@ pub async fn serve(io: Transport, peer: SocketAddr, shared: Arc<Shared>) {
 }
 
 async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::new();
     let connect = timeout(
         shared.config.connect_timeout,
         read_connect(&mut io, &mut buf, shared.config.max_packet_size),
     )
     .await;
-    let (mut codec, connect) = match connect {
+    let (codec, connect) = match connect {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             debug!(error = %e, "no valid CONNECT");
@@ -67,7 +76,7 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
             return;
         }
     };
-    let Packet::Connect(connect, _props, will, _will_props, login) = connect else {
+    let Packet::Connect(connect, props, will, _will_props, login) = connect else {
         io.close().await;
         return;
     };
@@ -75,144 +84,164 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
     span.record("client_id", connect.client_id.as_str());
     span.record("v", if codec.version == Version::V5 { 5 } else { 4 });
 
-    // Authenticate.
-    let refusal = |code: Refusal| match code {
-        Refusal::BadCredentials => ConnectReturnCode::BadUserNamePassword,
-        Refusal::NotAuthorized => ConnectReturnCode::NotAuthorized,
-        Refusal::Unavailable => ConnectReturnCode::ServiceUnavailable,
-    };
-    // The router refuses these ids (and one is the broker's own link).
-    let bad_id = connect.client_id.is_empty()
-        || connect.client_id.contains(['+', '$', '#', '/'])
-        || connect.client_id == crate::system::SYSTEM_CLIENT_ID;
-    let identity = match (&login, bad_id) {
-        (_, true) => Err(ConnectReturnCode::ClientIdentifierNotValid),
-        (None, _) => Err(ConnectReturnCode::BadUserNamePassword),
-        (Some(login), _) => {
-            let auth =
-                shared
-                    .auth
-                    .authenticate(&connect.client_id, &login.username, &login.password);
-            match timeout(shared.config.connect_timeout, auth).await {
-                Ok(Ok(identity)) => Ok(identity),
-                Ok(Err(r)) => Err(refusal(r)),
-                Err(_) => Err(ConnectReturnCode::ServiceUnavailable),
-            }
-        }
-    };
-    // A will may only go to the device's own presence topic.
-    let identity = identity.and_then(|id| match &will {
-        Some(w) if !std::str::from_utf8(&w.topic).is_ok_and(|t| id.may_publish(t)) => {
-            Err(ConnectReturnCode::NotAuthorized)
-        }
-        _ => Ok(id),
-    });
-    let identity = match identity {
+    let identity = match authenticate(&shared, &connect.client_id, login, will.as_ref()).await {
         Ok(identity) => identity,
         Err(code) => {
             info!(?code, "CONNECT refused");
-            let mut out = BytesMut::new();
-            // The two versions name "server unavailable" differently (3 vs 0x88); rumqttd's
-            // v5 writer has no code for the 3.1.1 name.
-            let code = match (codec.version, code) {
-                (Version::V5, ConnectReturnCode::ServiceUnavailable) => {
-                    ConnectReturnCode::ServerUnavailable
-                }
-                (_, c) => c,
-            };
-            let ack = ConnAck {
-                session_present: false,
-                code,
-            };
-            if codec.write(Packet::ConnAck(ack, None), &mut out).is_ok() {
-                let _ = io.write(out.freeze()).await;
-            }
-            io.close().await;
+            refuse(&mut io, &codec, code).await;
             return;
         }
     };
 
-    let client_id = connect.client_id.clone();
-    let mut registration = shared.registry.register(&client_id).await;
-    let make_link = shared.make_link.clone();
-    let clean = connect.clean_session;
-    let link_client_id = client_id.clone();
-    let link = tokio::task::spawn_blocking(move || make_link(&link_client_id, clean)).await;
-    let (mut link_tx, mut link_rx, connack) = match link {
-        Ok(Ok(link)) => link,
-        other => {
-            warn!(error = ?other.err(), "router refused the link");
-            shared.registry.unregister(&client_id, registration.serial);
-            io.close().await;
-            return;
+    let client_id = connect.client_id;
+    let outbox = match identity {
+        Identity::Device { .. } => {
+            Outbox::new(shared.config.outbox_msgs, shared.config.outbox_bytes)
         }
+        // A backend takes every device's requests: it is waited for, not dropped.
+        Identity::Service => Outbox::new(64 * 1024, 256 << 20),
     };
-    let session_present = match Option::<Packet>::from(connack) {
-        Some(Packet::ConnAck(ack, _)) => ack.session_present,
-        _ => false,
+    let registration = shared
+        .hub
+        .register(&client_id, identity.clone(), outbox)
+        .await;
+    let expiry = session_expiry(&shared, &identity, connect.clean_session, props.as_ref());
+    let resumed = match connect.clean_session {
+        true => {
+            shared.hub.resume(&client_id);
+            None
+        }
+        false => shared.hub.resume(&client_id),
     };
-    let props = (codec.version == Version::V5).then(|| ConnAckProperties {
+    let session_present = resumed.is_some();
+    let client_max = props
+        .as_ref()
+        .and_then(|p| p.receive_maximum)
+        .unwrap_or(u16::MAX);
+    let our_max = match identity {
+        Identity::Device { .. } => shared.config.max_inflight,
+        Identity::Service => 1000,
+    };
+    let mut conn = Conn {
+        shared: &shared,
+        codec,
+        client_id: &client_id,
+        peer: registration.peer.clone(),
+        inflight: Vec::new(),
+        max_inflight: usize::from(client_max.clamp(1, our_max)),
+        next_pkid: 0,
+        awaiting_rel: Vec::new(),
+        will,
+        wbuf: BytesMut::new(),
+    };
+    let connack_props = (conn.codec.version == Version::V5).then(|| ConnAckProperties {
         max_packet_size: Some(shared.config.max_packet_size as u32),
-        retain_available: Some(1),
+        receive_max: Some(RECEIVE_MAX),
+        retain_available: Some(0),
         shared_subscription_available: Some(u8::from(identity == Identity::Service)),
         wildcard_subscription_available: Some(u8::from(identity == Identity::Service)),
+        subscription_identifiers_available: Some(0),
         topic_alias_max: Some(0),
+        session_expiry_interval: expiry.map(|e| e.as_secs() as u32),
         ..Default::default()
     });
-    let mut out = BytesMut::new();
     let ack = ConnAck {
         session_present,
         code: ConnectReturnCode::Success,
     };
-    let _ = codec.write(Packet::ConnAck(ack, props), &mut out);
-    info!(identity = ?identity, clean, "connected");
+    let _ = conn
+        .codec
+        .write(Packet::ConnAck(ack, connack_props), &mut conn.wbuf);
+    if let Some(stored) = resumed {
+        conn.peer.subs.restore(stored.subs);
+        for msg in stored.unacked {
+            conn.send(msg, true);
+        }
+    }
+    info!(identity = ?identity, session_present, "connected");
     if let Identity::Device { user, device } = &identity {
-        shared.system.presence(user, device, true).await;
+        shared.presence(user, device, true).await;
     }
 
-    let mut relay = Relay {
-        codec: &mut codec,
-        identity: &identity,
-        link_tx: &mut link_tx,
-        pending_subacks: HashMap::new(),
-        will,
-        keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
-    };
-    let end = relay
-        .run(
-            &mut io,
-            &mut buf,
-            out,
-            &mut link_rx,
-            &mut registration.kicked,
-            &shared,
-        )
+    let end = conn.run(&mut io, buf, connect.keep_alive).await;
+    conn.goodbye(end, expiry, &identity, registration, &mut io)
         .await;
+    info!("disconnected");
+}
 
-    // Goodbye: will first (if due), then leave the router, then let a successor in.
-    let will = relay.will.take();
-    match end {
-        End::Abnormal | End::Clean { will: true } => {
-            if let Some(will) = will {
-                publish_will(&mut link_tx, will).await;
+/// Checks the credentials and the Last Will; the CONNACK code on refusal.
+async fn authenticate(
+    shared: &Shared,
+    client_id: &str,
+    login: Option<rumqttd::protocol::Login>,
+    will: Option<&LastWill>,
+) -> Result<Identity, ConnectReturnCode> {
+    let bad_id = client_id.is_empty() || client_id.contains(['+', '$', '#', '/']);
+    let identity = match (login, bad_id) {
+        (_, true) => return Err(ConnectReturnCode::ClientIdentifierNotValid),
+        (None, _) => return Err(ConnectReturnCode::BadUserNamePassword),
+        (Some(login), _) => {
+            let auth = shared
+                .auth
+                .authenticate(client_id, &login.username, &login.password);
+            match timeout(shared.config.connect_timeout, auth).await {
+                Ok(Ok(identity)) => identity,
+                Ok(Err(Refusal::BadCredentials)) => {
+                    return Err(ConnectReturnCode::BadUserNamePassword)
+                }
+                Ok(Err(Refusal::NotAuthorized)) => return Err(ConnectReturnCode::NotAuthorized),
+                Ok(Err(Refusal::Unavailable)) | Err(_) => {
+                    return Err(ConnectReturnCode::ServiceUnavailable)
+                }
             }
         }
-        _ => {}
+    };
+    // A will may only go to the device's own presence topic.
+    match will {
+        Some(w) if !std::str::from_utf8(&w.topic).is_ok_and(|t| identity.may_publish(t)) => {
+            Err(ConnectReturnCode::NotAuthorized)
+        }
+        _ => Ok(identity),
     }
-    if !matches!(end, End::RouterGone) {
-        let bye = Disconnect {
-            reason_code: DisconnectReasonCode::NormalDisconnection,
-        };
-        let _ = link_tx.send(Packet::Disconnect(bye, None)).await;
+}
+
+async fn refuse(io: &mut Transport, codec: &Codec, code: ConnectReturnCode) {
+    // The two versions name "server unavailable" differently (3 vs 0x88); rumqttd's v5
+    // writer has no code for the 3.1.1 name.
+    let code = match (codec.version, code) {
+        (Version::V5, ConnectReturnCode::ServiceUnavailable) => {
+            ConnectReturnCode::ServerUnavailable
+        }
+        (_, c) => c,
+    };
+    let mut out = BytesMut::new();
+    let ack = ConnAck {
+        session_present: false,
+        code,
+    };
+    if codec.write(Packet::ConnAck(ack, None), &mut out).is_ok() {
+        let _ = io.write_all(&mut out).await;
     }
-    // "offline" goes out before a successor may say "online", so the two never cross.
-    if let Identity::Device { user, device } = &identity {
-        shared.system.presence(user, device, false).await;
-    }
-    shared.registry.unregister(&client_id, registration.serial);
-    drop(registration);
     io.close().await;
-    info!("disconnected");
+}
+
+/// How long a device's session outlives its connection, or `None` when it ends with it:
+/// MQTT 5's Session Expiry Interval, and for 3.1.1 `clean_session = false`, both capped.
+fn session_expiry(
+    shared: &Shared,
+    identity: &Identity,
+    clean: bool,
+    props: Option<&ConnectProperties>,
+) -> Option<Duration> {
+    if *identity == Identity::Service {
+        return None;
+    }
+    let asked = match props {
+        Some(p) => Duration::from_secs(u64::from(p.session_expiry_interval.unwrap_or(0))),
+        None if clean => Duration::ZERO,
+        None => shared.config.max_session_expiry,
+    };
+    (!asked.is_zero()).then(|| asked.min(shared.config.max_session_expiry))
 }
 
 async fn read_connect(
@@ -242,223 +271,210 @@ async fn read_connect(
     }
 }
 
-async fn publish_will(link_tx: &mut LinkTx, will: LastWill) {
-    let qos = will.qos as u8;
-    let publish = make_publish(&will.topic, &will.message, qos.min(1), will.retain, 1);
-    if let Err(e) = link_tx.send(Packet::Publish(publish, None)).await {
-        warn!(error = %e, "last will not published");
-    }
-}
-
-/// QoS and packet id of the PUBLISH at the front of `buf` (rumqttd keeps them private).
-fn peek_publish(buf: &[u8]) -> Option<(u8, u16)> {
-    let first = *buf.first()?;
-    if first >> 4 != 3 {
-        return None;
-    }
-    let qos = (first >> 1) & 3;
-    let mut pos = 1;
-    while buf.get(pos)? & 0x80 != 0 {
-        pos += 1;
-    }
-    pos += 1;
-    let topic_len = u16::from_be_bytes([*buf.get(pos)?, *buf.get(pos + 1)?]) as usize;
-    let at = pos + 2 + topic_len;
-    let pkid = if qos > 0 {
-        u16::from_be_bytes([*buf.get(at)?, *buf.get(at + 1)?])
-    } else {
-        0
-    };
-    Some((qos, pkid))
-}
-
-struct Relay<'a> {
-    codec: &'a mut Codec,
-    identity: &'a Identity,
-    link_tx: &'a mut LinkTx,
-    /// SUBSCRIBEs with refused filters: packet id → the codes of refused positions
-    /// (`None` where the router decides), merged into the router's SUBACK.
-    pending_subacks: HashMap<u16, Vec<Option<SubscribeReasonCode>>>,
+struct Conn<'a> {
+    shared: &'a Shared,
+    codec: Codec,
+    client_id: &'a str,
+    peer: Arc<Peer>,
+    /// QoS 1 publishes written and not yet acknowledged, oldest first.
+    inflight: Vec<(u16, Msg)>,
+    max_inflight: usize,
+    next_pkid: u16,
+    /// QoS 2 publishes taken and waiting for the client's PUBREL.
+    awaiting_rel: Vec<u16>,
     will: Option<LastWill>,
-    keep_alive: Duration,
+    /// Encoded packets not yet written.
+    wbuf: BytesMut,
 }
 
-impl Relay<'_> {
-    async fn run(
-        &mut self,
-        io: &mut Transport,
-        buf: &mut BytesMut,
-        mut out: BytesMut,
-        link_rx: &mut LinkRx,
-        kicked: &mut tokio::sync::oneshot::Receiver<Kick>,
-        shared: &Shared,
-    ) -> End {
+impl Conn<'_> {
+    async fn run(&mut self, io: &mut Transport, mut rbuf: BytesMut, keep_alive: u16) -> End {
         // MQTT: the server closes after 1.5 × keep-alive without a packet.
-        let grace = self.keep_alive + self.keep_alive / 2;
+        let keep_alive = Duration::from_secs(u64::from(keep_alive));
+        let grace = keep_alive + keep_alive / 2;
         let mut deadline = Instant::now() + grace;
-        loop {
-            if !out.is_empty() && io.write(out.split().freeze()).await.is_err() {
-                return End::Abnormal;
+        // The CONNECT may have arrived with more packets behind it.
+        if !rbuf.is_empty() {
+            if let Some(end) = self.packets(&mut rbuf, io).await {
+                return end;
             }
-            let keep_alive = async {
-                if grace.is_zero() {
-                    std::future::pending::<()>().await
-                } else {
-                    sleep_until(deadline).await
-                }
-            };
+        }
+        loop {
+            self.fill();
+            let (mut reader, mut writer) = io.halves();
+            let writing = writer.pending(&self.wbuf);
+            let reading = self.wbuf.len() < WRITE_MAX;
             tokio::select! {
-                why = &mut *kicked => {
-                    let reason = match why {
-                        Ok(Kick::Revoked) => DisconnectReasonCode::NotAuthorized,
-                        _ => DisconnectReasonCode::SessionTakenOver,
-                    };
-                    self.say_disconnect(io, reason).await;
-                    return End::Kicked;
+                biased;
+                _ = self.shared.shutdown.cancelled() => {
+                    return self.bye(io, DisconnectReasonCode::ServerShuttingDown, End::Shutdown).await;
                 }
-                _ = shared.shutdown.cancelled() => {
-                    self.say_disconnect(io, DisconnectReasonCode::ServerShuttingDown).await;
-                    return End::Shutdown;
+                _ = self.peer.outbox.changed() => {
+                    if let Some(why) = self.peer.outbox.closed() {
+                        return self.kicked(io, why).await;
+                    }
                 }
-                _ = keep_alive => {
-                    debug!("keep-alive expired");
-                    self.say_disconnect(io, DisconnectReasonCode::KeepAliveTimeout).await;
-                    return End::Abnormal;
+                w = writer.write(&mut self.wbuf), if writing => {
+                    if w.is_err() {
+                        return End::Abnormal;
+                    }
                 }
-                read = io.read(buf) => {
-                    match read {
+                r = reader.read(&mut rbuf), if reading => {
+                    match r {
                         Ok(0) | Err(_) => return End::Abnormal,
                         Ok(_) => deadline = Instant::now() + grace,
                     }
-                    loop {
-                        let front = peek_publish(buf);
-                        match self.codec.read(buf) {
-                            Ok(None) => break,
-                            Ok(Some(packet)) => {
-                                if let Some(end) = self.inbound(packet, front, &mut out).await {
-                                    if !out.is_empty() {
-                                        let _ = io.write(out.split().freeze()).await;
-                                    }
-                                    return end;
-                                }
-                            }
-                            Err(CodecError::TooLarge(n)) => {
-                                info!(bytes = n, "packet over the size limit");
-                                self.say_disconnect(io, DisconnectReasonCode::PacketTooLarge).await;
-                                return End::Abnormal;
-                            }
-                            Err(e) => {
-                                info!(error = %e, "malformed packet");
-                                self.say_disconnect(io, DisconnectReasonCode::MalformedPacket).await;
-                                return End::Abnormal;
-                            }
-                        }
+                    if let Some(end) = self.packets(&mut rbuf, io).await {
+                        return end;
                     }
                 }
-                notification = link_rx.next() => {
-                    let mut next = notification;
-                    let mut unscheduled = false;
-                    // Drain what the router already queued, then write it in one go.
-                    for _ in 0..256 {
-                        match next {
-                            Err(_) => return End::RouterGone,
-                            Ok(None) => {}
-                            Ok(Some(Notification::Unschedule)) => unscheduled = true,
-                            Ok(Some(n)) => {
-                                if let Some(end) = self.outbound(n, &mut out) {
-                                    let _ = io.write(out.split().freeze()).await;
-                                    return end;
-                                }
-                            }
-                        }
-                        match link_rx.next().now_or_never() {
-                            Some(n) => next = n,
-                            None => break,
-                        }
-                    }
-                    if unscheduled {
-                        if !out.is_empty() && io.write(out.split().freeze()).await.is_err() {
-                            return End::Abnormal;
-                        }
-                        if link_rx.wake().await.is_err() {
-                            return End::RouterGone;
-                        }
-                    }
+                _ = sleep_until(deadline), if !grace.is_zero() => {
+                    debug!("keep-alive expired");
+                    return self.bye(io, DisconnectReasonCode::KeepAliveTimeout, End::Abnormal).await;
                 }
             }
         }
     }
 
-    async fn say_disconnect(&mut self, io: &mut Transport, reason: DisconnectReasonCode) {
+    /// Handles every whole packet in `rbuf`.
+    async fn packets(&mut self, rbuf: &mut BytesMut, io: &mut Transport) -> Option<End> {
+        loop {
+            let front = peek_publish(rbuf);
+            match self.codec.read(rbuf) {
+                Ok(None) => break,
+                Ok(Some(packet)) => {
+                    if let Some(end) = self.inbound(packet, front).await {
+                        let _ = io.write_all(&mut self.wbuf).await;
+                        return Some(end);
+                    }
+                }
+                Err(CodecError::TooLarge(n)) => {
+                    info!(bytes = n, "packet over the size limit");
+                    let end = End::Abnormal;
+                    return Some(
+                        self.bye(io, DisconnectReasonCode::PacketTooLarge, end)
+                            .await,
+                    );
+                }
+                Err(e) => {
+                    info!(error = %e, "malformed packet");
+                    let end = End::Abnormal;
+                    return Some(
+                        self.bye(io, DisconnectReasonCode::MalformedPacket, end)
+                            .await,
+                    );
+                }
+            }
+        }
+        if rbuf.is_empty() {
+            // Give an idle connection's memory back.
+            *rbuf = BytesMut::new();
+        }
+        None
+    }
+
+    /// Moves queued publishes into the write buffer while the client's inflight window and
+    /// the buffer have room.
+    fn fill(&mut self) {
+        while self.wbuf.len() < WRITE_HIGH && self.inflight.len() < self.max_inflight {
+            let Some(msg) = self.peer.outbox.pop() else {
+                break;
+            };
+            self.send(msg, false);
+        }
+    }
+
+    fn send(&mut self, msg: Msg, dup: bool) {
+        let pkid = match msg.qos {
+            0 => 0,
+            _ => self.pkid(),
+        };
+        let v = self.codec.version;
+        write_publish(
+            &mut self.wbuf,
+            v,
+            &msg.topic,
+            &msg.payload,
+            msg.qos,
+            pkid,
+            dup,
+        );
+        if msg.qos > 0 {
+            self.inflight.push((pkid, msg));
+        }
+    }
+
+    /// A packet id not in use by an unacknowledged publish.
+    fn pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+            if !self.inflight.iter().any(|(p, _)| *p == self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    async fn kicked(&mut self, io: &mut Transport, why: Close) -> End {
+        let reason = match why {
+            Close::Revoked => DisconnectReasonCode::NotAuthorized,
+            Close::TakenOver => DisconnectReasonCode::SessionTakenOver,
+            Close::Slow => DisconnectReasonCode::QuotaExceeded,
+        };
+        self.bye(io, reason, End::Kicked(why)).await
+    }
+
+    /// Tells an MQTT 5 client why it is being closed (3.1.1 has no server DISCONNECT).
+    async fn bye(&mut self, io: &mut Transport, reason: DisconnectReasonCode, end: End) -> End {
         if self.codec.version == Version::V5 {
-            let mut out = BytesMut::new();
             let bye = Disconnect {
                 reason_code: reason,
             };
-            if self
+            let _ = self
                 .codec
-                .write(Packet::Disconnect(bye, None), &mut out)
-                .is_ok()
-            {
-                let _ = io.write(out.freeze()).await;
-            }
+                .write(Packet::Disconnect(bye, None), &mut self.wbuf);
         }
-    }
-
-    async fn forward(&mut self, packet: Packet) -> Option<End> {
-        match self.link_tx.send(packet).await {
-            Ok(_) => None,
-            Err(_) => Some(End::RouterGone),
-        }
+        // Bounded: a client that stopped reading does not hold the goodbye.
+        let _ = timeout(Duration::from_secs(1), io.write_all(&mut self.wbuf)).await;
+        end
     }
 
     /// One packet from the client. Returns `Some` when the connection must end.
-    async fn inbound(
-        &mut self,
-        packet: Packet,
-        front: Option<(u8, u16)>,
-        out: &mut BytesMut,
-    ) -> Option<End> {
+    async fn inbound(&mut self, packet: Packet, front: Option<(u8, u16, bool)>) -> Option<End> {
         match packet {
-            Packet::Publish(mut publish, props) => {
-                let allowed =
-                    std::str::from_utf8(&publish.topic).is_ok_and(|t| self.identity.may_publish(t));
-                if allowed {
-                    if *self.identity != Identity::Service {
-                        // Devices only send requests; a retained request would replay.
-                        publish.retain = false;
-                    }
-                    return self.forward(Packet::Publish(publish, props)).await;
-                }
-                let (qos, pkid) = front.unwrap_or((0, 0));
-                info!(topic = %String::from_utf8_lossy(&publish.topic), qos, "PUBLISH refused");
-                match qos {
-                    // 3.1.1 has no refusal code: the PUBLISH is acknowledged and dropped.
-                    1 => {
-                        let reason = match self.codec.version {
-                            Version::V5 => PubAckReason::NotAuthorized,
-                            Version::V311 => PubAckReason::Success,
-                        };
-                        let _ = self
-                            .codec
-                            .write(Packet::PubAck(PubAck { pkid, reason }, None), out);
-                        None
-                    }
-                    2 if self.codec.version == Version::V5 => {
-                        let rec = PubRec {
-                            pkid,
-                            reason: PubRecReason::NotAuthorized,
-                        };
-                        let _ = self.codec.write(Packet::PubRec(rec, None), out);
-                        None
-                    }
-                    2 => Some(End::Abnormal),
-                    _ => None,
-                }
+            Packet::Publish(publish, _) => {
+                let (qos, pkid, _dup) = front.unwrap_or((0, 0, false));
+                self.publish(publish, qos, pkid).await
             }
-            Packet::Subscribe(subscribe, props) => self.subscribe(subscribe, props, out).await,
+            Packet::PubAck(ack, _) => {
+                self.inflight.retain(|(p, _)| *p != ack.pkid);
+                None
+            }
+            Packet::PubRel(rel, _) => {
+                let known = self.awaiting_rel.iter().position(|p| *p == rel.pkid);
+                let reason = match known {
+                    Some(i) => {
+                        self.awaiting_rel.swap_remove(i);
+                        PubCompReason::Success
+                    }
+                    None => PubCompReason::PacketIdentifierNotFound,
+                };
+                let comp = PubComp {
+                    pkid: rel.pkid,
+                    reason,
+                };
+                self.write(Packet::PubComp(comp, None));
+                None
+            }
+            Packet::Subscribe(subscribe, _) => {
+                self.subscribe(subscribe);
+                None
+            }
+            Packet::Unsubscribe(unsubscribe, _) => {
+                self.unsubscribe(unsubscribe);
+                None
+            }
             Packet::PingReq(_) => {
-                let _ = self.codec.write(Packet::PingResp(PingResp), out);
+                self.write(Packet::PingResp(PingResp));
                 None
             }
             Packet::Disconnect(disconnect, _) => {
@@ -466,11 +482,8 @@ impl Relay<'_> {
                     disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage;
                 Some(End::Clean { will })
             }
-            p @ (Packet::PubAck(..)
-            | Packet::PubRec(..)
-            | Packet::PubRel(..)
-            | Packet::PubComp(..)
-            | Packet::Unsubscribe(..)) => self.forward(p).await,
+            // Courier never sends QoS 2, so PUBREC/PUBCOMP from a client answer nothing.
+            Packet::PubRec(..) | Packet::PubComp(..) => None,
             other => {
                 info!(packet = ?other, "unexpected packet from client");
                 Some(End::Abnormal)
@@ -478,86 +491,306 @@ impl Relay<'_> {
         }
     }
 
-    async fn subscribe(
-        &mut self,
-        mut subscribe: Subscribe,
-        props: Option<rumqttd::protocol::SubscribeProperties>,
-        out: &mut BytesMut,
-    ) -> Option<End> {
-        let refused_code = match self.codec.version {
-            Version::V5 => SubscribeReasonCode::NotAuthorized,
-            Version::V311 => SubscribeReasonCode::Failure,
-        };
-        let codes: Vec<Option<SubscribeReasonCode>> = subscribe
-            .filters
-            .iter()
-            .map(|f| (!self.identity.may_subscribe(&f.path)).then_some(refused_code))
-            .collect();
-        if codes.iter().all(Option::is_none) {
-            return self.forward(Packet::Subscribe(subscribe, props)).await;
+    fn write(&mut self, packet: Packet) {
+        if let Err(e) = self.codec.write(packet, &mut self.wbuf) {
+            info!(error = %e, "cannot encode a packet for the client");
         }
-        for (f, c) in subscribe.filters.iter().zip(&codes) {
-            if c.is_some() {
-                info!(filter = %f.path, "SUBSCRIBE refused");
-            }
-        }
-        if codes.iter().all(Option::is_some) {
-            let ack = SubAck {
-                pkid: subscribe.pkid,
-                return_codes: codes.into_iter().flatten().collect(),
-            };
-            let _ = self.codec.write(Packet::SubAck(ack, None), out);
-            return None;
-        }
-        let mut keep = codes.iter().map(Option::is_none);
-        subscribe.filters.retain(|_| keep.next().unwrap_or(false));
-        self.pending_subacks.insert(subscribe.pkid, codes);
-        self.forward(Packet::Subscribe(subscribe, props)).await
     }
 
-    /// One notification from the router. Returns `Some` when the connection must end.
-    fn outbound(&mut self, notification: Notification, out: &mut BytesMut) -> Option<End> {
-        let packet = Option::<Packet>::from(notification)?;
-        let packet = match packet {
-            Packet::SubAck(mut ack, props) => {
-                if let Some(codes) = self.pending_subacks.remove(&ack.pkid) {
-                    let mut granted = ack.return_codes.into_iter();
-                    ack.return_codes = codes
-                        .into_iter()
-                        .map(|c| {
-                            c.or_else(|| granted.next())
-                                .unwrap_or(SubscribeReasonCode::Failure)
-                        })
-                        .collect();
-                }
-                Packet::SubAck(ack, props)
-            }
-            Packet::Disconnect(d, p) => {
-                if self.codec.version == Version::V5 {
-                    let _ = self.codec.write(Packet::Disconnect(d, p), out);
-                }
-                return Some(End::RouterGone);
-            }
-            other => other,
+    async fn publish(&mut self, publish: Publish, qos: u8, pkid: u16) -> Option<End> {
+        if qos == 2 && self.awaiting_rel.contains(&pkid) {
+            // A resend of a QoS 2 publish already taken: acknowledge it again, once.
+            self.pubrec(pkid, PubRecReason::Success);
+            return None;
+        }
+        if qos == 2 && self.awaiting_rel.len() >= usize::from(RECEIVE_MAX) {
+            info!("QoS 2 publishes past the receive maximum without PUBREL");
+            return Some(End::Abnormal);
+        }
+        let allowed = match self.route(publish).await {
+            Routed::Done => true,
+            Routed::Refused => false,
+            Routed::Closing(end) => return Some(end),
         };
-        if let Err(e) = self.codec.write(packet, out) {
-            warn!(error = %e, "cannot encode packet for client");
+        let v5 = self.codec.version == Version::V5;
+        match (qos, allowed) {
+            (1, true) => {
+                let ack = PubAck {
+                    pkid,
+                    reason: PubAckReason::Success,
+                };
+                self.write(Packet::PubAck(ack, None));
+            }
+            // 3.1.1 has no refusal code: the PUBLISH is acknowledged and dropped.
+            (1, false) => {
+                let reason = match v5 {
+                    true => PubAckReason::NotAuthorized,
+                    false => PubAckReason::Success,
+                };
+                self.write(Packet::PubAck(PubAck { pkid, reason }, None));
+            }
+            (2, true) => {
+                self.awaiting_rel.push(pkid);
+                self.pubrec(pkid, PubRecReason::Success);
+            }
+            (2, false) if v5 => self.pubrec(pkid, PubRecReason::NotAuthorized),
+            (2, false) => return Some(End::Abnormal),
+            _ => {}
         }
         None
     }
+
+    fn pubrec(&mut self, pkid: u16, reason: PubRecReason) {
+        self.write(Packet::PubRec(PubRec { pkid, reason }, None));
+    }
+
+    /// Sends an authorised publish where it goes; waits while the engine's queue is full.
+    async fn route(&mut self, publish: Publish) -> Routed {
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            return Routed::Refused;
+        };
+        let identity = &self.peer.identity;
+        if !identity.may_publish(topic) {
+            info!(topic = %topic.chars().take(200).collect::<String>(), "PUBLISH refused");
+            return Routed::Refused;
+        }
+        if let Some(device) = topic.strip_prefix(KICK_PREFIX) {
+            // Only the service identity gets here (a device may publish on its own topics only).
+            let was = self.shared.hub.kick(device, Close::Revoked);
+            info!(device, connected = was, "kick requested by a backend");
+            return Routed::Done;
+        }
+        let Ok(parsed) = DeviceTopic::parse(topic) else {
+            return Routed::Done; // a service publishing elsewhere: nobody reads it
+        };
+        let kind = match parsed.stream {
+            Stream::Req(op) => Kind::Request(op),
+            Stream::Presence => Kind::Presence,
+            out => {
+                let out = match out {
+                    Stream::In => Out::In,
+                    Stream::Rsp => Out::Rsp,
+                    _ => Out::Eph,
+                };
+                let (user, device) = (parsed.user.as_str(), parsed.device.as_str());
+                self.shared.hub.deliver(user, device, out, publish.payload);
+                return Routed::Done;
+            }
+        };
+        let msg = Inbound {
+            user: parsed.user.into_string(),
+            device: parsed.device.into_string(),
+            kind,
+            topic: publish.topic,
+            payload: publish.payload,
+        };
+        // The engine's queue may be full: wait, reading nothing more from this client, but
+        // still leave at once when kicked or at shutdown.
+        let outbox = &self.peer.outbox;
+        tokio::select! {
+            _ = self.shared.to_engine(msg) => Routed::Done,
+            _ = async { while outbox.closed().is_none() { outbox.changed().await } } => {
+                Routed::Closing(End::Kicked(outbox.closed().unwrap_or(Close::TakenOver)))
+            }
+            _ = self.shared.shutdown.cancelled() => Routed::Closing(End::Shutdown),
+        }
+    }
+
+    fn subscribe(&mut self, subscribe: Subscribe) {
+        let refused = match self.codec.version {
+            Version::V5 => SubscribeReasonCode::NotAuthorized,
+            Version::V311 => SubscribeReasonCode::Failure,
+        };
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        for f in &subscribe.filters {
+            let granted = match &self.peer.identity {
+                Identity::Device { .. } if self.peer.identity.may_subscribe(&f.path) => {
+                    device_stream(&f.path).map(|s| {
+                        let qos = (f.qos as u8).min(s.qos());
+                        self.peer.subs.set(s, Some(qos));
+                        qos
+                    })
+                }
+                Identity::Service => {
+                    // Backends take requests and presence at QoS 1.
+                    self.shared
+                        .services
+                        .subscribe(&self.peer, &f.path)
+                        .then_some(1)
+                }
+                Identity::Device { .. } => None,
+            };
+            codes.push(match granted {
+                Some(0) => SubscribeReasonCode::Success(QoS::AtMostOnce),
+                Some(_) => SubscribeReasonCode::Success(QoS::AtLeastOnce),
+                None => {
+                    info!(filter = %f.path.chars().take(200).collect::<String>(), "SUBSCRIBE refused");
+                    refused
+                }
+            });
+        }
+        let ack = SubAck {
+            pkid: subscribe.pkid,
+            return_codes: codes,
+        };
+        self.write(Packet::SubAck(ack, None));
+    }
+
+    fn unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        for f in &unsubscribe.filters {
+            let had = match &self.peer.identity {
+                Identity::Device { .. } => match device_stream(f) {
+                    Some(s) if self.peer.identity.may_subscribe(f) => {
+                        let had = self.peer.subs.granted(s).is_some();
+                        self.peer.subs.set(s, None);
+                        had
+                    }
+                    _ => false,
+                },
+                Identity::Service => self.shared.services.unsubscribe(&self.peer, f),
+            };
+            reasons.push(match had {
+                true => UnsubAckReason::Success,
+                false => UnsubAckReason::NoSubscriptionExisted,
+            });
+        }
+        let ack = UnsubAck {
+            pkid: unsubscribe.pkid,
+            reasons,
+        };
+        self.write(Packet::UnsubAck(ack, None));
+    }
+
+    /// After the loop: the will (if due), the session (if persistent), presence offline, and
+    /// for a backend, its untaken requests to another backend. Then a successor may start.
+    async fn goodbye(
+        &mut self,
+        end: End,
+        expiry: Option<Duration>,
+        identity: &Identity,
+        registration: Registration,
+        io: &mut Transport,
+    ) {
+        debug!(?end, "connection ends");
+        let will_due = matches!(
+            end,
+            End::Abnormal | End::Clean { will: true } | End::Kicked(Close::Slow)
+        );
+        if let (true, Some(will)) = (will_due, self.will.take()) {
+            self.publish_will(will).await;
+        }
+        self.peer.outbox.close(Close::TakenOver);
+        let unacked: Vec<Msg> = self.inflight.drain(..).map(|(_, m)| m).collect();
+        match identity {
+            Identity::Device { user, device } => {
+                if let Some(expiry) = expiry {
+                    let subs = self.peer.subs.bits();
+                    self.shared.hub.keep(self.client_id, subs, unacked, expiry);
+                }
+                // "offline" goes out before a successor may say "online", so the two never cross.
+                self.shared.presence(user, device, false).await;
+            }
+            Identity::Service => {
+                self.shared.services.remove(&self.peer);
+                let left = unacked.into_iter().chain(self.peer.outbox.take_all());
+                let mut moved = 0;
+                for msg in left {
+                    moved += self.shared.redispatch(msg).await;
+                }
+                if moved > 0 {
+                    info!(
+                        requests = moved,
+                        "handed a departed backend's requests to the others"
+                    );
+                }
+            }
+        }
+        self.shared.hub.unregister(self.client_id, &self.peer);
+        drop(registration);
+        io.close().await;
+    }
+
+    async fn publish_will(&mut self, will: LastWill) {
+        // Authorised at CONNECT: the device's own presence topic. Never retained.
+        let publish = Publish::new(will.topic, will.message, false);
+        if let Routed::Closing(_) = self.route(publish).await {
+            debug!("last will not delivered: shutting down");
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::peek_publish;
+enum Routed {
+    Done,
+    Refused,
+    Closing(End),
+}
 
-    #[test]
-    fn peeks_qos_and_pkid() {
-        // PUBLISH qos1, topic "a/b", pkid 0x0102, payload "x"
-        let raw = [0x32, 8, 0, 3, b'a', b'/', b'b', 1, 2, b'x'];
-        assert_eq!(peek_publish(&raw), Some((1, 0x0102)));
-        let raw0 = [0x30, 6, 0, 3, b'a', b'/', b'b', b'x'];
-        assert_eq!(peek_publish(&raw0), Some((0, 0)));
-        assert_eq!(peek_publish(&[0x82, 0]), None);
+/// The stream of an exact device topic a device may subscribe to.
+fn device_stream(filter: &str) -> Option<Out> {
+    match DeviceTopic::parse(filter).ok()?.stream {
+        Stream::In => Some(Out::In),
+        Stream::Rsp => Some(Out::Rsp),
+        Stream::Eph => Some(Out::Eph),
+        _ => None,
+    }
+}
+
+impl Shared {
+    /// Hands a request or presence event to the engine: the one in this process, else the
+    /// backends subscribed to its feed. Presence also goes to every presence subscriber.
+    pub(crate) async fn to_engine(&self, msg: Inbound) {
+        let feed = match msg.kind {
+            Kind::Request(_) => Feed::Requests,
+            Kind::Presence => Feed::Presence,
+        };
+        let local = self.local.get();
+        if feed == Feed::Presence || local.is_none() {
+            let out = Msg {
+                topic: msg.topic.clone(),
+                payload: msg.payload.clone(),
+                qos: 1,
+            };
+            let taken = self.services.dispatch(feed, &msg.device, out).await;
+            if taken == 0 && local.is_none() && feed == Feed::Requests {
+                debug!(device = %msg.device, "no backend subscribed: request dropped");
+            }
+        }
+        if let Some(local) = local {
+            local.submit(msg).await;
+        }
+    }
+
+    /// A broker-made presence event for a device that connected or left.
+    pub(crate) async fn presence(&self, user: &str, device: &str, online: bool) {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let payload = format!(r#"{{"online":{online},"ts":{ts},"source":"broker"}}"#);
+        let msg = Inbound {
+            user: user.to_owned(),
+            device: device.to_owned(),
+            kind: Kind::Presence,
+            topic: Bytes::from(format!("u/{user}/d/{device}/presence")),
+            payload: Bytes::from(payload),
+        };
+        self.to_engine(msg).await
+    }
+
+    /// A request a departed backend never acknowledged, to the backends that remain.
+    async fn redispatch(&self, msg: Msg) -> usize {
+        let device = std::str::from_utf8(&msg.topic)
+            .ok()
+            .and_then(|t| DeviceTopic::parse(t).ok())
+            .filter(|t| matches!(t.stream, Stream::Req(_)));
+        match device {
+            Some(t) => {
+                self.services
+                    .dispatch(Feed::Requests, t.device.as_str(), msg)
+                    .await
+            }
+            None => 0,
+        }
     }
 }

@@ -1,43 +1,43 @@
-//! Courier's MQTT edge over rumqttd's router.
+//! Courier's device edge: MQTT 3.1.1 and 5 over TCP and WebSocket, routing by device id.
 //!
-//! rumqttd 0.20 routes (subscriptions, sessions, retained messages, shared subscriptions), but
-//! has no topic ACL, no CONNACK refusal codes and no handshake timeouts. So this crate owns the
-//! network edge and drives the router only through its public link API:
+//! Every Courier topic is point to point — a device's `in`, `rsp` and `eph` have one reader
+//! (that device), its `req/*` and `presence` one consumer (the engine) — so nothing here
+//! matches topics against subscription filters. rumqttd is used only as the packet codec.
 //!
 //! ```text
 //! socket ─ listener (TCP | WebSocket /mqtt, own task per socket, handshake timeout)
-//!        ─ connection: CONNECT (timeout) → Authenticator → Registry (takeover)
-//!            → LinkBuilder (router thread) → CONNACK
-//!            → relay loop: client packets ─ ACL ─▶ LinkTx ─▶ router thread
-//!                          client ◀─ codec ◀─ LinkRx ◀─ router thread
-//!        ─ SystemLink: presence events (connect/disconnect) on `u/{u}/d/{d}/presence`
+//!        ─ connection: CONNECT (timeout) → Authenticator → Hub (takeover) → CONNACK
+//!            client ─▶ ACL ─▶ req/presence ─▶ the engine: Upstream (in process, bounded)
+//!                                                or the backends' outboxes (services)
+//!            client ◀─ outbox ◀─ Hub::deliver(device) ◀─ the engine, or a backend's PUBLISH
 //! ```
 //!
-//! The router runs on its own OS thread (`Router::spawn`); everything else is tokio tasks.
+//! One task per connection; nothing else runs per device.
 
 pub mod acl;
 pub mod auth;
 pub mod codec;
 mod connection;
+pub mod hub;
 mod listener;
-pub mod registry;
-mod system;
+pub mod outbox;
 mod transport;
+pub mod upstream;
 
 pub use acl::Identity;
 pub use auth::{AuthFuture, Authenticator, Refusal};
-pub use registry::Kick;
+pub use hub::{Delivery, Out};
+pub use outbox::Close;
+pub use upstream::{Inbound, Kind, Upstream};
 
-use registry::Registry;
-use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
-use rumqttd::{Notification, Router, RouterConfig, SegmentConfig};
-use std::collections::HashMap;
-use std::sync::Arc;
+use bytes::Bytes;
+use hub::Hub;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use system::SystemLink;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use upstream::Services;
 
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -47,6 +47,14 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Most simultaneous client connections.
     pub max_connections: usize,
+    /// Publishes queued for one device before it counts as not reading and is disconnected.
+    pub outbox_msgs: usize,
+    /// Bytes queued for one device before the same.
+    pub outbox_bytes: usize,
+    /// Most unacknowledged QoS 1 publishes to one device (less if its Receive Maximum says so).
+    pub max_inflight: u16,
+    /// Longest a persistent session outlives its connection.
+    pub max_session_expiry: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -55,65 +63,57 @@ impl Default for BrokerConfig {
             max_packet_size: 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
+            outbox_msgs: 1024,
+            outbox_bytes: 4 << 20,
+            max_inflight: 64,
+            max_session_expiry: Duration::from_secs(24 * 3600),
         }
     }
 }
 
-type LinkFactory =
-    Arc<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), Box<LinkError>> + Send + Sync>;
-
 struct Shared {
     config: BrokerConfig,
     auth: Arc<dyn Authenticator>,
-    make_link: LinkFactory,
-    registry: Arc<Registry>,
-    system: SystemLink,
+    hub: Hub,
+    services: Services,
+    /// The engine in this process (`--role all`); without one, backends connect as services.
+    local: OnceLock<Arc<dyn Upstream>>,
     connections: Arc<Semaphore>,
     shutdown: CancellationToken,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("cannot link into the router: {0}")]
-    Link(#[from] Box<LinkError>),
-}
-
-/// A running broker: the router thread plus whatever listeners [`Broker::serve`] was given.
+/// A running edge: whatever listeners [`Broker::serve_tcp`] and [`Broker::serve_ws`] were given.
 #[derive(Clone)]
 pub struct Broker {
     shared: Arc<Shared>,
 }
 
 impl Broker {
-    /// Starts the router. Connections are served once listeners are handed to [`Broker::serve`];
-    /// every connection ends when `shutdown` is cancelled.
+    /// A broker whose requests and presence go to the backends that subscribe as the service
+    /// identity, until [`Broker::attach_engine`] gives it an engine in this process. Every
+    /// connection ends when `shutdown` is cancelled.
     pub fn start(
         config: BrokerConfig,
         auth: Arc<dyn Authenticator>,
         shutdown: CancellationToken,
-    ) -> Result<Self, BrokerError> {
-        let router_tx = Router::new(0, router_config(&config)).spawn();
-        let make_link: LinkFactory = Arc::new(move |client_id: &str, clean: bool| {
-            LinkBuilder::new(client_id, router_tx.clone())
-                .clean_session(clean)
-                // Publishing to a topic nobody subscribes to must not disconnect the publisher.
-                .dynamic_filters(true)
-                .build()
-                .map_err(Box::new)
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            auth,
+            hub: Hub::default(),
+            services: Services::default(),
+            local: OnceLock::new(),
+            shutdown,
         });
-        let registry = Arc::new(Registry::default());
-        let system = SystemLink::start(&make_link, registry.clone())?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                connections: Arc::new(Semaphore::new(config.max_connections)),
-                config,
-                auth,
-                make_link,
-                registry,
-                system,
-                shutdown,
-            }),
-        })
+        tokio::spawn(sweep_sessions(shared.clone()));
+        Self { shared }
+    }
+
+    /// Sends every request and presence event to `engine` (this process's) from now on;
+    /// call before serving. Only the first call counts.
+    pub fn attach_engine(&self, engine: Arc<dyn Upstream>) {
+        let _ = self.shared.local.set(engine);
     }
 
     /// Serves MQTT over TCP on `listener` until shutdown.
@@ -126,46 +126,34 @@ impl Broker {
         listener::accept_loop(listener, listener::Kind::WebSocket, self.shared.clone()).await
     }
 
+    /// Queues `payload` for `device` of `user` on `stream`, if it is connected and subscribed.
+    /// Never waits: a device whose outbox is full is disconnected instead.
+    pub fn deliver(&self, user: &str, device: &str, stream: Out, payload: Bytes) -> Delivery {
+        self.shared.hub.deliver(user, device, stream, payload)
+    }
+
     /// Closes the connection of a device (e.g. after revocation). Returns whether it was connected.
-    pub fn kick(&self, client_id: &str, why: Kick) -> bool {
-        self.shared.registry.kick(client_id, why)
+    pub fn kick(&self, client_id: &str, why: Close) -> bool {
+        self.shared.hub.kick(client_id, why)
     }
 
     pub fn is_connected(&self, client_id: &str) -> bool {
-        self.shared.registry.is_connected(client_id)
+        self.shared.hub.get(client_id).is_some()
     }
 
     /// Live MQTT connections (devices and services).
     pub fn connection_count(&self) -> usize {
-        self.shared.registry.count()
+        self.shared.hub.count()
     }
 }
 
-/// rumqttd keeps every filter's messages in in-memory segments (one log per filter, kept for
-/// the life of the process) and silently drops the oldest segment when full. Courier never
-/// relies on that store for durability — the backend's log is the truth and clients fill gaps
-/// with `sync` — so per-device filters get two 32 KiB segments (≤ 64 KiB plus one message per
-/// topic), while the backend's request and presence filters get room for bursts.
-fn router_config(config: &BrokerConfig) -> RouterConfig {
-    let big = SegmentConfig {
-        max_segment_size: 16 << 20,
-        max_segment_count: 4,
-    };
-    let mut custom = HashMap::new();
-    for filter in [
-        protocol::topic::REQUEST_FILTER,
-        protocol::topic::PRESENCE_FILTER,
-    ] {
-        custom.insert(filter.to_owned(), big.clone());
-        custom.insert(format!("$share/courier/{filter}"), big.clone());
-    }
-    RouterConfig {
-        max_connections: config.max_connections + 16,
-        max_outgoing_packet_count: 200,
-        max_segment_size: 32 * 1024,
-        max_segment_count: 2,
-        custom_segment: Some(custom),
-        initialized_filters: None,
-        shared_subscriptions_strategy: Default::default(),
+/// Forgets persistent sessions past their expiry, once a minute.
+async fn sweep_sessions(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        shared.hub.sweep_sessions();
     }
 }

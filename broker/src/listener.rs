@@ -90,5 +90,5 @@ async fn upgrade(stream: TcpStream) -> Result<Transport, async_tungstenite::tung
         Ok(resp)
     };
     let ws = async_tungstenite::tokio::accept_hdr_async(stream, check).await?;
-    Ok(Transport::Ws(Box::new(ws)))
+    Ok(Transport::ws(ws))
 }

@@ -1,29 +1,104 @@
 //! The byte pipe under one MQTT connection: a TCP stream, or binary WebSocket frames.
+//!
+//! A connection reads and writes at the same time (a device that stops reading must not stop
+//! its own requests from being read, nor a kick from being noticed), so the transport splits
+//! into a [`Reader`] and a [`Writer`] that can be awaited together. Both are cancel-safe.
+//! Over TCP an idle connection holds no buffer: it waits for readiness and only then reads.
 
 use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::tungstenite::{protocol::CloseFrame, Message};
 use async_tungstenite::WebSocketStream;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::{Buf, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{Sink, StreamExt};
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
 use tokio::net::TcpStream;
+
+type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
 
 pub enum Transport {
     Tcp(TcpStream),
-    Ws(Box<WebSocketStream<TokioAdapter<TcpStream>>>),
+    Ws(Box<WsHalves>),
+}
+
+pub struct WsHalves {
+    rx: SplitStream<Ws>,
+    tx: SplitSink<Ws, Message>,
+    /// A frame was handed to the sink and not yet flushed.
+    unflushed: bool,
 }
 
 impl Transport {
+    pub fn ws(ws: Ws) -> Self {
+        let (tx, rx) = ws.split();
+        Transport::Ws(Box::new(WsHalves {
+            rx,
+            tx,
+            unflushed: false,
+        }))
+    }
+
+    pub fn halves(&mut self) -> (Reader<'_>, Writer<'_>) {
+        match self {
+            Transport::Tcp(s) => (Reader::Tcp(s), Writer::Tcp(s)),
+            Transport::Ws(ws) => {
+                let WsHalves { rx, tx, unflushed } = &mut **ws;
+                (Reader::Ws(rx), Writer::Ws(tx, unflushed))
+            }
+        }
+    }
+
+    /// Appends what arrived to `buf`; `Ok(0)` means the peer closed.
+    pub async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        self.halves().0.read(buf).await
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        let (_, mut w) = self.halves();
+        while w.pending(buf) {
+            w.write(buf).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(&mut self) {
+        match self {
+            Transport::Tcp(s) => {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.shutdown().await;
+            }
+            Transport::Ws(ws) => {
+                use futures_util::SinkExt;
+                let _ = ws.tx.send(Message::Close(None::<CloseFrame>)).await;
+                let _ = ws.tx.close().await;
+            }
+        }
+    }
+}
+
+pub enum Reader<'a> {
+    Tcp(&'a TcpStream),
+    Ws(&'a mut SplitStream<Ws>),
+}
+
+impl Reader<'_> {
     /// Appends what arrived to `buf`; `Ok(0)` means the peer closed.
     pub async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Transport::Tcp(s) => {
-                buf.reserve(4096);
-                s.read_buf(buf).await
-            }
-            Transport::Ws(ws) => loop {
-                match ws.next().await {
+            Reader::Tcp(s) => loop {
+                s.readable().await?;
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(4096);
+                }
+                match s.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            },
+            Reader::Ws(rx) => loop {
+                match rx.next().await {
                     None | Some(Ok(Message::Close(_))) => return Ok(0),
                     Some(Ok(Message::Binary(data))) if !data.is_empty() => {
                         buf.extend_from_slice(&data);
@@ -41,24 +116,56 @@ impl Transport {
             },
         }
     }
+}
 
-    pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
+pub enum Writer<'a> {
+    Tcp(&'a TcpStream),
+    Ws(&'a mut SplitSink<Ws, Message>, &'a mut bool),
+}
+
+impl Writer<'_> {
+    /// Whether [`Writer::write`] has anything to do.
+    pub fn pending(&self, buf: &BytesMut) -> bool {
         match self {
-            Transport::Tcp(s) => s.write_all(&data).await,
-            Transport::Ws(ws) => ws
-                .send(Message::Binary(data))
-                .await
-                .map_err(io::Error::other),
+            Writer::Tcp(_) => !buf.is_empty(),
+            Writer::Ws(_, unflushed) => !buf.is_empty() || **unflushed,
         }
     }
 
-    pub async fn close(&mut self) {
+    /// Writes some of `buf` (TCP) or all of it as one frame (WebSocket), consuming what was
+    /// written; call while [`Writer::pending`].
+    pub async fn write(&mut self, buf: &mut BytesMut) -> io::Result<()> {
         match self {
-            Transport::Tcp(s) => {
-                let _ = s.shutdown().await;
-            }
-            Transport::Ws(ws) => {
-                let _ = ws.close(None::<CloseFrame>).await;
+            Writer::Tcp(s) => loop {
+                s.writable().await?;
+                match s.try_write(buf) {
+                    Ok(n) => {
+                        buf.advance(n);
+                        if buf.is_empty() {
+                            // Give an idle connection's memory back.
+                            *buf = BytesMut::new();
+                        }
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Writer::Ws(tx, unflushed) => {
+                std::future::poll_fn(|cx| {
+                    let mut tx = Pin::new(&mut **tx);
+                    if !buf.is_empty() {
+                        std::task::ready!(tx.as_mut().poll_ready(cx)).map_err(io::Error::other)?;
+                        let frame = Message::Binary(buf.split().freeze());
+                        *buf = BytesMut::new();
+                        tx.as_mut().start_send(frame).map_err(io::Error::other)?;
+                        **unflushed = true;
+                    }
+                    std::task::ready!(tx.as_mut().poll_flush(cx)).map_err(io::Error::other)?;
+                    **unflushed = false;
+                    std::task::Poll::Ready(Ok(()))
+                })
+                .await
             }
         }
     }

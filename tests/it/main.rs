@@ -16,6 +16,7 @@ mod broker_hooks;
 mod cli;
 mod compose;
 mod delivery;
+mod edge_abuse;
 mod fault;
 mod helpers;
 mod http_api;

@@ -35,12 +35,23 @@ impl Batcher {
         Self { tx }
     }
 
-    pub async fn send(&self, job: SendJob) -> Result<Sent> {
+    /// Queues `job` for the next batch; the receiver gets its outcome after the commit.
+    /// Jobs queued by one task are stored in the order they were queued.
+    pub fn enqueue(&self, job: SendJob) -> Result<Committing> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((job, reply))
             .map_err(|_| Error::Internal("send batcher stopped".into()))?;
-        answer
+        Ok(Committing(answer))
+    }
+}
+
+/// A send waiting for its batch's commit.
+pub struct Committing(oneshot::Receiver<Result<Sent>>);
+
+impl Committing {
+    pub async fn outcome(self) -> Result<Sent> {
+        self.0
             .await
             .map_err(|_| Error::Internal("send batcher dropped a request".into()))?
     }

@@ -20,7 +20,7 @@
 //! a configured secret the endpoints do not exist.
 
 use super::{ApiJson, AppState};
-use crate::embedded_broker::{DeviceAuthenticator, SERVICE_USERNAME};
+use crate::edge::auth::{DeviceAuthenticator, SERVICE_USERNAME};
 use crate::error::{Error, Result};
 use crate::util::constant_time_eq;
 use axum::extract::State;

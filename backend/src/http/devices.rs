@@ -41,7 +41,7 @@ pub async fn revoke(
         ));
     }
     state.publisher.directory().invalidate(&me.user);
-    state.kicker.kick(&id);
+    state.publisher.kick(&protocol::DeviceId::from_trusted(id));
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -24,12 +24,6 @@ use std::sync::Arc;
 pub use auth::Authed;
 pub use error::ApiJson;
 
-/// Closes a device's MQTT connection: the embedded broker directly; Courier's broker in
-/// another process through a kick request over MQTT (external brokers are not told).
-pub trait Kicker: Send + Sync {
-    fn kick(&self, device: &str);
-}
-
 /// Where devices reach MQTT, for the log-in answer.
 #[derive(Clone, Debug)]
 pub struct MqttPorts {
@@ -44,7 +38,6 @@ pub struct AppState {
     pub store: Store,
     pub publisher: Publisher,
     pub mqtt: MqttPorts,
-    pub kicker: Arc<dyn Kicker>,
     /// Set by the engine once it is subscribed to the request stream.
     pub engine_ready: Arc<AtomicBool>,
     pub media: media::Media,

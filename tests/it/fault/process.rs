@@ -258,7 +258,11 @@ impl Server {
     }
 
     fn pid(&self) -> String {
-        self.child.as_ref().expect("running").id().to_string()
+        self.pid_number().to_string()
+    }
+
+    pub fn pid_number(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     fn wait_exit(&mut self, within: Duration) -> bool {

@@ -1,8 +1,10 @@
 //! `req/send`: `{"id","conv","cmid","kind",…}` → `{"msg","conv","seq","ts","cmid"}`.
 //! Answered only after the commit (group-committed by the batcher); a repeated
-//! (device, cmid) gets the original answer.
+//! (device, cmid) gets the original answer. In two steps, so a device's consecutive sends
+//! share a batch while staying in order: [`start`] each in arrival order, then [`finish`].
 
 use super::{parse, Done};
+use crate::engine::batcher::Committing;
 use crate::engine::{Caller, Engine};
 use crate::error::Result;
 use crate::shared::Limit;
@@ -10,7 +12,8 @@ use crate::store::messages::{SendJob, Sent};
 use protocol::ops::SendReq;
 use serde_json::Value;
 
-pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Done> {
+/// Everything up to the commit: checks the request and queues it for the next batch.
+pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<Committing> {
     let req: SendReq = parse(body)?;
     engine
         .store
@@ -24,7 +27,12 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Don
         req,
         content,
     };
-    match engine.sends.send(job).await? {
+    engine.sends.enqueue(job)
+}
+
+/// After the commit: the answer, and the updates to deliver.
+pub async fn finish(committing: Committing) -> Result<Done> {
+    match committing.outcome().await? {
         Sent::New { ack, out, also } => {
             crate::metrics::messages_stored(1);
             Ok(Done::answer(ack).and_deliver(std::iter::once(out).chain(also)))

@@ -1,11 +1,10 @@
-//! How the backend plugs into Courier's embedded broker: it authenticates CONNECT (devices by
-//! id + token, the backend itself by the service secret), kicks revoked devices, and tells the
-//! publisher which devices are connected.
+//! Who may connect to Courier's edge: devices by id + token (checked against the database),
+//! backends and other trusted services by the service secret.
 
 use crate::store::accounts::TokenCheck;
 use crate::store::Store;
 use crate::util::constant_time_eq;
-use broker::{AuthFuture, Authenticator, Identity, Kick, Refusal};
+use broker::{AuthFuture, Authenticator, Identity, Refusal};
 
 /// The MQTT username of Courier's backend (and other trusted services).
 pub const SERVICE_USERNAME: &str = "courier-backend";
@@ -49,17 +48,5 @@ impl Authenticator for DeviceAuthenticator {
                 }
             }
         })
-    }
-}
-
-impl crate::http::Kicker for broker::Broker {
-    fn kick(&self, device: &str) {
-        broker::Broker::kick(self, device, Kick::Revoked);
-    }
-}
-
-impl crate::publisher::Connections for broker::Broker {
-    fn is_connected(&self, device: &str) -> bool {
-        broker::Broker::is_connected(self, device)
     }
 }

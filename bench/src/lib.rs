@@ -2,6 +2,7 @@
 //! `courier serve` runs it, on SQLite in a temp dir or on a given database.
 
 pub mod load;
+pub mod process;
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

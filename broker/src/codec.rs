@@ -190,6 +190,70 @@ pub fn peek_publish(buf: &[u8]) -> Option<(u8, u16, bool)> {
     Some((qos, pkid, first & 0x08 != 0))
 }
 
+/// MQTT 3.1.1 packets written by hand, for tools and tests that speak MQTT without a client
+/// library (idle crowds, hostile devices).
+pub mod raw {
+    use super::{write_publish, Codec, Version};
+    use bytes::BytesMut;
+    use rumqttd::protocol::{Connect, Filter, Login, Packet, QoS, RetainForwardRule, Subscribe};
+
+    fn encode(packet: Packet) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        Codec::new(Version::V311, usize::MAX)
+            .write(packet, &mut out)
+            .expect("a well-formed packet");
+        out.to_vec()
+    }
+
+    /// CONNECT with username = client id (as Courier devices connect).
+    pub fn connect(client_id: &str, password: &str, clean: bool, keep_alive: u16) -> Vec<u8> {
+        let connect = Connect {
+            keep_alive,
+            client_id: client_id.to_owned(),
+            clean_session: clean,
+        };
+        let login = Login {
+            username: client_id.to_owned(),
+            password: password.to_owned(),
+        };
+        encode(Packet::Connect(connect, None, None, None, Some(login)))
+    }
+
+    /// SUBSCRIBE to `(filter, qos)` pairs.
+    pub fn subscribe(pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
+        let filters = filters
+            .iter()
+            .map(|(path, qos)| Filter {
+                path: (*path).to_owned(),
+                qos: if *qos == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                },
+                nolocal: false,
+                preserve_retain: false,
+                retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+            })
+            .collect();
+        encode(Packet::Subscribe(Subscribe { pkid, filters }, None))
+    }
+
+    /// PUBLISH at any QoS (2 included, which Courier itself never sends).
+    pub fn publish(qos: u8, pkid: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        write_publish(
+            &mut out,
+            Version::V311,
+            topic.as_bytes(),
+            payload,
+            qos,
+            pkid,
+            false,
+        );
+        out.to_vec()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

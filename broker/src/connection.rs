@@ -58,9 +58,15 @@ pub async fn serve(io: Transport, peer: SocketAddr, shared: Arc<Shared>) {
 
 async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
     let mut buf = BytesMut::new();
+    // The steps before and after serving are boxed: only the serving loop's state stays in
+    // every idle connection's task (memory per idle device).
     let connect = timeout(
         shared.config.connect_timeout,
-        read_connect(&mut io, &mut buf, shared.config.max_packet_size),
+        Box::pin(read_connect(
+            &mut io,
+            &mut buf,
+            shared.config.max_packet_size,
+        )),
     )
     .await;
     let (codec, connect) = match connect {
@@ -84,11 +90,18 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
     span.record("client_id", connect.client_id.as_str());
     span.record("v", if codec.version == Version::V5 { 5 } else { 4 });
 
-    let identity = match authenticate(&shared, &connect.client_id, login, will.as_ref()).await {
+    let identity = match Box::pin(authenticate(
+        &shared,
+        &connect.client_id,
+        login,
+        will.as_ref(),
+    ))
+    .await
+    {
         Ok(identity) => identity,
         Err(code) => {
             info!(?code, "CONNECT refused");
-            refuse(&mut io, &codec, code).await;
+            Box::pin(refuse(&mut io, &codec, code)).await;
             return;
         }
     };
@@ -101,10 +114,7 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         // A backend takes every device's requests: it is waited for, not dropped.
         Identity::Service => Outbox::new(64 * 1024, 256 << 20),
     };
-    let registration = shared
-        .hub
-        .register(&client_id, identity.clone(), outbox)
-        .await;
+    let registration = Box::pin(shared.hub.register(&client_id, identity.clone(), outbox)).await;
     let expiry = session_expiry(&shared, &identity, connect.clean_session, props.as_ref());
     let resumed = match connect.clean_session {
         true => {
@@ -160,12 +170,11 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
     }
     info!(identity = ?identity, session_present, "connected");
     if let Identity::Device { user, device } = &identity {
-        shared.presence(user, device, true).await;
+        Box::pin(shared.presence(user, device, true)).await;
     }
 
     let end = conn.run(&mut io, buf, connect.keep_alive).await;
-    conn.goodbye(end, expiry, &identity, registration, &mut io)
-        .await;
+    Box::pin(conn.goodbye(end, expiry, &identity, registration, &mut io)).await;
     info!("disconnected");
 }
 
@@ -294,8 +303,10 @@ impl Conn<'_> {
         let grace = keep_alive + keep_alive / 2;
         let mut deadline = Instant::now() + grace;
         // The CONNECT may have arrived with more packets behind it.
-        if !rbuf.is_empty() {
-            if let Some(end) = self.packets(&mut rbuf, io).await {
+        if rbuf.is_empty() {
+            rbuf = BytesMut::new();
+        } else {
+            if let Some(end) = Box::pin(self.packets(&mut rbuf, io)).await {
                 return end;
             }
         }
@@ -307,11 +318,12 @@ impl Conn<'_> {
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => {
-                    return self.bye(io, DisconnectReasonCode::ServerShuttingDown, End::Shutdown).await;
+                    let bye = self.bye(io, DisconnectReasonCode::ServerShuttingDown, End::Shutdown);
+                    return Box::pin(bye).await;
                 }
                 _ = self.peer.outbox.changed() => {
                     if let Some(why) = self.peer.outbox.closed() {
-                        return self.kicked(io, why).await;
+                        return Box::pin(self.kicked(io, why)).await;
                     }
                 }
                 w = writer.write(&mut self.wbuf), if writing => {
@@ -324,13 +336,14 @@ impl Conn<'_> {
                         Ok(0) | Err(_) => return End::Abnormal,
                         Ok(_) => deadline = Instant::now() + grace,
                     }
-                    if let Some(end) = self.packets(&mut rbuf, io).await {
+                    if let Some(end) = Box::pin(self.packets(&mut rbuf, io)).await {
                         return end;
                     }
                 }
                 _ = sleep_until(deadline), if !grace.is_zero() => {
                     debug!("keep-alive expired");
-                    return self.bye(io, DisconnectReasonCode::KeepAliveTimeout, End::Abnormal).await;
+                    let bye = self.bye(io, DisconnectReasonCode::KeepAliveTimeout, End::Abnormal);
+                    return Box::pin(bye).await;
                 }
             }
         }

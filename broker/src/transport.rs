@@ -89,10 +89,7 @@ impl Reader<'_> {
         match self {
             Reader::Tcp(s) => loop {
                 s.readable().await?;
-                if buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(4096);
-                }
-                match s.try_read_buf(buf) {
+                match read_ready(s, buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     other => return other,
                 }
@@ -116,6 +113,15 @@ impl Reader<'_> {
             },
         }
     }
+}
+
+/// Reads what is ready into a chunk on the thread's stack, then appends exactly that to `buf`:
+/// a connection's buffer is never bigger than what it holds (no 4 KiB per idle device).
+fn read_ready(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = s.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 pub enum Writer<'a> {

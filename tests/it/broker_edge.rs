@@ -18,6 +18,7 @@ crate::on_both_databases!(
     typing_reaches_other_members_on_eph,
     garbage_on_the_wire_leaves_the_server_up,
     offline_devices_get_no_pushes_and_catch_up_by_sync,
+    persistent_sessions_keep_subscriptions_and_say_so,
 );
 
 async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
@@ -347,4 +348,76 @@ async fn offline_devices_get_no_pushes_and_catch_up_by_sync(db: Db) {
         .filter(|u| matches!(u.body, courier_client::protocol::UpdateBody::Message { .. }))
         .count();
     assert_eq!(texts, 6);
+}
+
+/// MQTT session semantics on the device edge: a device receives on `in` only once subscribed;
+/// with clean session 0 its subscription survives a reconnect and the CONNACK says session
+/// present; with clean session 1 nothing survives and the CONNACK says so.
+async fn persistent_sessions_keep_subscriptions_and_say_so(db: Db) {
+    use rumqttc::{AsyncClient as V4Client, Event as V4Event, MqttOptions as V4Options};
+    use rumqttc::{Packet as V4Packet, QoS as V4QoS};
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let a = app.tcp_device("alice", "phone").await;
+    let s = app.session("bob", "phone").await;
+    let conv = app.api.create_direct(a.token(), &s.user).await.unwrap().id;
+    let connect = |clean: bool| {
+        let mut o = V4Options::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+        o.set_credentials(s.device.to_string(), s.token.clone())
+            .set_clean_session(clean);
+        V4Client::new(o, 100)
+    };
+    async fn connack(el: &mut rumqttc::EventLoop) -> bool {
+        loop {
+            if let V4Event::Incoming(V4Packet::ConnAck(ack)) = el.poll().await.expect("connects") {
+                return ack.session_present;
+            }
+        }
+    }
+    /// Publishes on `in` that arrive within `wait`, polling (and so acking) meanwhile.
+    async fn pushes(el: &mut rumqttc::EventLoop, wait: Duration) -> usize {
+        let mut n = 0;
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                if let Ok(V4Event::Incoming(V4Packet::Publish(_))) = el.poll().await {
+                    n += 1;
+                }
+            }
+        })
+        .await;
+        n
+    }
+    let bob_in = format!("u/{}/d/{}/in", s.user, s.device);
+
+    // Connected but not subscribed: nothing arrives.
+    let (c, mut el) = connect(false);
+    assert!(!connack(&mut el).await, "a first connection has no session");
+    a.client.send_text(&conv, "unsubscribed").await.unwrap();
+    assert_eq!(pushes(&mut el, Duration::from_millis(600)).await, 0);
+    c.subscribe(&bob_in, V4QoS::AtLeastOnce).await.unwrap();
+    assert_eq!(pushes(&mut el, Duration::from_millis(300)).await, 0);
+    a.client.send_text(&conv, "subscribed").await.unwrap();
+    assert_eq!(pushes(&mut el, Duration::from_millis(800)).await, 1);
+    c.disconnect().await.unwrap();
+    while el.poll().await.is_ok() {}
+
+    // Back with the persistent session: present, and still subscribed without asking again.
+    let (c, mut el) = connect(false);
+    assert!(
+        connack(&mut el).await,
+        "the persistent session was not resumed"
+    );
+    a.client.send_text(&conv, "resumed").await.unwrap();
+    assert_eq!(pushes(&mut el, Duration::from_millis(800)).await, 1);
+    c.disconnect().await.unwrap();
+    while el.poll().await.is_ok() {}
+
+    // A clean session forgets it: not present, not subscribed.
+    let (_c, mut el) = connect(true);
+    assert!(
+        !connack(&mut el).await,
+        "a clean session was reported present"
+    );
+    a.client.send_text(&conv, "clean").await.unwrap();
+    assert_eq!(pushes(&mut el, Duration::from_millis(600)).await, 0);
 }

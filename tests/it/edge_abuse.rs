@@ -6,6 +6,7 @@
 //! user's send still gets its answer.
 
 use crate::fault::process::Server;
+use broker::codec::raw;
 use courier_client::protocol::http::Session;
 use courier_client::{Api, Client, ClientOptions, Event};
 use std::time::Duration;
@@ -17,52 +18,17 @@ use tokio::net::TcpStream;
 /// unbounded (the QoS 2 one grew an earlier server to 2.2 GB).
 const GROWTH_LIMIT_KIB: u64 = 96 * 1024;
 
-fn mqtt_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
 /// A raw MQTT 3.1.1 connection as `session`'s device, past its CONNACK.
 async fn raw_device(session: &Session) -> TcpStream {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0b1100_0010, 0, 60];
     let id = session.device.to_string();
-    for field in [id.as_bytes(), id.as_bytes(), session.token.as_bytes()] {
-        mqtt_string(&mut body, field);
-    }
     let mut s = TcpStream::connect(&session.mqtt.tcp).await.unwrap();
-    s.write_all(&packet(0x10, &body)).await.unwrap();
+    s.write_all(&raw::connect(&id, &session.token, true, 60))
+        .await
+        .unwrap();
     let mut ack = [0u8; 4];
     s.read_exact(&mut ack).await.unwrap();
     assert_eq!(ack, [0x20, 2, 0, 0], "CONNACK accepted");
     s
-}
-
-fn publish(qos: u8, pkid: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(topic.len() + payload.len() + 4);
-    mqtt_string(&mut body, topic.as_bytes());
-    if qos > 0 {
-        body.extend_from_slice(&pkid.to_be_bytes());
-    }
-    body.extend_from_slice(payload);
-    packet(0x30 | (qos << 1), &body)
 }
 
 /// Writes `packets` until done or the server closes the connection; returns whether it closed.
@@ -166,7 +132,7 @@ async fn hostile_devices_hurt_only_themselves() {
     for round in 0..10u16 {
         let mut m = raw_device(&sm).await;
         let topic = format!("{base}req/send");
-        let spam = (1..=2000u16).map(|pkid| publish(2, pkid, &topic, &[b'x'; 1024]));
+        let spam = (1..=2000u16).map(|pkid| raw::publish(2, pkid, &topic, &[b'x'; 1024]));
         assert!(
             write_until_closed(&mut m, spam).await,
             "round {round}: QoS 2 publishes without PUBREL past the receive maximum were not refused"
@@ -179,7 +145,7 @@ async fn hostile_devices_hurt_only_themselves() {
     let mut m = raw_device(&sm).await;
     let spray: Vec<u8> = (0..20_000u32)
         .flat_map(|i| {
-            publish(
+            raw::publish(
                 1,
                 (i % 60_000 + 1) as u16,
                 &format!("{base}req/op{i}"),
@@ -195,10 +161,8 @@ async fn hostile_devices_hurt_only_themselves() {
 
     // 3. Subscribed to its `in`, then never reads while alice floods it.
     let mut m = raw_device(&sm).await;
-    let mut sub = vec![0, 1];
-    mqtt_string(&mut sub, format!("{base}in").as_bytes());
-    sub.push(1);
-    m.write_all(&packet(0x82, &sub)).await.unwrap();
+    let sub = raw::subscribe(1, &[(&format!("{base}in"), 1)]);
+    m.write_all(&sub).await.unwrap();
     let text = "y".repeat(4000);
     let mut sends = Vec::new();
     for _ in 0..4000 {

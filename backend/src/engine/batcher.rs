@@ -19,10 +19,12 @@ const MAX_BATCH: usize = 256;
 const ATTEMPTS: u32 = 3;
 
 type Job = (SendJob, oneshot::Sender<Result<Sent>>);
+/// Jobs that go into one batch together, in order: one device's consecutive sends.
+type Unit = Vec<Job>;
 
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::UnboundedSender<Job>,
+    tx: mpsc::UnboundedSender<Unit>,
 }
 
 impl Batcher {
@@ -35,14 +37,21 @@ impl Batcher {
         Self { tx }
     }
 
-    /// Queues `job` for the next batch; the receiver gets its outcome after the commit.
-    /// Jobs queued by one task are stored in the order they were queued.
-    pub fn enqueue(&self, job: SendJob) -> Result<Committing> {
-        let (reply, answer) = oneshot::channel();
+    /// Queues `jobs` for the next batch, all in the same batch and in this order (so one
+    /// device's sends keep their order even when several batches commit at once); each
+    /// receiver gets its job's outcome after the commit.
+    pub fn enqueue(&self, jobs: Vec<SendJob>) -> Result<Vec<Committing>> {
+        let (unit, answers): (Unit, Vec<Committing>) = jobs
+            .into_iter()
+            .map(|job| {
+                let (reply, answer) = oneshot::channel();
+                ((job, reply), Committing(answer))
+            })
+            .unzip();
         self.tx
-            .send((job, reply))
+            .send(unit)
             .map_err(|_| Error::Internal("send batcher stopped".into()))?;
-        Ok(Committing(answer))
+        Ok(answers)
     }
 }
 
@@ -57,18 +66,18 @@ impl Committing {
     }
 }
 
-async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Unit>>>) {
     loop {
         let mut batch = Vec::new();
         {
             let mut rx = rx.lock().await;
             match rx.recv().await {
-                Some(job) => batch.push(job),
+                Some(unit) => batch.extend(unit),
                 None => return,
             }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(job) => batch.push(job),
+                    Ok(unit) => batch.extend(unit),
                     Err(_) => break,
                 }
             }

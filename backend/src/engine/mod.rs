@@ -17,6 +17,7 @@ mod ops;
 pub mod presence;
 
 use crate::publisher::Publisher;
+use crate::store::messages::SendJob;
 use crate::store::Store;
 use broker::{Inbound, Kind};
 use protocol::ops::Op;
@@ -118,8 +119,40 @@ impl Engine {
                 }
             }
         }
+        self.queue_sends(&mut begun);
         for (caller, started) in begun {
             self.end(&caller, started).await;
+        }
+    }
+
+    /// Queues the run's checked sends for one batch, together and in order.
+    fn queue_sends(&self, begun: &mut [(Caller, Begun)]) {
+        let mut jobs = Vec::new();
+        let mut slots = Vec::new();
+        for (_, b) in begun.iter_mut() {
+            if matches!(b.state, State::Prepared(_)) {
+                let State::Prepared(job) = std::mem::replace(&mut b.state, State::Unanswered)
+                else {
+                    unreachable!()
+                };
+                jobs.push(*job);
+                slots.push(&mut b.state);
+            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        match self.sends.enqueue(jobs) {
+            Ok(answers) => {
+                for (slot, answer) in slots.into_iter().zip(answers) {
+                    *slot = State::Committing(answer);
+                }
+            }
+            Err(e) => {
+                for slot in slots {
+                    *slot = State::Ready(Err(e.body()));
+                }
+            }
         }
     }
 
@@ -184,7 +217,7 @@ impl Engine {
         begun.state = match (invalid, op) {
             (Some(e), _) => State::Ready(Err(e)),
             (None, Some(Op::Send)) => match ops::send::start(self, caller, body).await {
-                Ok(committing) => State::Committing(committing),
+                Ok(job) => State::Prepared(Box::new(job)),
                 Err(e) => State::Ready(Err(e.body())),
             },
             (None, Some(op)) => {
@@ -201,6 +234,7 @@ impl Engine {
             State::Unanswered => return,
             State::Ready(r) => r,
             State::Committing(c) => ops::send::finish(c).await.map_err(|e| e.body()),
+            State::Prepared(_) => unreachable!("queued by handle_run"),
         };
         let id = begun.id;
         let (payload, deliver) = match result {
@@ -232,7 +266,15 @@ impl Engine {
         body: Value,
     ) -> crate::error::Result<ops::Done> {
         match op {
-            Op::Send => ops::send::finish(ops::send::start(self, caller, body).await?).await,
+            Op::Send => {
+                let job = ops::send::start(self, caller, body).await?;
+                let queued = self
+                    .sends
+                    .enqueue(vec![job])?
+                    .pop()
+                    .expect("one job queued");
+                ops::send::finish(queued).await
+            }
             Op::Ack => ops::ack::handle(self, caller, body).await,
             Op::Read => ops::read::handle(self, caller, body).await,
             Op::Sync => ops::sync::handle(self, caller, body).await,
@@ -256,6 +298,8 @@ enum State {
     /// Never answered (`typing`).
     Unanswered,
     Ready(std::result::Result<ops::Done, ErrorBody>),
+    /// A checked send, to be queued with the rest of its run.
+    Prepared(Box<SendJob>),
     /// A send queued for its batch.
     Committing(batcher::Committing),
 }

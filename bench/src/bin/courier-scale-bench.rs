@@ -8,11 +8,10 @@
 //! `mosquitto` on the PATH and PostgreSQL at `--database-url`.
 
 use bench::load::{run_pairs, Workload};
+use bench::process::{courier_binary, ensure_courier_binary, free_port, wait_port, Proc};
 use clap::Parser;
 use client::Api;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -34,40 +33,6 @@ struct Args {
     /// Topologies to run, comma-separated: all, broker-1, broker-2, mosquitto-1, mosquitto-2
     #[arg(long, default_value = "all,broker-1,broker-2,mosquitto-1,mosquitto-2")]
     only: String,
-}
-
-/// A child process, stopped (SIGTERM, then waited for) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn courier_binary() -> PathBuf {
-    let me = std::env::current_exe().expect("own path");
-    me.with_file_name("courier")
-}
-
-async fn wait_port(port: u16) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "nothing listens on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
 
 const SECRET: &str = "scale-bench-secret";
@@ -164,11 +129,7 @@ async fn start(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(
-        courier_binary().exists(),
-        "{} is missing: cargo build --release --bins",
-        courier_binary().display()
-    );
+    ensure_courier_binary()?;
     let workload = |tag: String| Workload {
         pairs: args.pairs,
         seconds: args.seconds,

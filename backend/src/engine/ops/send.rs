@@ -1,7 +1,8 @@
 //! `req/send`: `{"id","conv","cmid","kind",…}` → `{"msg","conv","seq","ts","cmid"}`.
 //! Answered only after the commit (group-committed by the batcher); a repeated
-//! (device, cmid) gets the original answer. In two steps, so a device's consecutive sends
-//! share a batch while staying in order: [`start`] each in arrival order, then [`finish`].
+//! (device, cmid) gets the original answer. In steps, so a device's consecutive sends share a
+//! batch while staying in order: [`start`] each in arrival order, queue them together
+//! (`Batcher::enqueue`), then [`finish`] each.
 
 use super::{parse, Done};
 use crate::engine::batcher::Committing;
@@ -12,8 +13,8 @@ use crate::store::messages::{SendJob, Sent};
 use protocol::ops::SendReq;
 use serde_json::Value;
 
-/// Everything up to the commit: checks the request and queues it for the next batch.
-pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<Committing> {
+/// Everything up to the commit: checks the request and makes the job the batcher stores.
+pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<SendJob> {
     let req: SendReq = parse(body)?;
     engine
         .store
@@ -21,13 +22,12 @@ pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<Comm
         .limit(Limit::Send, caller.device.as_str())
         .await?;
     let content = req.content()?;
-    let job = SendJob {
+    Ok(SendJob {
         user: caller.user.clone(),
         device: caller.device.clone(),
         req,
         content,
-    };
-    engine.sends.enqueue(job)
+    })
 }
 
 /// After the commit: the answer, and the updates to deliver.

@@ -144,10 +144,42 @@ impl Inner {
                 run
             };
             self.room.notify_waiters();
-            let n = run.len();
+            let running = Running {
+                inner: self,
+                device: &device,
+                held: run.len(),
+            };
             self.engine.handle_run(run).await;
-            self.pending.fetch_sub(n, Ordering::AcqRel);
+            self.pending.fetch_sub(running.held, Ordering::AcqRel);
+            std::mem::forget(running);
         }
+    }
+}
+
+/// While a run is handled: if the work ends without finishing it (a request panicked and the
+/// runtime dropped the task, or shutdown), the lane is removed with what waited in it, so the
+/// device is not stuck behind a lane nobody works on; its next request starts a new one.
+struct Running<'a> {
+    inner: &'a Inner,
+    device: &'a str,
+    held: usize,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let waiting = self
+            .inner
+            .lock()
+            .remove(self.device)
+            .map_or(0, |l| l.queue.len());
+        self.inner
+            .pending
+            .fetch_sub(self.held + waiting, Ordering::AcqRel);
+        self.inner.room.notify_waiters();
+        tracing::debug!(
+            device = self.device,
+            "a lane's work ended unfinished; lane dropped"
+        );
     }
 }
 

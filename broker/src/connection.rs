@@ -357,7 +357,9 @@ impl Conn<'_> {
                 Ok(None) => break,
                 Ok(Some(packet)) => {
                     if let Some(end) = self.inbound(packet, front).await {
-                        let _ = io.write_all(&mut self.wbuf).await;
+                        // Bounded: a client that stopped reading does not hold the goodbye.
+                        let flush = io.write_all(&mut self.wbuf);
+                        let _ = timeout(Duration::from_secs(1), flush).await;
                         return Some(end);
                     }
                 }
@@ -518,6 +520,12 @@ impl Conn<'_> {
         }
         if qos == 2 && self.awaiting_rel.len() >= usize::from(RECEIVE_MAX) {
             info!("QoS 2 publishes past the receive maximum without PUBREL");
+            if self.codec.version == Version::V5 {
+                let bye = Disconnect {
+                    reason_code: DisconnectReasonCode::ReceiveMaximumExceeded,
+                };
+                self.write(Packet::Disconnect(bye, None));
+            }
             return Some(End::Abnormal);
         }
         let allowed = match self.route(publish).await {

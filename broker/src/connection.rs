@@ -13,9 +13,9 @@ use crate::codec::{peek_publish, sniff, write_publish, Codec, CodecError, Sniff,
 use crate::hub::{Out, Peer, Registration};
 use crate::outbox::{Close, Msg, Outbox};
 use crate::transport::Transport;
-use crate::upstream::{Feed, Inbound, Kind};
+use crate::upstream::{Inbound, Kind};
 use crate::Shared;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use protocol::topic::{DeviceTopic, Stream, KICK_PREFIX};
 use rumqttd::protocol::QoS;
 use rumqttd::protocol::{
@@ -754,64 +754,5 @@ fn device_stream(filter: &str) -> Option<Out> {
         Stream::Rsp => Some(Out::Rsp),
         Stream::Eph => Some(Out::Eph),
         _ => None,
-    }
-}
-
-impl Shared {
-    /// Hands a request or presence event to the engine: the one in this process, else the
-    /// backends subscribed to its feed. Presence also goes to every presence subscriber.
-    pub(crate) async fn to_engine(&self, msg: Inbound) {
-        let feed = match msg.kind {
-            Kind::Request(_) => Feed::Requests,
-            Kind::Presence => Feed::Presence,
-        };
-        let local = self.local.get();
-        if feed == Feed::Presence || local.is_none() {
-            let out = Msg {
-                topic: msg.topic.clone(),
-                payload: msg.payload.clone(),
-                qos: 1,
-            };
-            let taken = self.services.dispatch(feed, &msg.device, out).await;
-            if taken == 0 && local.is_none() && feed == Feed::Requests {
-                debug!(device = %msg.device, "no backend subscribed: request dropped");
-            }
-        }
-        if let Some(local) = local {
-            local.submit(msg).await;
-        }
-    }
-
-    /// A broker-made presence event for a device that connected or left.
-    pub(crate) async fn presence(&self, user: &str, device: &str, online: bool) {
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
-        let payload = format!(r#"{{"online":{online},"ts":{ts},"source":"broker"}}"#);
-        let msg = Inbound {
-            user: user.to_owned(),
-            device: device.to_owned(),
-            kind: Kind::Presence,
-            topic: Bytes::from(format!("u/{user}/d/{device}/presence")),
-            payload: Bytes::from(payload),
-        };
-        self.to_engine(msg).await
-    }
-
-    /// A request a departed backend never acknowledged, to the backends that remain.
-    async fn redispatch(&self, msg: Msg) -> usize {
-        let device = std::str::from_utf8(&msg.topic)
-            .ok()
-            .and_then(|t| DeviceTopic::parse(t).ok())
-            .filter(|t| matches!(t.stream, Stream::Req(_)));
-        match device {
-            Some(t) => {
-                self.services
-                    .dispatch(Feed::Requests, t.device.as_str(), msg)
-                    .await
-            }
-            None => 0,
-        }
     }
 }

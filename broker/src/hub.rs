@@ -282,12 +282,11 @@ impl Hub {
             .insert(client_id.into(), stored);
     }
 
-    /// Forgets expired sessions; returns how many remain.
-    pub fn sweep_sessions(&self) -> usize {
+    /// Forgets expired sessions.
+    pub fn sweep_sessions(&self) {
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, s| s.expires > now);
-        sessions.len()
     }
 }
 

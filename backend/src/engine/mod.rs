@@ -84,11 +84,6 @@ impl Engine {
         })
     }
 
-    /// Handles one request or presence event of a device.
-    pub async fn handle(&self, msg: Inbound) {
-        self.handle_run(vec![msg]).await
-    }
-
     /// Handles consecutive messages of one device, in order. Each request is started (checked,
     /// and a send queued for its batch) in arrival order, then each is finished (committed,
     /// answered, delivered) in the same order: a run of sends shares one group commit.
@@ -266,15 +261,7 @@ impl Engine {
         body: Value,
     ) -> crate::error::Result<ops::Done> {
         match op {
-            Op::Send => {
-                let job = ops::send::start(self, caller, body).await?;
-                let queued = self
-                    .sends
-                    .enqueue(vec![job])?
-                    .pop()
-                    .expect("one job queued");
-                ops::send::finish(queued).await
-            }
+            Op::Send => unreachable!("sends are begun, queued and finished in steps"),
             Op::Ack => ops::ack::handle(self, caller, body).await,
             Op::Read => ops::read::handle(self, caller, body).await,
             Op::Sync => ops::sync::handle(self, caller, body).await,

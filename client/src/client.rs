@@ -13,7 +13,7 @@ use protocol::update::DeleteScope;
 use protocol::{ConvId, DeviceId, MsgId, Response, Update, UserId};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -157,6 +157,10 @@ impl WeakClient {
     }
 }
 
+/// What a device subscribes to, and at which QoS: one SUBSCRIBE (and one SUBACK) each.
+const STREAMS: [(&str, u8); 3] = [("rsp", 1), ("in", 1), ("eph", 0)];
+const SUBSCRIPTIONS: usize = STREAMS.len();
+
 fn topic(user: &UserId, device: &DeviceId, stream: &str) -> String {
     format!("u/{user}/d/{device}/{stream}")
 }
@@ -174,7 +178,7 @@ impl Client {
         let (mqtt, mut incoming) = mqtt::start(&opts);
         let presence = opts.announce_presence.then(|| mqtt::presence_topic(&opts));
         let subscribe = |mqtt: Handle, user: UserId, device: DeviceId, presence: Option<String>| async move {
-            for (stream, qos) in [("rsp", 1), ("in", 1), ("eph", 0)] {
+            for (stream, qos) in STREAMS {
                 mqtt.subscribe(topic(&user, &device, stream), qos).await?;
             }
             if let Some(t) = presence {
@@ -208,6 +212,34 @@ impl Client {
         )
         .await
         .map_err(ClientError::Mqtt)?;
+        // rumqttc only queued the SUBSCRIBEs: wait for their SUBACKs, so that once `connect`
+        // returns, whatever is sent to this device arrives live. Publishes that come first are
+        // kept for the event task.
+        let mut early = VecDeque::new();
+        let subscribed = tokio::time::timeout(opts.request_timeout, async {
+            let mut acks = 0;
+            while acks < SUBSCRIPTIONS {
+                match incoming.recv().await {
+                    Some(Incoming::SubAck(granted)) if granted.iter().all(|g| *g) => acks += 1,
+                    Some(Incoming::SubAck(_)) => {
+                        return Err(ClientError::Refused("subscription refused".into()))
+                    }
+                    Some(Incoming::Refused(why) | Incoming::Lost(why)) => {
+                        return Err(ClientError::Refused(why))
+                    }
+                    Some(other) => early.push_back(other),
+                    None => return Err(ClientError::Mqtt("event loop ended".into())),
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|_| ClientError::Timeout)
+        .and_then(|r| r);
+        if let Err(e) = subscribed {
+            mqtt.disconnect().await;
+            return Err(e);
+        }
         let inner = Arc::new(Inner {
             mqtt: mqtt.clone(),
             user: opts.user.clone(),
@@ -236,7 +268,14 @@ impl Client {
             let rsp_topic = topic(&user, &device, "rsp");
             let in_topic = topic(&user, &device, "in");
             let eph_topic = topic(&user, &device, "eph");
-            while let Some(msg) = incoming.recv().await {
+            loop {
+                let msg = match early.pop_front() {
+                    Some(msg) => msg,
+                    None => match incoming.recv().await {
+                        Some(msg) => msg,
+                        None => return,
+                    },
+                };
                 let Some(inner) = weak.upgrade() else { return };
                 let event = match msg {
                     Incoming::Connected => {

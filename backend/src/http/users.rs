@@ -44,6 +44,8 @@ pub async fn log_in(
             &body.platform,
         )
         .await?;
+    // Deliveries from this process reach the new device from now on.
+    state.publisher.directory().invalidate(&auth.user);
     Ok(Json(Session {
         user: auth.user,
         device: auth.device,

@@ -130,6 +130,25 @@ fn strip_properties(packet: Packet) -> Packet {
 /// Appends a PUBLISH to `out`, written here rather than through rumqttd's types (which keep
 /// QoS and packet id private) so a delivery costs one copy of its payload and nothing else.
 /// Never retained; no properties on MQTT 5.
+/// What follows a PUBLISH's fixed header: topic, packet id, (empty) properties, payload.
+fn publish_body_len(version: Version, topic: usize, payload: usize, qos: u8) -> usize {
+    let props = usize::from(version == Version::V5);
+    let pkid = if qos > 0 { 2 } else { 0 };
+    2 + topic + pkid + props + payload
+}
+
+/// The whole PUBLISH that [`write_publish`] writes, in bytes.
+pub fn publish_size(version: Version, topic: usize, payload: usize, qos: u8) -> usize {
+    let body = publish_body_len(version, topic, payload, qos);
+    let len_bytes = match body {
+        0..128 => 1,
+        128..16_384 => 2,
+        16_384..2_097_152 => 3,
+        _ => 4,
+    };
+    1 + len_bytes + body
+}
+
 pub fn write_publish(
     out: &mut BytesMut,
     version: Version,
@@ -139,9 +158,8 @@ pub fn write_publish(
     pkid: u16,
     dup: bool,
 ) {
+    let len = publish_body_len(version, topic.len(), payload.len(), qos);
     let props = usize::from(version == Version::V5);
-    let pkid_len = if qos > 0 { 2 } else { 0 };
-    let len = 2 + topic.len() + pkid_len + props + payload.len();
     out.reserve(5 + len);
     out.put_u8(0x30 | (u8::from(dup && qos > 0) << 3) | (qos << 1));
     let mut rest = len;
@@ -257,6 +275,17 @@ pub mod raw {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_size_is_what_is_written() {
+        for v in [Version::V311, Version::V5] {
+            for (payload, qos) in [(0, 0), (100, 1), (200, 0), (20_000, 1), (3_000_000, 1)] {
+                let mut out = BytesMut::new();
+                write_publish(&mut out, v, b"u/x/d/y/in", &vec![7; payload], qos, 1, false);
+                assert_eq!(publish_size(v, 10, payload, qos), out.len());
+            }
+        }
+    }
 
     #[test]
     fn sniffs_levels() {

@@ -9,7 +9,9 @@
 
 use crate::acl::Identity;
 use crate::auth::Refusal;
-use crate::codec::{peek_publish, sniff, write_publish, Codec, CodecError, Sniff, Version};
+use crate::codec::{
+    peek_publish, publish_size, sniff, write_publish, Codec, CodecError, Sniff, Version,
+};
 use crate::hub::{Out, Peer, Registration};
 use crate::outbox::{Close, Msg, Outbox};
 use crate::transport::Transport;
@@ -128,6 +130,11 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         .as_ref()
         .and_then(|p| p.receive_maximum)
         .unwrap_or(u16::MAX);
+    // MQTT 5: the client's Maximum Packet Size bounds what is sent to it.
+    let client_max_packet = props
+        .as_ref()
+        .and_then(|p| p.max_packet_size)
+        .map_or(usize::MAX, |n| n as usize);
     let our_max = match identity {
         Identity::Device { .. } => shared.config.max_inflight,
         Identity::Service => 1000,
@@ -139,6 +146,7 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         peer: registration.peer.clone(),
         inflight: Vec::new(),
         max_inflight: usize::from(client_max.clamp(1, our_max)),
+        client_max_packet,
         next_pkid: 0,
         awaiting_rel: Vec::new(),
         will,
@@ -288,6 +296,8 @@ struct Conn<'a> {
     /// QoS 1 publishes written and not yet acknowledged, oldest first.
     inflight: Vec<(u16, Msg)>,
     max_inflight: usize,
+    /// The largest packet the client accepts (its MQTT 5 Maximum Packet Size).
+    client_max_packet: usize,
     next_pkid: u16,
     /// QoS 2 publishes taken and waiting for the client's PUBREL.
     awaiting_rel: Vec<u16>,
@@ -400,11 +410,22 @@ impl Conn<'_> {
     }
 
     fn send(&mut self, msg: Msg, dup: bool) {
+        let v = self.codec.version;
+        let size = publish_size(v, msg.topic.len(), msg.payload.len(), msg.qos);
+        if size > self.client_max_packet {
+            // MQTT 5 (3.1.2.11.4): discarded as if delivered. For an update that is a gap
+            // in the device's useqs, which it fills with `sync`.
+            debug!(
+                bytes = size,
+                max = self.client_max_packet,
+                "publish over the client's maximum packet size: discarded"
+            );
+            return;
+        }
         let pkid = match msg.qos {
             0 => 0,
             _ => self.pkid(),
         };
-        let v = self.codec.version;
         write_publish(
             &mut self.wbuf,
             v,

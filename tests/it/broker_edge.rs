@@ -19,6 +19,7 @@ crate::on_both_databases!(
     garbage_on_the_wire_leaves_the_server_up,
     offline_devices_get_no_pushes_and_catch_up_by_sync,
     persistent_sessions_keep_subscriptions_and_say_so,
+    a_v5_clients_maximum_packet_size_is_honoured,
 );
 
 async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
@@ -81,6 +82,24 @@ async fn oversize_packets_close_the_connection_only(db: Db) {
         .await
         .unwrap();
     b.next_message().await;
+}
+
+/// alice connected on her phone, bob logged in on his (not connected), and their direct
+/// conversation.
+async fn alice_and_bob(
+    db: Db,
+) -> (
+    crate::helpers::TestApp,
+    crate::helpers::Device,
+    courier_client::protocol::http::Session,
+    courier_client::protocol::ConvId,
+) {
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let a = app.tcp_device("alice", "phone").await;
+    let s = app.session("bob", "phone").await;
+    let conv = app.api.create_direct(a.token(), &s.user).await.unwrap().id;
+    (app, a, s, conv)
 }
 
 fn service_client(
@@ -282,11 +301,7 @@ async fn offline_devices_get_no_pushes_and_catch_up_by_sync(db: Db) {
     use rumqttc::{
         AsyncClient as V4Client, Event as V4Event, MqttOptions as V4Options, Packet as V4Packet,
     };
-    let app = spawn_app(db).await;
-    app.users(&["alice", "bob"]).await;
-    let a = app.tcp_device("alice", "phone").await;
-    let s = app.session("bob", "phone").await;
-    let conv = app.api.create_direct(a.token(), &s.user).await.unwrap().id;
+    let (app, a, s, conv) = alice_and_bob(db).await;
     let persistent = |s: &courier_client::protocol::http::Session| {
         let mut o = V4Options::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
         o.set_credentials(s.device.to_string(), s.token.clone())
@@ -356,11 +371,7 @@ async fn offline_devices_get_no_pushes_and_catch_up_by_sync(db: Db) {
 async fn persistent_sessions_keep_subscriptions_and_say_so(db: Db) {
     use rumqttc::{AsyncClient as V4Client, Event as V4Event, MqttOptions as V4Options};
     use rumqttc::{Packet as V4Packet, QoS as V4QoS};
-    let app = spawn_app(db).await;
-    app.users(&["alice", "bob"]).await;
-    let a = app.tcp_device("alice", "phone").await;
-    let s = app.session("bob", "phone").await;
-    let conv = app.api.create_direct(a.token(), &s.user).await.unwrap().id;
+    let (app, a, s, conv) = alice_and_bob(db).await;
     let connect = |clean: bool| {
         let mut o = V4Options::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
         o.set_credentials(s.device.to_string(), s.token.clone())
@@ -420,4 +431,33 @@ async fn persistent_sessions_keep_subscriptions_and_say_so(db: Db) {
     );
     a.client.send_text(&conv, "clean").await.unwrap();
     assert_eq!(pushes(&mut el, Duration::from_millis(600)).await, 0);
+}
+
+/// MQTT 5: a client that says it takes packets of at most N bytes is never sent a bigger one
+/// (rumqttc would drop the connection if it were): an update over the limit is discarded, the
+/// next one arrives, and the connection stays up.
+async fn a_v5_clients_maximum_packet_size_is_honoured(db: Db) {
+    let (app, a, s, conv) = alice_and_bob(db).await;
+    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(s.device.to_string(), s.token.clone())
+        .set_max_packet_size(Some(1024));
+    let (c, mut el) = AsyncClient::new(o, 100);
+    let bob_in = format!("u/{}/d/{}/in", s.user, s.device);
+    c.subscribe(&bob_in, QoS::AtLeastOnce).await.unwrap();
+    loop {
+        let ev = tokio::time::timeout(WAIT, el.poll()).await.expect("SUBACK");
+        if let V5Event::Incoming(Packet::SubAck(_)) = ev.expect("connected") {
+            break;
+        }
+    }
+    a.client.send_text(&conv, &"x".repeat(2000)).await.unwrap();
+    a.client.send_text(&conv, "small").await.unwrap();
+    let (topic, update) = next_publish(&mut el).await;
+    assert_eq!(topic, bob_in);
+    assert_eq!(update["msg"]["seq"], 2, "{update}");
+    assert_eq!(update["msg"]["text"], "small", "{update}");
+    // Still connected: the next one arrives too.
+    a.client.send_text(&conv, "again").await.unwrap();
+    let (_, update) = next_publish(&mut el).await;
+    assert_eq!(update["msg"]["seq"], 3, "{update}");
 }

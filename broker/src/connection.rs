@@ -39,6 +39,10 @@ const WRITE_HIGH: usize = 64 * 1024;
 /// Past this much unwritten output (acks to a client that sends but never reads) the
 /// connection stops reading too.
 const WRITE_MAX: usize = 256 * 1024;
+/// Payload bytes of QoS 1 publishes a client may leave unacknowledged (one always goes, however
+/// big): with sync pages of up to ~512 KiB on `rsp`, a count alone would let a device that never
+/// sends PUBACK pin tens of MiB.
+pub const INFLIGHT_BYTES: usize = 1 << 20;
 
 /// Why the serving loop ended, which decides the Last Will and the session.
 #[derive(Debug)]
@@ -146,6 +150,7 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
         peer: registration.peer.clone(),
         inflight: Vec::new(),
         max_inflight: usize::from(client_max.clamp(1, our_max)),
+        inflight_bytes: 0,
         client_max_packet,
         next_pkid: 0,
         awaiting_rel: Vec::new(),
@@ -296,6 +301,8 @@ struct Conn<'a> {
     /// QoS 1 publishes written and not yet acknowledged, oldest first.
     inflight: Vec<(u16, Msg)>,
     max_inflight: usize,
+    /// Payload bytes in `inflight`.
+    inflight_bytes: usize,
     /// The largest packet the client accepts (its MQTT 5 Maximum Packet Size).
     client_max_packet: usize,
     next_pkid: u16,
@@ -401,7 +408,10 @@ impl Conn<'_> {
     /// Moves queued publishes into the write buffer while the client's inflight window and
     /// the buffer have room.
     fn fill(&mut self) {
-        while self.wbuf.len() < WRITE_HIGH && self.inflight.len() < self.max_inflight {
+        while self.wbuf.len() < WRITE_HIGH
+            && self.inflight.len() < self.max_inflight
+            && (self.inflight.is_empty() || self.inflight_bytes < INFLIGHT_BYTES)
+        {
             let Some(msg) = self.peer.outbox.pop() else {
                 break;
             };
@@ -436,6 +446,7 @@ impl Conn<'_> {
             dup,
         );
         if msg.qos > 0 {
+            self.inflight_bytes += msg.payload.len();
             self.inflight.push((pkid, msg));
         }
     }
@@ -482,7 +493,10 @@ impl Conn<'_> {
                 self.publish(publish, qos, pkid).await
             }
             Packet::PubAck(ack, _) => {
-                self.inflight.retain(|(p, _)| *p != ack.pkid);
+                if let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) {
+                    let (_, msg) = self.inflight.remove(i);
+                    self.inflight_bytes -= msg.payload.len();
+                }
                 None
             }
             Packet::PubRel(rel, _) => {
@@ -724,6 +738,7 @@ impl Conn<'_> {
         }
         self.peer.outbox.close(Close::TakenOver);
         let unacked: Vec<Msg> = self.inflight.drain(..).map(|(_, m)| m).collect();
+        self.inflight_bytes = 0;
         match identity {
             Identity::Device { user, device } => {
                 if let Some(expiry) = expiry {

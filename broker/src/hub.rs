@@ -5,6 +5,7 @@
 //! Delivering to a device is a lookup here and a push into that connection's outbox.
 
 use crate::acl::Identity;
+use crate::connection::INFLIGHT_BYTES;
 use crate::outbox::{Close, Msg, Outbox, Push};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -269,8 +270,19 @@ impl Hub {
         (stored.expires > Instant::now()).then_some(stored)
     }
 
-    /// Keeps a session for `expiry` after its connection ended.
-    pub fn keep(&self, client_id: &str, subs: u8, unacked: Vec<Msg>, expiry: Duration) {
+    /// Keeps a session for `expiry` after its connection ended, with its unacknowledged
+    /// publishes, oldest first, up to [`INFLIGHT_BYTES`] of payload (what is left out the
+    /// device finds in its log).
+    pub fn keep(&self, client_id: &str, subs: u8, mut unacked: Vec<Msg>, expiry: Duration) {
+        let mut bytes = 0;
+        let fits = unacked
+            .iter()
+            .take_while(|m| {
+                bytes += m.payload.len();
+                bytes <= INFLIGHT_BYTES
+            })
+            .count();
+        unacked.truncate(fits);
         let stored = Stored {
             subs,
             unacked,

@@ -20,6 +20,7 @@ crate::on_both_databases!(
     offline_devices_get_no_pushes_and_catch_up_by_sync,
     persistent_sessions_keep_subscriptions_and_say_so,
     a_v5_clients_maximum_packet_size_is_honoured,
+    unacknowledged_publishes_are_bounded_in_bytes,
 );
 
 async fn idle_sockets_block_nobody_and_are_closed(db: Db) {
@@ -460,4 +461,70 @@ async fn a_v5_clients_maximum_packet_size_is_honoured(db: Db) {
     a.client.send_text(&conv, "again").await.unwrap();
     let (_, update) = next_publish(&mut el).await;
     assert_eq!(update["msg"]["seq"], 3, "{update}");
+}
+
+/// A device that never sends PUBACK is sent at most ~1 MiB of payload (`INFLIGHT_BYTES`), not
+/// 64 publishes of any size: here, sync pages of ~512 KiB on `rsp`. The rest waits in its
+/// outbox and flows once it acknowledges.
+async fn unacknowledged_publishes_are_bounded_in_bytes(db: Db) {
+    let (app, a, s, conv) = alice_and_bob(db).await;
+    // A backlog of ~1.2 MB for bob: 300 messages of 3 900 characters.
+    let text = "x".repeat(3_900);
+    for _ in 0..300 {
+        a.client.send_text(&conv, &text).await.unwrap();
+    }
+    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(s.device.to_string(), s.token.clone())
+        .set_manual_acks(true)
+        .set_max_packet_size(Some(4 << 20));
+    let (c, mut el) = AsyncClient::new(o, 100);
+    let topic = |stream: &str| format!("u/{}/d/{}/{stream}", s.user, s.device);
+    c.subscribe(topic("rsp"), QoS::AtLeastOnce).await.unwrap();
+    loop {
+        let ev = tokio::time::timeout(WAIT, el.poll()).await.expect("SUBACK");
+        if let V5Event::Incoming(Packet::SubAck(_)) = ev.expect("connected") {
+            break;
+        }
+    }
+    // Four full pages (~512 KiB each): 2 MiB of answers, under the outbox's 4 MiB.
+    const PAGES: usize = 4;
+    for id in 0..PAGES {
+        let req = serde_json::json!({"id": id, "after": 0, "limit": 500});
+        c.publish(topic("req/sync"), QoS::AtLeastOnce, false, req.to_string())
+            .await
+            .unwrap();
+    }
+    let mut held = Vec::new();
+    let quiet = Duration::from_millis(2000);
+    while let Ok(ev) = tokio::time::timeout(quiet, el.poll()).await {
+        if let V5Event::Incoming(Packet::Publish(p)) = ev.expect("connected") {
+            assert!(
+                p.payload.len() > 400_000,
+                "a full page: {} B",
+                p.payload.len()
+            );
+            held.push(p);
+        }
+    }
+    // Each page went out while less than 1 MiB was unacknowledged; then the rest waited.
+    let before_last: usize = held.iter().rev().skip(1).map(|p| p.payload.len()).sum();
+    assert!(
+        held.len() < PAGES && before_last < 1 << 20,
+        "{} sync pages sent while none was acknowledged",
+        held.len()
+    );
+    // Acknowledged, the rest comes.
+    let mut got = held.len();
+    for p in held {
+        c.ack(&p).await.unwrap();
+    }
+    while got < PAGES {
+        let ev = tokio::time::timeout(WAIT, el.poll())
+            .await
+            .expect("the rest");
+        if let V5Event::Incoming(Packet::Publish(p)) = ev.expect("connected") {
+            got += 1;
+            c.ack(&p).await.unwrap();
+        }
+    }
 }

@@ -434,23 +434,37 @@ async fn persistent_sessions_keep_subscriptions_and_say_so(db: Db) {
     assert_eq!(pushes(&mut el, Duration::from_millis(600)).await, 0);
 }
 
+/// bob's device as a plain MQTT 5 client (`configure` sets its options), subscribed to `filter`
+/// at QoS 1 once this returns.
+async fn subscribed_v5(
+    app: &crate::helpers::TestApp,
+    s: &courier_client::protocol::http::Session,
+    filter: &str,
+    configure: impl FnOnce(&mut MqttOptions),
+) -> (AsyncClient, rumqttc::v5::EventLoop) {
+    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(s.device.to_string(), s.token.clone());
+    configure(&mut o);
+    let (c, mut el) = AsyncClient::new(o, 100);
+    c.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    loop {
+        let ev = tokio::time::timeout(WAIT, el.poll()).await.expect("SUBACK");
+        if let V5Event::Incoming(Packet::SubAck(_)) = ev.expect("connected") {
+            return (c, el);
+        }
+    }
+}
+
 /// MQTT 5: a client that says it takes packets of at most N bytes is never sent a bigger one
 /// (rumqttc would drop the connection if it were): an update over the limit is discarded, the
 /// next one arrives, and the connection stays up.
 async fn a_v5_clients_maximum_packet_size_is_honoured(db: Db) {
     let (app, a, s, conv) = alice_and_bob(db).await;
-    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
-    o.set_credentials(s.device.to_string(), s.token.clone())
-        .set_max_packet_size(Some(1024));
-    let (c, mut el) = AsyncClient::new(o, 100);
     let bob_in = format!("u/{}/d/{}/in", s.user, s.device);
-    c.subscribe(&bob_in, QoS::AtLeastOnce).await.unwrap();
-    loop {
-        let ev = tokio::time::timeout(WAIT, el.poll()).await.expect("SUBACK");
-        if let V5Event::Incoming(Packet::SubAck(_)) = ev.expect("connected") {
-            break;
-        }
-    }
+    let (_c, mut el) = subscribed_v5(&app, &s, &bob_in, |o| {
+        o.set_max_packet_size(Some(1024));
+    })
+    .await;
     a.client.send_text(&conv, &"x".repeat(2000)).await.unwrap();
     a.client.send_text(&conv, "small").await.unwrap();
     let (topic, update) = next_publish(&mut el).await;
@@ -473,19 +487,11 @@ async fn unacknowledged_publishes_are_bounded_in_bytes(db: Db) {
     for _ in 0..300 {
         a.client.send_text(&conv, &text).await.unwrap();
     }
-    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
-    o.set_credentials(s.device.to_string(), s.token.clone())
-        .set_manual_acks(true)
-        .set_max_packet_size(Some(4 << 20));
-    let (c, mut el) = AsyncClient::new(o, 100);
     let topic = |stream: &str| format!("u/{}/d/{}/{stream}", s.user, s.device);
-    c.subscribe(topic("rsp"), QoS::AtLeastOnce).await.unwrap();
-    loop {
-        let ev = tokio::time::timeout(WAIT, el.poll()).await.expect("SUBACK");
-        if let V5Event::Incoming(Packet::SubAck(_)) = ev.expect("connected") {
-            break;
-        }
-    }
+    let (c, mut el) = subscribed_v5(&app, &s, &topic("rsp"), |o| {
+        o.set_manual_acks(true).set_max_packet_size(Some(4 << 20));
+    })
+    .await;
     // Four full pages (~512 KiB each): 2 MiB of answers, under the outbox's 4 MiB.
     const PAGES: usize = 4;
     for id in 0..PAGES {

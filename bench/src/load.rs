@@ -1,6 +1,6 @@
 //! The workload every Courier benchmark shares: N sender/receiver pairs, each sender sending
 //! text messages through `req/send` and waiting for the committed ack (closed loop, `window`
-//! in flight), each receiver taking them on `in` and acking its log every 64 updates.
+//! in flight), each receiver taking them on `in` and acking its log every `ack_every` updates.
 //! Latency runs from just before the send to the receiver's client handing the message over,
 //! on one clock (everything in this process).
 
@@ -17,6 +17,8 @@ pub struct Workload {
     pub seconds: u64,
     pub window: usize,
     pub size: usize,
+    /// Each receiver acknowledges its log every this many updates (0: never).
+    pub ack_every: usize,
     /// Makes user names unique across runs against one database.
     pub tag: String,
 }
@@ -72,8 +74,8 @@ impl Workload {
     pub fn summary(&self) -> String {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         format!(
-            "{} pairs, {} s, window {}, {} B payloads, {cores} cores",
-            self.pairs, self.seconds, self.window, self.size
+            "{} pairs, {} s, window {}, {} B payloads, ack every {}, {cores} cores",
+            self.pairs, self.seconds, self.window, self.size, self.ack_every
         )
     }
 }
@@ -102,6 +104,7 @@ pub async fn run_pairs(api: &Api, w: &Workload) -> anyhow::Result<(Arc<Stats>, D
     let mut tasks = Vec::new();
     for (sc, rc, mut rev, conv) in pairs {
         let st = stats.clone();
+        let ack_every = w.ack_every;
         tasks.push(tokio::spawn(async move {
             let mut since_ack = 0;
             while let Some(ev) = rev.recv().await {
@@ -115,7 +118,7 @@ pub async fn run_pairs(api: &Api, w: &Workload) -> anyhow::Result<(Arc<Stats>, D
                         }
                     }
                     since_ack += 1;
-                    if since_ack >= 64 {
+                    if ack_every > 0 && since_ack >= ack_every {
                         since_ack = 0;
                         let rc = rc.clone();
                         let useq = u.useq;

@@ -3,7 +3,7 @@
 //!
 //! 1. Courier (in-process, embedded defaults or `--database-url`): each sender sends text
 //!    messages through `req/send` and waits for the committed ack (closed loop, `--window`
-//!    in flight per sender); each receiver gets them on `in` and acks its log every 64 updates.
+//!    in flight per sender); each receiver gets them on `in` and acks its log every `--ack-every` updates (16).
 //! 2. The baseline: the same pairs doing plain QoS 1 pub/sub through an MQTT broker
 //!    (Mosquitto at `--baseline`), each sender waiting for PUBACK the same way.
 //!
@@ -38,6 +38,9 @@ struct Args {
     /// Payload text size in bytes
     #[arg(long, default_value_t = 100)]
     size: usize,
+    /// Each receiver acknowledges its log every this many updates (0: never)
+    #[arg(long, default_value_t = 16)]
+    ack_every: usize,
 }
 
 #[tokio::main]
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         seconds: args.seconds,
         window: args.window,
         size: args.size,
+        ack_every: args.ack_every,
         tag: String::new(),
     };
     println!("courier-bench: {}", w.summary());

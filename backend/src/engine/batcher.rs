@@ -1,46 +1,57 @@
-//! Group commit for `send`: requests from every device queue here, and a batcher stores
-//! whatever is queued in one transaction (one commit, one fsync) — so a busy server commits
-//! dozens of messages for the price of one, while each request still gets its own answer.
+//! Group commit: sends (and, on SQLite, acks and reads) from every device queue here, and a
+//! batcher stores whatever is queued in one transaction (one commit, one fsync; see
+//! `store::batch`) — so a busy server commits dozens of writes for the price of one, while
+//! each request still gets its own answer.
 //!
-//! SQLite runs one batcher (one writer); PostgreSQL runs several, which also lets batches
-//! overlap. A batch whose commit fails (a deadlock, a lost connection) is retried whole, a
+//! SQLite runs one batcher (its one writer), and acks and reads join the batches: alone, each
+//! would wait for the connection and pay a commit. PostgreSQL runs several batchers, which
+//! also lets batches overlap; its acks and reads commit on their own pooled connections. A batch whose commit fails (a deadlock, a lost connection) is retried whole, a
 //! few times, before every request in it gets the error: nothing is acknowledged that is not
 //! committed.
 
 use crate::error::{Error, Result};
-use crate::store::messages::{SendJob, Sent};
+use crate::store::batch::{Write, Written};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-/// Most sends stored in one transaction.
+/// Most writes stored in one transaction.
 const MAX_BATCH: usize = 256;
 const ATTEMPTS: u32 = 3;
 
-type Job = (SendJob, oneshot::Sender<Result<Sent>>);
-/// Jobs that go into one batch together, in order: one device's consecutive sends.
+type Job = (Write, oneshot::Sender<Result<Written>>);
+/// Jobs that go into one batch together, in order: one device's consecutive writes.
 type Unit = Vec<Job>;
 
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Unit>,
+    /// One writer: acks and reads join the batches too.
+    single: bool,
 }
 
 impl Batcher {
-    pub fn start(store: Store, workers: usize) -> Self {
+    /// SQLite has one writer; PostgreSQL commits several batches at once.
+    pub fn start(store: Store) -> Self {
+        let single = store.db.get_database_backend() == sea_orm::DbBackend::Sqlite;
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..workers.max(1) {
+        for _ in 0..if single { 1 } else { 4 } {
             tokio::spawn(run(store.clone(), rx.clone()));
         }
-        Self { tx }
+        Self { tx, single }
+    }
+
+    /// Whether acks and reads go through the batches (else each commits on its own).
+    pub fn takes_acks_and_reads(&self) -> bool {
+        self.single
     }
 
     /// Queues `jobs` for the next batch, all in the same batch and in this order (so one
-    /// device's sends keep their order even when several batches commit at once); each
+    /// device's writes keep their order even when several batches commit at once); each
     /// receiver gets its job's outcome after the commit.
-    pub fn enqueue(&self, jobs: Vec<SendJob>) -> Result<Vec<Committing>> {
+    pub fn enqueue(&self, jobs: Vec<Write>) -> Result<Vec<Committing>> {
         let (unit, answers): (Unit, Vec<Committing>) = jobs
             .into_iter()
             .map(|job| {
@@ -50,19 +61,19 @@ impl Batcher {
             .unzip();
         self.tx
             .send(unit)
-            .map_err(|_| Error::Internal("send batcher stopped".into()))?;
+            .map_err(|_| Error::Internal("write batcher stopped".into()))?;
         Ok(answers)
     }
 }
 
-/// A send waiting for its batch's commit.
-pub struct Committing(oneshot::Receiver<Result<Sent>>);
+/// A write waiting for its batch's commit.
+pub struct Committing(oneshot::Receiver<Result<Written>>);
 
 impl Committing {
-    pub async fn outcome(self) -> Result<Sent> {
+    pub async fn outcome(self) -> Result<Written> {
         self.0
             .await
-            .map_err(|_| Error::Internal("send batcher dropped a request".into()))?
+            .map_err(|_| Error::Internal("write batcher dropped a request".into()))?
     }
 }
 
@@ -82,15 +93,15 @@ async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Unit>>>) {
                 }
             }
         }
-        let (jobs, replies): (Vec<SendJob>, Vec<_>) = batch.into_iter().unzip();
+        let (jobs, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
         let mut attempt = 0;
         let results = loop {
             attempt += 1;
-            match store.send_batch_ref(&jobs).await {
+            match store.write_batch(&jobs).await {
                 Ok(results) => break Ok(results),
                 Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, size = jobs.len(), "send batch failed; retrying");
+                    tracing::warn!(error = %e, attempt, size = jobs.len(), "write batch failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                 }
                 Err(e) => break Err(e),
@@ -99,7 +110,7 @@ async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Unit>>>) {
         tracing::debug!(
             size = jobs.len(),
             took_us = started.elapsed().as_micros() as u64,
-            "send batch"
+            "write batch"
         );
         match results {
             Ok(results) => {

@@ -17,7 +17,7 @@ mod ops;
 pub mod presence;
 
 use crate::publisher::Publisher;
-use crate::store::messages::SendJob;
+use crate::store::batch::Write;
 use crate::store::Store;
 use broker::{Inbound, Kind};
 use protocol::ops::Op;
@@ -60,7 +60,7 @@ pub struct Engine {
     pub config: EngineConfig,
     /// True while the engine is connected and subscribed to the request stream.
     pub ready: Arc<AtomicBool>,
-    sends: batcher::Batcher,
+    writes: batcher::Batcher,
     typing: ops::typing::Throttle,
     presence: Arc<presence::Fanout>,
 }
@@ -68,13 +68,8 @@ pub struct Engine {
 impl Engine {
     /// Must be called inside the tokio runtime: it starts the send batchers.
     pub fn new(store: Store, publisher: Publisher, config: EngineConfig) -> Arc<Self> {
-        // SQLite has one writer; PostgreSQL can commit several batches at once.
-        let batchers = match store.db.get_database_backend() {
-            sea_orm::DbBackend::Sqlite => 1,
-            _ => 4,
-        };
         Arc::new(Self {
-            sends: batcher::Batcher::start(store.clone(), batchers),
+            writes: batcher::Batcher::start(store.clone()),
             store,
             publisher,
             ready: Arc::new(AtomicBool::new(false)),
@@ -85,7 +80,7 @@ impl Engine {
     }
 
     /// Handles consecutive messages of one device, in order. Each request is started (checked,
-    /// and a send queued for its batch) in arrival order, then each is finished (committed,
+    /// and a write queued for its batch) in arrival order, then each is finished (committed,
     /// answered, delivered) in the same order: a run of sends shares one group commit.
     pub async fn handle_run(&self, msgs: Vec<Inbound>) {
         let mut begun = Vec::with_capacity(msgs.len());
@@ -114,14 +109,14 @@ impl Engine {
                 }
             }
         }
-        self.queue_sends(&mut begun);
+        self.queue_writes(&mut begun);
         for (caller, started) in begun {
             self.end(&caller, started).await;
         }
     }
 
-    /// Queues the run's checked sends for one batch, together and in order.
-    fn queue_sends(&self, begun: &mut [(Caller, Begun)]) {
+    /// Queues the run's checked writes for one batch, together and in order.
+    fn queue_writes(&self, begun: &mut [(Caller, Begun)]) {
         let mut jobs = Vec::new();
         let mut slots = Vec::new();
         for (_, b) in begun.iter_mut() {
@@ -130,14 +125,14 @@ impl Engine {
                 else {
                     unreachable!()
                 };
-                jobs.push(*job);
+                jobs.push(job);
                 slots.push(&mut b.state);
             }
         }
         if jobs.is_empty() {
             return;
         }
-        match self.sends.enqueue(jobs) {
+        match self.writes.enqueue(jobs) {
             Ok(answers) => {
                 for (slot, answer) in slots.into_iter().zip(answers) {
                     *slot = State::Committing(answer);
@@ -160,8 +155,8 @@ impl Engine {
             .unwrap_or(true)
     }
 
-    /// Parses and checks a request, then runs it — a send only up to its queueing for the
-    /// next batch.
+    /// Parses and checks a request, then runs it — a batched write only up to its queueing
+    /// for the next batch.
     async fn begin(&self, caller: &Caller, op: &str, payload: &[u8]) -> Begun {
         let arrived = std::time::Instant::now();
         let op = Op::parse(op);
@@ -211,8 +206,8 @@ impl Engine {
         };
         begun.state = match (invalid, op) {
             (Some(e), _) => State::Ready(Err(e)),
-            (None, Some(Op::Send)) => match ops::send::start(self, caller, body).await {
-                Ok(job) => State::Prepared(Box::new(job)),
+            (None, Some(op)) if self.batched(op) => match self.prepare(op, caller, body).await {
+                Ok(job) => State::Prepared(job),
                 Err(e) => State::Ready(Err(e.body())),
             },
             (None, Some(op)) => {
@@ -228,7 +223,7 @@ impl Engine {
         let result = match begun.state {
             State::Unanswered => return,
             State::Ready(r) => r,
-            State::Committing(c) => ops::send::finish(c).await.map_err(|e| e.body()),
+            State::Committing(c) => c.outcome().await.map(ops::written).map_err(|e| e.body()),
             State::Prepared(_) => unreachable!("queued by handle_run"),
         };
         let id = begun.id;
@@ -254,6 +249,22 @@ impl Engine {
         }
     }
 
+    /// Whether `op` goes through the write batches: sends always; acks and reads where there
+    /// is one writer (see `batcher`).
+    fn batched(&self, op: Op) -> bool {
+        op == Op::Send || (self.writes.takes_acks_and_reads() && matches!(op, Op::Ack | Op::Read))
+    }
+
+    /// A batched request, checked and ready to queue.
+    async fn prepare(&self, op: Op, caller: &Caller, body: Value) -> crate::error::Result<Write> {
+        match op {
+            Op::Send => ops::send::start(self, caller, body).await,
+            Op::Ack => ops::ack::write(caller, body),
+            Op::Read => ops::read::write(caller, body),
+            _ => unreachable!("only batched ops are prepared"),
+        }
+    }
+
     async fn dispatch(
         &self,
         op: Op,
@@ -261,7 +272,7 @@ impl Engine {
         body: Value,
     ) -> crate::error::Result<ops::Done> {
         match op {
-            Op::Send => unreachable!("sends are begun, queued and finished in steps"),
+            Op::Send => unreachable!("sends are prepared, queued and answered in steps"),
             Op::Ack => ops::ack::handle(self, caller, body).await,
             Op::Read => ops::read::handle(self, caller, body).await,
             Op::Sync => ops::sync::handle(self, caller, body).await,
@@ -285,9 +296,9 @@ enum State {
     /// Never answered (`typing`).
     Unanswered,
     Ready(std::result::Result<ops::Done, ErrorBody>),
-    /// A checked send, to be queued with the rest of its run.
-    Prepared(Box<SendJob>),
-    /// A send queued for its batch.
+    /// A checked write, to be queued with the rest of its run.
+    Prepared(Write),
+    /// A write queued for its batch.
     Committing(batcher::Committing),
 }
 

@@ -1,15 +1,13 @@
 //! The per-user update log: appending (inside a writer's transaction) and reading pages.
 
 use super::changes::decorate;
-use super::Store;
+use super::{rows, Store};
 use crate::entity::{messages, updates, users};
 use crate::error::{Error, Result};
 use protocol::update::DeleteScope;
 use protocol::{ErrorBody, ErrorCode, Message, Update, UpdateBody, UserId};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
 /// One update body to append to several users' logs; only `useq` differs between them.
@@ -71,26 +69,52 @@ pub async fn append<C: ConnectionTrait>(
     Ok(all.pop().unwrap_or_default())
 }
 
-/// Most rows in one INSERT (SQLite allows 32766 bound values; a row here has 8).
-const INSERT_CHUNK: usize = 1000;
-
 /// Appends each entry to its users' logs, in order: one statement moves every user's counter
-/// by the number of entries they get, then the entries take consecutive useqs from it.
-/// Returns, per entry, where it landed.
+/// by the number of entries they get, then one inserts the entries, which take consecutive
+/// useqs from it. Both keep one text whatever their number of rows (see `rows`). Returns, per
+/// entry, where it landed.
 pub async fn append_many<'a, C: ConnectionTrait>(
     db: &C,
     entries: impl Iterator<Item = (&'a Entry, &'a [UserId])>,
 ) -> Result<Vec<Vec<Appended>>> {
-    let entries: Vec<(&Entry, Vec<&UserId>)> = entries
+    #[derive(Serialize)]
+    struct Bump<'a> {
+        u: &'a str,
+        n: i64,
+    }
+    /// One row of `updates`.
+    #[derive(Serialize)]
+    struct Row<'a> {
+        u: &'a str,
+        q: i64,
+        k: &'static str,
+        c: Option<&'a str>,
+        s: Option<i64>,
+        m: Option<&'a str>,
+        p: Option<&'a str>,
+        t: i64,
+    }
+    const LOCK: &str = "SELECT users.id FROM users \
+        WHERE users.id IN (SELECT j.value->>'u' FROM {rows}) ORDER BY users.id FOR NO KEY UPDATE";
+    const BUMP: &str =
+        "UPDATE users SET last_useq = users.last_useq + CAST(j.value->>'n' AS BIGINT) \
+        FROM {rows} WHERE users.id = j.value->>'u' RETURNING users.id, users.last_useq";
+    const INSERT: &str = "INSERT INTO updates \
+        (user_id, useq, kind, conv_id, seq, msg_id, payload, created_at) \
+        SELECT j.value->>'u', CAST(j.value->>'q' AS BIGINT), j.value->>'k', j.value->>'c', \
+        CAST(j.value->>'s' AS BIGINT), j.value->>'m', j.value->>'p', \
+        CAST(j.value->>'t' AS BIGINT) FROM {rows}";
+
+    let entries: Vec<(&Entry, Vec<&UserId>, Columns)> = entries
         .map(|(e, to)| {
             let mut to: Vec<&UserId> = to.iter().collect();
             to.sort();
             to.dedup();
-            (e, to)
+            (e, to, columns(e))
         })
         .collect();
     let mut counts: BTreeMap<&UserId, i64> = BTreeMap::new();
-    for (_, to) in &entries {
+    for (_, to, _) in &entries {
         for u in to {
             *counts.entry(u).or_default() += 1;
         }
@@ -98,59 +122,45 @@ pub async fn append_many<'a, C: ConnectionTrait>(
     if counts.is_empty() {
         return Ok(entries.iter().map(|_| Vec::new()).collect());
     }
-    let mut by = CaseStatement::new();
-    for (u, n) in &counts {
-        by = by.case(users::Column::Id.eq(u.as_str()), Expr::val(*n));
-    }
-    let by: Expr = by.finally(Expr::val(0)).into();
+    // `counts` is a BTreeMap: its keys are in order, the lock order.
+    let bumps: Vec<Bump> = counts
+        .iter()
+        .map(|(u, n)| Bump {
+            u: u.as_str(),
+            n: *n,
+        })
+        .collect();
     if super::locks_rows_in_order(db) {
-        // `counts` is a BTreeMap: its keys are in order.
-        users::Entity::find()
-            .select_only()
-            .column(users::Column::Id)
-            .filter(users::Column::Id.is_in(counts.keys().map(|u| u.as_str())))
-            .order_by_asc(users::Column::Id)
-            .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
-            .into_tuple::<String>()
-            .all(db)
-            .await?;
+        db.query_all_raw(rows::over(db, LOCK, &bumps)).await?;
     }
-    let bumped = users::Entity::update_many()
-        .col_expr(
-            users::Column::LastUseq,
-            Expr::col(users::Column::LastUseq).add(by),
-        )
-        .filter(users::Column::Id.is_in(counts.keys().map(|u| u.as_str())))
-        .exec_with_returning(db)
-        .await?;
+    let bumped = db.query_all_raw(rows::over(db, BUMP, &bumps)).await?;
     if bumped.len() != counts.len() {
         return Err(Error::Internal("a recipient user vanished".into()));
     }
-    let mut next: HashMap<String, i64> = bumped
-        .into_iter()
-        .map(|u| {
-            let n = counts[&UserId::from_trusted(u.id.clone())];
-            (u.id, u.last_useq - n + 1)
-        })
-        .collect();
-    let mut rows = Vec::new();
+    let mut next: HashMap<String, i64> = HashMap::with_capacity(bumped.len());
+    for row in bumped {
+        let id: String = row.try_get_by_index(0)?;
+        let last: i64 = row.try_get_by_index(1)?;
+        let n = counts[&UserId::from_trusted(id.clone())];
+        next.insert(id, last - n + 1);
+    }
+    let mut log_rows = Vec::new();
     let mut landed = Vec::with_capacity(entries.len());
-    for (entry, to) in &entries {
-        let (kind, conv, seq, msg_id, payload) = columns(entry);
+    for (entry, to, (kind, conv, seq, msg_id, payload)) in &entries {
         let mut here = Vec::with_capacity(to.len());
         for user in to {
             let slot = next.get_mut(user.as_str()).expect("bumped above");
             let useq = *slot;
             *slot += 1;
-            rows.push(updates::ActiveModel {
-                user_id: Set(user.to_string()),
-                useq: Set(useq),
-                kind: Set(kind.to_owned()),
-                conv_id: Set(conv.clone()),
-                seq: Set(seq),
-                msg_id: Set(msg_id.clone()),
-                payload: Set(payload.clone()),
-                created_at: Set(entry.ts),
+            log_rows.push(Row {
+                u: user.as_str(),
+                q: useq,
+                k: kind,
+                c: conv.as_deref(),
+                s: *seq,
+                m: msg_id.as_deref(),
+                p: payload.as_deref(),
+                t: entry.ts,
             });
             here.push(Appended {
                 user: (*user).clone(),
@@ -159,11 +169,7 @@ pub async fn append_many<'a, C: ConnectionTrait>(
         }
         landed.push(here);
     }
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
-        updates::Entity::insert_many(rows).exec(db).await?;
-        rows = rest;
-    }
+    db.execute_raw(rows::over(db, INSERT, &log_rows)).await?;
     Ok(landed)
 }
 

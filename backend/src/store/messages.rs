@@ -1,20 +1,18 @@
-//! `send`: one transaction (shared by a batch of sends, see `send_batch`) takes the next conversation seq, stores the message, moves the
-//! sender's own watermarks and appends the message to every member's log.
+//! `send`: inside a batch's transaction (see `store::batch`), takes the next conversation seq,
+//! stores the message, moves the sender's own watermarks and appends the message to every
+//! member's log.
 
 use super::conversations::membership;
-use super::log::{append_many, message_from_row, Entry, Outgoing};
-use super::{locks_rows_in_order, Store};
-use crate::entity::{blobs, conversations, files, members, message_files, messages};
+use super::log::{append_many, Entry, Outgoing};
+use super::{locks_rows_in_order, rows, Store};
+use crate::entity::{blobs, files, message_files, messages};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
 use protocol::update::Content;
 use protocol::{ConvId, DeviceId, ErrorCode, Message, MsgId, UpdateBody, UserId};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, LockType};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One `send` request, validated.
@@ -123,61 +121,21 @@ impl Store {
         Ok(content)
     }
 
-    /// Stores a batch of sends in one transaction — one commit (one fsync) for all of them —
-    /// while each job still succeeds or fails on its own (a savepoint each). The outer error
-    /// means the commit itself failed and nothing of the batch was stored.
-    pub async fn send_batch_ref(&self, jobs: &[SendJob]) -> Result<Vec<Result<Sent>>> {
-        let txn = self.db.begin().await?;
-        let results = Self::send_set(&txn, jobs).await?;
-        txn.commit().await?;
-        let mut convs: Vec<&ConvId> = results
-            .iter()
-            .filter_map(|r| match r {
-                Ok(Sent::New { ack, .. }) => Some(&ack.conv),
-                _ => None,
-            })
-            .collect();
-        convs.sort_unstable();
-        convs.dedup();
-        for conv in convs {
-            self.shared.conversation_changed(conv).await;
+    /// The batch as a handful of set statements, each with one text whatever the batch's size
+    /// (see `rows`): look up duplicates and members once, decide each job, bump each
+    /// conversation's seq once by its count, insert all messages, move the senders'
+    /// watermarks, then append every message to its members' logs. Client errors are found by
+    /// the reads, before anything is written.
+    pub(super) async fn send_set<C: ConnectionTrait>(
+        db: &C,
+        jobs: &[&SendJob],
+    ) -> Result<Vec<Result<Sent>>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(results)
-    }
-
-    /// The batch as a handful of set statements, whatever its size: look up duplicates and
-    /// members once, bump each conversation's seq once by its count, insert all messages, move
-    /// the senders' watermarks, bump each recipient's useq once by its count, insert all log
-    /// entries. Client errors are found by the reads, before anything is written.
-    async fn send_set<C: ConnectionTrait>(db: &C, jobs: &[SendJob]) -> Result<Vec<Result<Sent>>> {
-        // Already stored (device, cmid) pairs.
-        let mut stored: HashMap<(String, String), SendResult> = HashMap::new();
-        let mut any = Condition::any();
-        for j in jobs {
-            any = any.add(
-                Condition::all()
-                    .add(messages::Column::DeviceId.eq(j.device.as_str()))
-                    .add(messages::Column::Cmid.eq(j.req.cmid.as_str())),
-            );
-        }
-        for m in messages::Entity::find().filter(any).all(db).await? {
-            let m = message_from_row(m)?;
-            stored.insert((m.device.to_string(), m.cmid.clone()), ack_of(&m));
-        }
-        // Members of every conversation in the batch, sorted by user id.
+        let stored = stored_acks(db, jobs).await?;
         let convs: BTreeSet<&str> = jobs.iter().map(|j| j.req.conv.as_str()).collect();
-        let mut members_of: HashMap<String, Vec<UserId>> = HashMap::new();
-        let rows = members::Entity::find()
-            .filter(members::Column::ConvId.is_in(convs.iter().copied()))
-            .order_by_asc(members::Column::UserId)
-            .all(db)
-            .await?;
-        for m in rows {
-            members_of
-                .entry(m.conv_id)
-                .or_default()
-                .push(UserId::from_trusted(m.user_id));
-        }
+        let members_of = members_of(db, &convs).await?;
 
         // Files the batch's media messages carry.
         let file_ids: BTreeSet<&str> = jobs
@@ -220,8 +178,7 @@ impl Store {
         let mut first_here: HashMap<(&str, &str), usize> = HashMap::new();
         let mut new_per_conv: BTreeMap<&str, i64> = BTreeMap::new();
         for (i, j) in jobs.iter().enumerate() {
-            let key = (j.device.to_string(), j.req.cmid.clone());
-            if let Some(ack) = stored.get(&key) {
+            if let Some(ack) = stored.get(&(j.device.to_string(), j.req.cmid.clone())) {
                 plans.push(Plan::Done(Ok(Sent::Duplicate(ack.clone()))));
                 continue;
             }
@@ -268,43 +225,7 @@ impl Store {
             plans.push(Plan::New);
         }
 
-        // Seqs: one statement moves each conversation's counter by its number of new messages.
-        let mut next_seq: HashMap<String, i64> = HashMap::new();
-        if !new_per_conv.is_empty() {
-            let mut by = CaseStatement::new();
-            for (conv, count) in &new_per_conv {
-                by = by.case(conversations::Column::Id.eq(*conv), Expr::val(*count));
-            }
-            let by: Expr = by.finally(Expr::val(0)).into();
-            if locks_rows_in_order(db) {
-                let mut ids: Vec<&str> = new_per_conv.keys().copied().collect();
-                ids.sort_unstable();
-                conversations::Entity::find()
-                    .select_only()
-                    .column(conversations::Column::Id)
-                    .filter(conversations::Column::Id.is_in(ids))
-                    .order_by_asc(conversations::Column::Id)
-                    .lock(LockType::NoKeyUpdate)
-                    .into_tuple::<String>()
-                    .all(db)
-                    .await?;
-            }
-            let bumped = conversations::Entity::update_many()
-                .col_expr(
-                    conversations::Column::LastSeq,
-                    Expr::col(conversations::Column::LastSeq).add(by),
-                )
-                .filter(conversations::Column::Id.is_in(new_per_conv.keys().copied()))
-                .exec_with_returning(db)
-                .await?;
-            if bumped.len() != new_per_conv.len() {
-                return Err(Error::Internal("a conversation vanished".into()));
-            }
-            for c in bumped {
-                let count = new_per_conv[c.id.as_str()];
-                next_seq.insert(c.id, c.last_seq - count + 1);
-            }
-        }
+        let mut next_seq = bump_seqs(db, &new_per_conv).await?;
 
         // The messages, in job order.
         let ts = now_ms();
@@ -337,23 +258,7 @@ impl Store {
         if new_msgs.is_empty() {
             return Ok(resolve(plans, HashMap::new()));
         }
-        messages::Entity::insert_many(new_msgs.iter().map(|(_, m)| messages::ActiveModel {
-            id: Set(m.id.to_string()),
-            conv_id: Set(m.conv.to_string()),
-            seq: Set(m.seq),
-            sender_id: Set(m.sender.to_string()),
-            device_id: Set(m.device.to_string()),
-            cmid: Set(m.cmid.clone()),
-            kind: Set(m.content.kind().to_owned()),
-            content: Set(serde_json::to_string(&m.content).expect("content serialises")),
-            reply_to: Set(m.reply_to.as_ref().map(ToString::to_string)),
-            forward_of: Set(m.forward_of.as_ref().map(ToString::to_string)),
-            created_at: Set(ts),
-            edited_at: Set(None),
-            deleted_at: Set(None),
-        }))
-        .exec(db)
-        .await?;
+        insert_messages(db, new_msgs.iter().map(|(_, m)| m)).await?;
 
         // Members of these conversations may now download the files.
         let carried: Vec<message_files::ActiveModel> = new_msgs
@@ -383,40 +288,7 @@ impl Store {
             span.0 = Ord::min(span.0, m.seq);
             span.1 = Ord::max(span.1, m.seq);
         }
-        let mut case = CaseStatement::new();
-        let mut which = Condition::any();
-        for ((conv, user), (_, top)) in &sender_top {
-            let here = Condition::all()
-                .add(members::Column::ConvId.eq(conv.as_str()))
-                .add(members::Column::UserId.eq(user.as_str()));
-            case = case.case(here.clone(), Expr::val(*top));
-            which = which.add(here);
-        }
-        let case: Expr = case.finally(Expr::col(members::Column::ReadSeq)).into();
-        let mut before = members::Entity::find()
-            .select_only()
-            .column(members::Column::ConvId)
-            .column(members::Column::UserId)
-            .column(members::Column::ReadSeq)
-            .filter(which.clone())
-            .order_by_asc(members::Column::ConvId)
-            .order_by_asc(members::Column::UserId);
-        if locks_rows_in_order(db) {
-            before = before.lock(LockType::NoKeyUpdate);
-        }
-        let read_before: HashMap<(String, String), i64> = before
-            .into_tuple::<(String, String, i64)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|(c, u, r)| ((c, u), r))
-            .collect();
-        members::Entity::update_many()
-            .col_expr(members::Column::ReadSeq, case.clone())
-            .col_expr(members::Column::DeliveredSeq, case)
-            .filter(which)
-            .exec(db)
-            .await?;
+        let read_before = senders_seen(db, &sender_top).await?;
 
         // Every member's log gets each message: one counter bump per user, by their count.
         let entries: Vec<(usize, Entry, &[UserId])> = new_msgs
@@ -504,6 +376,187 @@ impl Store {
         }
         Ok(resolve(plans, outs))
     }
+}
+
+/// `(device, cmid)` of the batch's sends that were stored before, with their original acks.
+async fn stored_acks<C: ConnectionTrait>(
+    db: &C,
+    jobs: &[&SendJob],
+) -> Result<HashMap<(String, String), SendResult>> {
+    #[derive(Serialize)]
+    struct Key<'a> {
+        d: &'a str,
+        c: &'a str,
+    }
+    const SQL: &str = "SELECT m.device_id, m.cmid, m.id, m.conv_id, m.seq, m.created_at \
+        FROM {rows} JOIN messages AS m ON m.device_id = j.value->>'d' AND m.cmid = j.value->>'c'";
+    let keys: Vec<Key> = jobs
+        .iter()
+        .map(|j| Key {
+            d: j.device.as_str(),
+            c: j.req.cmid.as_str(),
+        })
+        .collect();
+    let mut stored = HashMap::new();
+    for row in db.query_all_raw(rows::over(db, SQL, &keys)).await? {
+        let device: String = row.try_get_by_index(0)?;
+        let cmid: String = row.try_get_by_index(1)?;
+        let ack = SendResult {
+            msg: MsgId::from_trusted(row.try_get_by_index(2)?),
+            conv: ConvId::from_trusted(row.try_get_by_index(3)?),
+            seq: row.try_get_by_index(4)?,
+            ts: row.try_get_by_index(5)?,
+            cmid: cmid.clone(),
+        };
+        stored.insert((device, cmid), ack);
+    }
+    Ok(stored)
+}
+
+/// The members of each conversation, sorted by user id.
+async fn members_of<C: ConnectionTrait>(
+    db: &C,
+    convs: &BTreeSet<&str>,
+) -> Result<HashMap<String, Vec<UserId>>> {
+    const SQL: &str = "SELECT members.conv_id, members.user_id \
+        FROM {rows} JOIN members ON members.conv_id = j.value->>'c' ORDER BY members.user_id";
+    let keys: Vec<ConvKey> = convs.iter().map(|c| ConvKey { c }).collect();
+    let mut members_of: HashMap<String, Vec<UserId>> = HashMap::new();
+    for row in db.query_all_raw(rows::over(db, SQL, &keys)).await? {
+        members_of
+            .entry(row.try_get_by_index(0)?)
+            .or_default()
+            .push(UserId::from_trusted(row.try_get_by_index(1)?));
+    }
+    Ok(members_of)
+}
+
+#[derive(Serialize)]
+struct ConvKey<'a> {
+    c: &'a str,
+}
+
+/// Moves each conversation's seq counter by its number of new messages, in one statement;
+/// returns the first seq each conversation's messages take.
+async fn bump_seqs<C: ConnectionTrait>(
+    db: &C,
+    new_per_conv: &BTreeMap<&str, i64>,
+) -> Result<HashMap<String, i64>> {
+    #[derive(Serialize)]
+    struct Bump<'a> {
+        c: &'a str,
+        n: i64,
+    }
+    const LOCK: &str = "SELECT conversations.id FROM conversations \
+        WHERE conversations.id IN (SELECT j.value->>'c' FROM {rows}) \
+        ORDER BY conversations.id FOR NO KEY UPDATE";
+    const BUMP: &str = "UPDATE conversations \
+        SET last_seq = conversations.last_seq + CAST(j.value->>'n' AS BIGINT) \
+        FROM {rows} WHERE conversations.id = j.value->>'c' \
+        RETURNING conversations.id, conversations.last_seq";
+    if new_per_conv.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let bumps: Vec<Bump> = new_per_conv
+        .iter()
+        .map(|(c, n)| Bump { c, n: *n })
+        .collect();
+    if locks_rows_in_order(db) {
+        db.query_all_raw(rows::over(db, LOCK, &bumps)).await?;
+    }
+    let bumped = db.query_all_raw(rows::over(db, BUMP, &bumps)).await?;
+    if bumped.len() != new_per_conv.len() {
+        return Err(Error::Internal("a conversation vanished".into()));
+    }
+    let mut next_seq = HashMap::with_capacity(bumped.len());
+    for row in bumped {
+        let id: String = row.try_get_by_index(0)?;
+        let last: i64 = row.try_get_by_index(1)?;
+        let count = new_per_conv[id.as_str()];
+        next_seq.insert(id, last - count + 1);
+    }
+    Ok(next_seq)
+}
+
+/// Inserts the messages, in one statement.
+async fn insert_messages<'a, C: ConnectionTrait>(
+    db: &C,
+    msgs: impl Iterator<Item = &'a Message>,
+) -> Result<()> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        id: &'a str,
+        conv: &'a str,
+        seq: i64,
+        sender: &'a str,
+        device: &'a str,
+        cmid: &'a str,
+        kind: &'a str,
+        content: String,
+        reply_to: Option<&'a str>,
+        forward_of: Option<&'a str>,
+        ts: i64,
+    }
+    const SQL: &str = "INSERT INTO messages \
+        (id, conv_id, seq, sender_id, device_id, cmid, kind, content, reply_to, forward_of, created_at) \
+        SELECT j.value->>'id', j.value->>'conv', CAST(j.value->>'seq' AS BIGINT), \
+        j.value->>'sender', j.value->>'device', j.value->>'cmid', j.value->>'kind', \
+        j.value->>'content', j.value->>'reply_to', j.value->>'forward_of', \
+        CAST(j.value->>'ts' AS BIGINT) FROM {rows}";
+    let rows: Vec<Row> = msgs
+        .map(|m| Row {
+            id: m.id.as_str(),
+            conv: m.conv.as_str(),
+            seq: m.seq,
+            sender: m.sender.as_str(),
+            device: m.device.as_str(),
+            cmid: &m.cmid,
+            kind: m.content.kind(),
+            content: serde_json::to_string(&m.content).expect("content serialises"),
+            reply_to: m.reply_to.as_ref().map(MsgId::as_str),
+            forward_of: m.forward_of.as_ref().map(MsgId::as_str),
+            ts: m.ts,
+        })
+        .collect();
+    db.execute_raw(rows::over(db, SQL, &rows)).await?;
+    Ok(())
+}
+
+/// The senders have seen (so delivered and read) their own new messages and what came
+/// before them: moves each sender's watermarks to `top` in one statement. `sender_top` is
+/// (first, top) seq of each (conversation, sender)'s new messages. Returns each sender's
+/// read watermark from before.
+async fn senders_seen<C: ConnectionTrait>(
+    db: &C,
+    sender_top: &BTreeMap<(String, String), (i64, i64)>,
+) -> Result<HashMap<(String, String), i64>> {
+    #[derive(Serialize)]
+    struct Seen<'a> {
+        c: &'a str,
+        u: &'a str,
+        top: i64,
+    }
+    const BEFORE: &str = "SELECT members.conv_id, members.user_id, members.read_seq \
+        FROM {rows} JOIN members \
+        ON members.conv_id = j.value->>'c' AND members.user_id = j.value->>'u' \
+        ORDER BY members.conv_id, members.user_id";
+    const MOVE: &str = "UPDATE members SET read_seq = CAST(j.value->>'top' AS BIGINT), \
+        delivered_seq = CAST(j.value->>'top' AS BIGINT) \
+        FROM {rows} WHERE members.conv_id = j.value->>'c' AND members.user_id = j.value->>'u'";
+    let seen: Vec<Seen> = sender_top
+        .iter()
+        .map(|((c, u), (_, top))| Seen { c, u, top: *top })
+        .collect();
+    let before = format!("{BEFORE}{}", rows::lock_clause(db, "members"));
+    let mut read_before = HashMap::with_capacity(seen.len());
+    for row in db.query_all_raw(rows::over(db, &before, &seen)).await? {
+        read_before.insert(
+            (row.try_get_by_index(0)?, row.try_get_by_index(1)?),
+            row.try_get_by_index(2)?,
+        );
+    }
+    db.execute_raw(rows::over(db, MOVE, &seen)).await?;
+    Ok(read_before)
 }
 
 /// What a batch does with one job.

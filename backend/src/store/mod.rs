@@ -13,6 +13,7 @@
 //! an aborted transaction was acknowledged).
 
 pub mod accounts;
+pub mod batch;
 pub mod changes;
 pub mod conversations;
 pub mod jobs;
@@ -21,6 +22,7 @@ pub mod media;
 pub mod messages;
 pub mod presence;
 pub mod receipts;
+mod rows;
 pub mod trim;
 
 use crate::shared::{Limits, Shared};

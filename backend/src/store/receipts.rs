@@ -19,10 +19,24 @@ use sea_orm::{
 };
 
 impl Store {
-    /// Moves the device cursor to `useq` (never backwards). Returns the cursor and the
-    /// receipts to deliver.
+    /// Moves the device cursor to `useq` (never backwards), in a transaction of its own.
+    /// Returns the cursor and the receipts to deliver.
     pub async fn ack(
         &self,
+        user: &UserId,
+        device: &DeviceId,
+        useq: i64,
+    ) -> Result<(i64, Vec<Outgoing>)> {
+        let txn = self.db.begin().await?;
+        let acked = Self::ack_in(&txn, user, device, useq).await?;
+        txn.commit().await?;
+        Ok(acked)
+    }
+
+    /// [`Store::ack`] inside the caller's transaction (a group commit). A client error is
+    /// found before anything is written.
+    pub async fn ack_in<C: ConnectionTrait>(
+        txn: &C,
         user: &UserId,
         device: &DeviceId,
         useq: i64,
@@ -30,9 +44,8 @@ impl Store {
         if useq < 0 {
             return Err(Error::client(ErrorCode::BadRequest, "`useq` must be >= 0"));
         }
-        let txn = self.db.begin().await?;
         let head = users::Entity::find_by_id(user.as_str())
-            .one(&txn)
+            .one(txn)
             .await?
             .map(|u| u.last_useq)
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown user"))?;
@@ -43,7 +56,7 @@ impl Store {
             ));
         }
         let dev = devices::Entity::find_by_id(device.as_str())
-            .one(&txn)
+            .one(txn)
             .await?
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown device"))?;
         if useq <= dev.cursor {
@@ -53,7 +66,7 @@ impl Store {
             .col_expr(devices::Column::Cursor, Expr::value(useq))
             .filter(devices::Column::Id.eq(device.as_str()))
             .filter(devices::Column::Cursor.lt(useq))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         // Highest message seq per conversation among the newly acknowledged updates.
         let delivered: Vec<(Option<String>, Option<i64>)> = updates::Entity::find()
@@ -66,7 +79,7 @@ impl Store {
             .filter(updates::Column::Kind.eq("message"))
             .group_by(updates::Column::ConvId)
             .into_tuple()
-            .all(&txn)
+            .all(txn)
             .await?;
         // Every member row first (in conversation order), then the users' logs in one go: the
         // lock order every writer keeps (see `store`).
@@ -78,23 +91,37 @@ impl Store {
         let mut receipts = Vec::new();
         for (conv, seq) in delivered {
             let conv = ConvId::from_trusted(conv);
-            if let Some(r) = self.move_watermarks(&txn, &conv, user, seq, None).await? {
+            if let Some(r) = Self::move_watermarks(txn, &conv, user, seq, None).await? {
                 receipts.push(r);
             }
         }
-        let appended = append_many(&txn, receipts.iter().map(|(e, to)| (e, to.as_slice()))).await?;
+        let appended = append_many(txn, receipts.iter().map(|(e, to)| (e, to.as_slice()))).await?;
         let out = receipts
             .iter()
             .zip(appended)
             .map(|((entry, _), appended)| Outgoing::new(entry, appended))
             .collect();
-        txn.commit().await?;
         Ok((useq, out))
     }
 
-    /// The user has read `conv` up to `seq` (clamped to the newest message).
+    /// The user has read `conv` up to `seq` (clamped to the newest message), in a transaction
+    /// of its own.
     pub async fn read(
         &self,
+        user: &UserId,
+        conv: &ConvId,
+        seq: i64,
+    ) -> Result<(i64, Option<Outgoing>)> {
+        let txn = self.db.begin().await?;
+        let read = Self::read_in(&txn, user, conv, seq).await?;
+        txn.commit().await?;
+        Ok(read)
+    }
+
+    /// [`Store::read`] inside the caller's transaction (a group commit). A client error is
+    /// found before anything is written.
+    pub async fn read_in<C: ConnectionTrait>(
+        txn: &C,
         user: &UserId,
         conv: &ConvId,
         seq: i64,
@@ -102,10 +129,9 @@ impl Store {
         if seq < 0 {
             return Err(Error::client(ErrorCode::BadRequest, "`seq` must be >= 0"));
         }
-        let txn = self.db.begin().await?;
-        let me = membership(&txn, conv, user).await?;
+        let me = membership(txn, conv, user).await?;
         let last = conversations::Entity::find_by_id(conv.as_str())
-            .one(&txn)
+            .one(txn)
             .await?
             .map(|c| c.last_seq)
             .unwrap_or(0);
@@ -113,14 +139,10 @@ impl Store {
         if seq <= me.read_seq {
             return Ok((me.read_seq, None));
         }
-        let out = match self
-            .move_watermarks(&txn, conv, user, seq, Some(seq))
-            .await?
-        {
-            Some((entry, to)) => Some(Outgoing::new(&entry, append(&txn, &to, &entry).await?)),
+        let out = match Self::move_watermarks(txn, conv, user, seq, Some(seq)).await? {
+            Some((entry, to)) => Some(Outgoing::new(&entry, append(txn, &to, &entry).await?)),
             None => None,
         };
-        txn.commit().await?;
         Ok((seq, out))
     }
 
@@ -129,7 +151,6 @@ impl Store {
     /// other members' (and the reader's own for reads, so their other devices sync). The
     /// caller appends it, after every member row it moves.
     async fn move_watermarks<C: ConnectionTrait>(
-        &self,
         db: &C,
         conv: &ConvId,
         user: &UserId,

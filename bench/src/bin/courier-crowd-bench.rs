@@ -41,6 +41,9 @@ struct Args {
     /// Crowd connections being set up at once
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// Each receiver acknowledges its log every this many updates (0: never)
+    #[arg(long, default_value_t = 16)]
+    ack_every: usize,
 }
 
 fn raise_open_files() -> u64 {
@@ -164,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
         seconds: args.seconds,
         window: args.window,
         size: 100,
+        ack_every: args.ack_every,
         tag: tag.into(),
     };
     println!("{}", workload("").summary());

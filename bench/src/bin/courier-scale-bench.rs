@@ -27,6 +27,9 @@ struct Args {
     /// Payload text size in bytes
     #[arg(long, default_value_t = 100)]
     size: usize,
+    /// Each receiver acknowledges its log every this many updates (0: never)
+    #[arg(long, default_value_t = 16)]
+    ack_every: usize,
     /// PostgreSQL every process shares
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     database_url: String,
@@ -135,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
         seconds: args.seconds,
         window: args.window,
         size: args.size,
+        ack_every: args.ack_every,
         tag,
     };
     println!(

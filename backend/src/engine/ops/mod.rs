@@ -10,6 +10,7 @@ pub mod sync;
 pub mod typing;
 
 use crate::error::{Error, Result};
+use crate::store::batch::Written;
 use crate::store::log::Outgoing;
 use protocol::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -44,4 +45,13 @@ impl Done {
 /// The request body as the op's type; field errors become `bad_request`.
 pub fn parse<T: DeserializeOwned>(body: Value) -> Result<T> {
     serde_json::from_value(body).map_err(|e| Error::client(ErrorCode::BadRequest, e.to_string()))
+}
+
+/// A committed batched write, answered by its op.
+pub fn written(w: Written) -> Done {
+    match w {
+        Written::Sent(sent) => send::done(sent),
+        Written::Acked(useq, receipts) => ack::done(useq, receipts),
+        Written::Read(conv, read_seq, receipt) => read::done(conv, read_seq, receipt),
+    }
 }

@@ -2,19 +2,19 @@
 //! Answered only after the commit (group-committed by the batcher); a repeated
 //! (device, cmid) gets the original answer. In steps, so a device's consecutive sends share a
 //! batch while staying in order: [`start`] each in arrival order, queue them together
-//! (`Batcher::enqueue`), then [`finish`] each.
+//! (`Batcher::enqueue`), then answer each with [`done`].
 
 use super::{parse, Done};
-use crate::engine::batcher::Committing;
 use crate::engine::{Caller, Engine};
 use crate::error::Result;
 use crate::shared::Limit;
+use crate::store::batch::Write;
 use crate::store::messages::{SendJob, Sent};
 use protocol::ops::SendReq;
 use serde_json::Value;
 
 /// Everything up to the commit: checks the request and makes the job the batcher stores.
-pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<SendJob> {
+pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<Write> {
     let req: SendReq = parse(body)?;
     engine
         .store
@@ -22,21 +22,21 @@ pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<Send
         .limit(Limit::Send, caller.device.as_str())
         .await?;
     let content = req.content()?;
-    Ok(SendJob {
+    Ok(Write::Send(Box::new(SendJob {
         user: caller.user.clone(),
         device: caller.device.clone(),
         req,
         content,
-    })
+    })))
 }
 
 /// After the commit: the answer, and the updates to deliver.
-pub async fn finish(committing: Committing) -> Result<Done> {
-    match committing.outcome().await? {
+pub fn done(sent: Sent) -> Done {
+    match sent {
         Sent::New { ack, out, also } => {
             crate::metrics::messages_stored(1);
-            Ok(Done::answer(ack).and_deliver(std::iter::once(out).chain(also)))
+            Done::answer(ack).and_deliver(std::iter::once(out).chain(also))
         }
-        Sent::Duplicate(ack) => Ok(Done::answer(ack)),
+        Sent::Duplicate(ack) => Done::answer(ack),
     }
 }

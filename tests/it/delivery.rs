@@ -14,6 +14,8 @@ crate::on_both_databases!(
     resend_with_same_cmid_returns_original_ack,
     sync_returns_complete_pages,
     ack_moves_forward_only,
+    acks_at_once_each_get_their_own_answer,
+    one_ack_set_answers_each_ack_alone,
     ordered_delivery_survives_bursts_and_reconnects,
     big_backlog_syncs_in_bounded_pages,
     replying_marks_read_and_says_so,
@@ -406,6 +408,146 @@ async fn ack_moves_forward_only(db: Db) {
         Some(courier_client::protocol::ErrorCode::AckAhead)
     );
     assert_eq!(b.client.ack(4).await.unwrap(), 4);
+}
+
+/// alice (phone) sends five messages to a group with bob (phone, laptop) and carol (phone,
+/// tablet); bob's and carol's logs then hold "created" and the five messages.
+async fn five_messages_to_bob_and_carol(app: &TestApp) -> [Device; 5] {
+    app.users(&["alice", "bob", "carol"]).await;
+    let a = app.tcp_device("alice", "phone").await;
+    let phone = app.tcp_device("bob", "phone").await;
+    let laptop = app.tcp_device("bob", "laptop").await;
+    let carol = app.tcp_device("carol", "phone").await;
+    let tablet = app.tcp_device("carol", "tablet").await;
+    let group = app
+        .api
+        .create_group(
+            a.token(),
+            "acks",
+            &[phone.session.user.clone(), carol.session.user.clone()],
+        )
+        .await
+        .unwrap()
+        .id;
+    for n in 0..5 {
+        a.client.send_text(&group, &format!("m{n}")).await.unwrap();
+    }
+    [a, phone, laptop, carol, tablet]
+}
+
+/// Acks arriving together (on SQLite they share a write batch): each gets its own answer, a
+/// bad one fails alone, and one user's two devices acknowledging the same messages give the
+/// sender one ✓✓ receipt, not two.
+async fn acks_at_once_each_get_their_own_answer(db: Db) {
+    let app = spawn_app(db).await;
+    let [a, phone, laptop, carol, tablet] = five_messages_to_bob_and_carol(&app).await;
+    let (p, l, c, t) = tokio::join!(
+        phone.client.ack(6),
+        laptop.client.ack(6),
+        carol.client.ack(4),
+        tablet.client.ack(99),
+    );
+    assert_eq!((p.unwrap(), l.unwrap(), c.unwrap()), (6, 6, 4));
+    assert_eq!(
+        t.unwrap_err().code(),
+        Some(courier_client::protocol::ErrorCode::AckAhead)
+    );
+    // The failed ack moved nothing: the tablet's cursor is still 0.
+    assert_eq!(tablet.client.ack(0).await.unwrap(), 0);
+
+    // The receipts were committed with the acks: alice's log holds bob's ✓✓ once, up to seq
+    // 5, and carol's up to seq 3.
+    let bob = phone.session.user.clone();
+    let carol_id = carol.session.user.clone();
+    let page = a.client.sync(0, 100).await.unwrap();
+    let mut heard: Vec<(UserId, i64)> = page
+        .updates
+        .iter()
+        .filter_map(|u| {
+            receipt_of(u, &bob)
+                .map(|(d, _)| (bob.clone(), d))
+                .or_else(|| receipt_of(u, &carol_id).map(|(d, _)| (carol_id.clone(), d)))
+        })
+        .collect();
+    heard.sort();
+    let mut want = vec![(bob, 5), (carol_id, 3)];
+    want.sort();
+    assert_eq!(heard, want);
+}
+
+/// The store's set of acks, called with every case at once (what a busy batch holds): moves,
+/// a repeat of a device (it goes in the next round), an ack ahead of the log, a device of
+/// someone else, and two devices of one user covering the same messages.
+async fn one_ack_set_answers_each_ack_alone(db: Db) {
+    use backend::store::receipts::Ack;
+    use sea_orm::TransactionTrait;
+    let app = spawn_app(db).await;
+    let [a, phone, laptop, carol, _] = five_messages_to_bob_and_carol(&app).await;
+    let ack = |d: &Device, useq| Ack {
+        user: d.session.user.clone(),
+        device: d.session.device.clone(),
+        useq,
+    };
+    let foreign = Ack {
+        user: phone.session.user.clone(),
+        device: carol.session.device.clone(),
+        useq: 1,
+    };
+    let acks = [
+        ack(&phone, 6),
+        ack(&laptop, 6),
+        ack(&carol, 99),
+        foreign,
+        ack(&phone, 3),
+        ack(&carol, 4),
+    ];
+    let store = backend::Store::new(backend::db::open(&app.settings.database_url).await.unwrap());
+    let txn = store.db.begin().await.unwrap();
+    let answers = backend::Store::ack_set(&txn, &acks.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let code = |i: usize| answers[i].as_ref().err().map(|e| e.code());
+    let cursor = |i: usize| answers[i].as_ref().ok().map(|(c, _)| *c);
+    assert_eq!(cursor(0), Some(6));
+    assert_eq!(cursor(1), Some(6));
+    assert_eq!(code(2), Some(courier_client::protocol::ErrorCode::AckAhead));
+    assert_eq!(code(3), Some(courier_client::protocol::ErrorCode::NotFound));
+    assert_eq!(cursor(4), Some(6), "an ack behind the cursor leaves it");
+    assert_eq!(cursor(5), Some(4));
+    // One ✓✓ for bob (up to seq 5), carried by one of his devices' answers; one for carol
+    // (up to seq 3); every receipt goes to the other two members' logs.
+    let receipts: Vec<(usize, String)> = answers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.as_ref()
+                .map(|(_, out)| out.iter().map(|o| (i, o.json.clone())).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(receipts.len(), 2, "{receipts:?}");
+    let by = |seq: &str| {
+        receipts
+            .iter()
+            .find(|(_, json)| json.contains(seq))
+            .map(|r| r.0)
+    };
+    assert!(
+        by(r#""delivered_seq":5"#).is_some_and(|i| i <= 1),
+        "{receipts:?}"
+    );
+    assert_eq!(by(r#""delivered_seq":3"#), Some(5), "{receipts:?}");
+    let page = a.client.sync(0, 100).await.unwrap();
+    let bob = phone.session.user.clone();
+    let delivered: Vec<i64> = page
+        .updates
+        .iter()
+        .filter_map(|u| receipt_of(u, &bob).map(|(d, _)| d))
+        .collect();
+    assert_eq!(delivered, [5]);
+    // The failed acks moved nothing.
+    assert_eq!(carol.client.ack(0).await.unwrap(), 4);
 }
 
 /// The SDK's ordered mode: a burst from concurrent senders and a reconnect after missed

@@ -1,27 +1,24 @@
 //! Group commit: a batch of writes from many devices in one transaction — one commit, one
 //! fsync — while each write still succeeds or fails on its own.
 //!
-//! Sends are stored as a set ([`Store::send_set`]); acks and reads (on the one writer SQLite
-//! has, where they would otherwise each wait for the connection and pay a commit of their
-//! own) run one after another in the same transaction first. A client error in any of them is
-//! found before it writes anything, so it fails alone.
+//! Acks and reads join on the one writer SQLite has, where alone each would wait for the
+//! connection and pay a commit of its own. Acks are stored as one set ([`Store::ack_set`]),
+//! then reads one after another, then sends as one set ([`Store::send_set`]). A client error
+//! in any of them is found before it writes anything, so it fails alone.
 
 use super::log::Outgoing;
 use super::messages::{SendJob, Sent};
+use super::receipts::Ack;
 use super::Store;
 use crate::error::{Error, Result};
-use protocol::{ConvId, DeviceId, UserId};
+use protocol::{ConvId, UserId};
 use sea_orm::TransactionTrait;
 
 /// One write of a batch.
 pub enum Write {
     Send(Box<SendJob>),
     /// Moves a device's cursor ([`Store::ack`]).
-    Ack {
-        user: UserId,
-        device: DeviceId,
-        useq: i64,
-    },
+    Ack(Ack),
     /// Moves a member's read watermark ([`Store::read`]).
     Read {
         user: UserId,
@@ -44,27 +41,37 @@ impl Store {
     /// the database did, mid-batch) and nothing of the batch was stored.
     pub async fn write_batch(&self, jobs: &[Write]) -> Result<Vec<Result<Written>>> {
         let txn = self.db.begin().await?;
-        let mut results: Vec<Option<Result<Written>>> = Vec::with_capacity(jobs.len());
-        let mut sends = Vec::new();
-        for job in jobs {
-            let done = match job {
-                Write::Send(s) => {
-                    sends.push(&**s);
-                    results.push(None);
-                    continue;
+        let mut results: Vec<Option<Result<Written>>> = jobs.iter().map(|_| None).collect();
+        // The acks as one set, then the reads in turn, then the sends as one set.
+        let (ack_at, acks): (Vec<usize>, Vec<&Ack>) = jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, j)| match j {
+                Write::Ack(a) => Some((i, a)),
+                _ => None,
+            })
+            .unzip();
+        for (i, acked) in ack_at.into_iter().zip(Self::ack_set(&txn, &acks).await?) {
+            results[i] = Some(acked.map(|(useq, out)| Written::Acked(useq, out)));
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            if let Write::Read { user, conv, seq } = job {
+                match Self::read_in(&txn, user, conv, *seq).await {
+                    Err(e @ (Error::Db(_) | Error::Internal(_))) => return Err(e),
+                    read => {
+                        results[i] =
+                            Some(read.map(|(seq, out)| Written::Read(conv.clone(), seq, out)))
+                    }
                 }
-                Write::Ack { user, device, useq } => Self::ack_in(&txn, user, device, *useq)
-                    .await
-                    .map(|(useq, out)| Written::Acked(useq, out)),
-                Write::Read { user, conv, seq } => Self::read_in(&txn, user, conv, *seq)
-                    .await
-                    .map(|(seq, out)| Written::Read(conv.clone(), seq, out)),
-            };
-            match done {
-                Err(e @ (Error::Db(_) | Error::Internal(_))) => return Err(e),
-                done => results.push(Some(done)),
             }
         }
+        let sends: Vec<&SendJob> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Write::Send(s) => Some(&**s),
+                _ => None,
+            })
+            .collect();
         let mut sent = Self::send_set(&txn, &sends).await?.into_iter();
         txn.commit().await?;
 

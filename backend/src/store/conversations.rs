@@ -3,7 +3,7 @@
 
 use super::changes::decorate;
 use super::log::{append, message_from_row, Appended, Entry, Outgoing};
-use super::Store;
+use super::{rows, Store};
 use crate::entity::{conversations, hidden_messages, members, messages};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::util::{new_id, now_ms};
@@ -15,6 +15,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set, TransactionTrait,
 };
+use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
 pub const MAX_GROUP_MEMBERS: usize = 1000;
@@ -60,6 +61,29 @@ pub async fn member_ids<C: ConnectionTrait>(db: &C, conv: &ConvId) -> Result<Vec
         .into_iter()
         .map(|m| UserId::from_trusted(m.user_id))
         .collect())
+}
+
+/// The members of each of `convs` (repeats are fine), sorted by user id, in one statement.
+pub(super) async fn members_of<'a, C: ConnectionTrait>(
+    db: &C,
+    convs: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, Vec<UserId>>> {
+    #[derive(Serialize)]
+    struct Key<'a> {
+        c: &'a str,
+    }
+    const SQL: &str = "SELECT members.conv_id, members.user_id \
+        FROM {rows} JOIN members ON members.conv_id = j.value->>'c' ORDER BY members.user_id";
+    let convs: BTreeSet<&str> = convs.into_iter().collect();
+    let keys: Vec<Key> = convs.into_iter().map(|c| Key { c }).collect();
+    let mut members_of: HashMap<String, Vec<UserId>> = HashMap::new();
+    for row in db.query_all_raw(rows::over(db, SQL, &keys)).await? {
+        members_of
+            .entry(row.try_get_by_index(0)?)
+            .or_default()
+            .push(UserId::from_trusted(row.try_get_by_index(1)?));
+    }
+    Ok(members_of)
 }
 
 impl Store {

@@ -2,7 +2,7 @@
 //! stores the message, moves the sender's own watermarks and appends the message to every
 //! member's log.
 
-use super::conversations::membership;
+use super::conversations::{members_of, membership};
 use super::log::{append_many, Entry, Outgoing};
 use super::{locks_rows_in_order, rows, Store};
 use crate::entity::{blobs, files, message_files, messages};
@@ -135,7 +135,7 @@ impl Store {
         }
         let stored = stored_acks(db, jobs).await?;
         let convs: BTreeSet<&str> = jobs.iter().map(|j| j.req.conv.as_str()).collect();
-        let members_of = members_of(db, &convs).await?;
+        let members_of = members_of(db, convs.iter().copied()).await?;
 
         // Files the batch's media messages carry.
         let file_ids: BTreeSet<&str> = jobs
@@ -411,29 +411,6 @@ async fn stored_acks<C: ConnectionTrait>(
         stored.insert((device, cmid), ack);
     }
     Ok(stored)
-}
-
-/// The members of each conversation, sorted by user id.
-async fn members_of<C: ConnectionTrait>(
-    db: &C,
-    convs: &BTreeSet<&str>,
-) -> Result<HashMap<String, Vec<UserId>>> {
-    const SQL: &str = "SELECT members.conv_id, members.user_id \
-        FROM {rows} JOIN members ON members.conv_id = j.value->>'c' ORDER BY members.user_id";
-    let keys: Vec<ConvKey> = convs.iter().map(|c| ConvKey { c }).collect();
-    let mut members_of: HashMap<String, Vec<UserId>> = HashMap::new();
-    for row in db.query_all_raw(rows::over(db, SQL, &keys)).await? {
-        members_of
-            .entry(row.try_get_by_index(0)?)
-            .or_default()
-            .push(UserId::from_trusted(row.try_get_by_index(1)?));
-    }
-    Ok(members_of)
-}
-
-#[derive(Serialize)]
-struct ConvKey<'a> {
-    c: &'a str,
 }
 
 /// Moves each conversation's seq counter by its number of new messages, in one statement;

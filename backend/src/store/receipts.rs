@@ -6,102 +6,244 @@
 //! becomes one `receipt` update for the other members — and, for reads, for the reader's own
 //! devices — however many messages it covers.
 
-use super::conversations::{member_ids, membership};
+use super::conversations::{member_ids, members_of, membership};
 use super::log::{append, append_many, Entry, Outgoing};
-use super::Store;
-use crate::entity::{conversations, devices, members, updates, users};
+use super::{rows, Store};
+use crate::entity::{conversations, members};
 use crate::error::{Error, Result};
 use crate::util::now_ms;
 use protocol::{ConvId, DeviceId, ErrorCode, UpdateBody, UserId};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One device's `ack` of its log up to `useq` (see [`Store::ack_set`]).
+pub struct Ack {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub useq: i64,
+}
+
+/// An ack's answer: the device's cursor, and the receipts to deliver.
+pub type Acked = (i64, Vec<Outgoing>);
 
 impl Store {
     /// Moves the device cursor to `useq` (never backwards), in a transaction of its own.
-    /// Returns the cursor and the receipts to deliver.
-    pub async fn ack(
-        &self,
-        user: &UserId,
-        device: &DeviceId,
-        useq: i64,
-    ) -> Result<(i64, Vec<Outgoing>)> {
+    pub async fn ack(&self, user: &UserId, device: &DeviceId, useq: i64) -> Result<Acked> {
+        let ack = Ack {
+            user: user.clone(),
+            device: device.clone(),
+            useq,
+        };
         let txn = self.db.begin().await?;
-        let acked = Self::ack_in(&txn, user, device, useq).await?;
+        let mut answers = Self::ack_set(&txn, &[&ack]).await?;
         txn.commit().await?;
-        Ok(acked)
+        answers.pop().expect("one answer per ack")
     }
 
-    /// [`Store::ack`] inside the caller's transaction (a group commit). A client error is
-    /// found before anything is written.
-    pub async fn ack_in<C: ConnectionTrait>(
-        txn: &C,
-        user: &UserId,
-        device: &DeviceId,
-        useq: i64,
-    ) -> Result<(i64, Vec<Outgoing>)> {
-        if useq < 0 {
-            return Err(Error::client(ErrorCode::BadRequest, "`useq` must be >= 0"));
+    /// Several devices' acks inside the caller's transaction (a group commit), as a handful
+    /// of set statements whatever their number; each gets its own answer, and a client error
+    /// is found before anything is written. A device named twice acknowledges in turn.
+    pub async fn ack_set<C: ConnectionTrait>(db: &C, acks: &[&Ack]) -> Result<Vec<Result<Acked>>> {
+        let mut answers = Vec::with_capacity(acks.len());
+        let mut rest = acks;
+        while !rest.is_empty() {
+            let mut devices = HashSet::new();
+            let round = rest
+                .iter()
+                .take_while(|a| devices.insert(a.device.as_str()))
+                .count();
+            answers.extend(Self::ack_round(db, &rest[..round]).await?);
+            rest = &rest[round..];
         }
-        let head = users::Entity::find_by_id(user.as_str())
-            .one(txn)
-            .await?
-            .map(|u| u.last_useq)
-            .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown user"))?;
-        if useq > head {
-            return Err(Error::client(
-                ErrorCode::AckAhead,
-                format!("useq {useq} is past the head of your log ({head})"),
-            ));
+        Ok(answers)
+    }
+
+    /// Acks of distinct devices.
+    async fn ack_round<C: ConnectionTrait>(db: &C, acks: &[&Ack]) -> Result<Vec<Result<Acked>>> {
+        #[derive(Serialize)]
+        struct Key<'a> {
+            d: &'a str,
+            u: &'a str,
         }
-        let dev = devices::Entity::find_by_id(device.as_str())
-            .one(txn)
-            .await?
-            .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown device"))?;
-        if useq <= dev.cursor {
-            return Ok((dev.cursor, vec![]));
+        /// A cursor that moves from `from` to `to`.
+        #[derive(Serialize)]
+        struct Move<'a> {
+            d: &'a str,
+            u: &'a str,
+            from: i64,
+            to: i64,
         }
-        devices::Entity::update_many()
-            .col_expr(devices::Column::Cursor, Expr::value(useq))
-            .filter(devices::Column::Id.eq(device.as_str()))
-            .filter(devices::Column::Cursor.lt(useq))
-            .exec(txn)
-            .await?;
-        // Highest message seq per conversation among the newly acknowledged updates.
-        let delivered: Vec<(Option<String>, Option<i64>)> = updates::Entity::find()
-            .select_only()
-            .column(updates::Column::ConvId)
-            .column_as(updates::Column::Seq.max(), "seq")
-            .filter(updates::Column::UserId.eq(user.as_str()))
-            .filter(updates::Column::Useq.gt(dev.cursor))
-            .filter(updates::Column::Useq.lte(useq))
-            .filter(updates::Column::Kind.eq("message"))
-            .group_by(updates::Column::ConvId)
-            .into_tuple()
-            .all(txn)
-            .await?;
-        // Every member row first (in conversation order), then the users' logs in one go: the
-        // lock order every writer keeps (see `store`).
-        let mut delivered: Vec<(String, i64)> = delivered
-            .into_iter()
-            .filter_map(|(conv, seq)| Some((conv?, seq?)))
+        #[derive(Serialize)]
+        struct Delivered<'a> {
+            c: &'a str,
+            u: &'a str,
+            seq: i64,
+        }
+        // Where each log ends and each device's cursor is (NULL: no such user or device).
+        const STATE: &str = "SELECT j.value->>'d', users.last_useq, devices.cursor FROM {rows} \
+            LEFT JOIN users ON users.id = j.value->>'u' \
+            LEFT JOIN devices ON devices.id = j.value->>'d' AND devices.user_id = j.value->>'u'";
+        const CURSORS: &str = "UPDATE devices SET cursor = CAST(j.value->>'to' AS BIGINT) \
+            FROM {rows} WHERE devices.id = j.value->>'d' \
+            AND devices.cursor < CAST(j.value->>'to' AS BIGINT)";
+        // The highest message seq per conversation among each device's newly acknowledged
+        // updates.
+        const NEWLY: &str = "SELECT j.value->>'d', updates.conv_id, MAX(updates.seq) FROM {rows} \
+            JOIN updates ON updates.user_id = j.value->>'u' \
+            AND updates.useq > CAST(j.value->>'from' AS BIGINT) \
+            AND updates.useq <= CAST(j.value->>'to' AS BIGINT) \
+            WHERE updates.kind = 'message' GROUP BY j.value->>'d', updates.conv_id";
+        const MEMBERS: &str = "SELECT members.conv_id, members.user_id, members.delivered_seq, \
+            members.read_seq FROM {rows} \
+            JOIN members ON members.conv_id = j.value->>'c' AND members.user_id = j.value->>'u' \
+            ORDER BY members.conv_id, members.user_id";
+        const DELIVER: &str = "UPDATE members SET delivered_seq = CAST(j.value->>'seq' AS BIGINT) \
+            FROM {rows} WHERE members.conv_id = j.value->>'c' AND members.user_id = j.value->>'u'";
+
+        let keys: Vec<Key> = acks
+            .iter()
+            .map(|a| Key {
+                d: a.device.as_str(),
+                u: a.user.as_str(),
+            })
             .collect();
-        delivered.sort_unstable();
-        let mut receipts = Vec::new();
-        for (conv, seq) in delivered {
-            let conv = ConvId::from_trusted(conv);
-            if let Some(r) = Self::move_watermarks(txn, &conv, user, seq, None).await? {
-                receipts.push(r);
+        let mut state: HashMap<String, (Option<i64>, Option<i64>)> = HashMap::new();
+        for row in db.query_all_raw(rows::over(db, STATE, &keys)).await? {
+            state.insert(
+                row.try_get_by_index(0)?,
+                (row.try_get_by_index(1)?, row.try_get_by_index(2)?),
+            );
+        }
+        let mut answers: Vec<Result<Acked>> = Vec::with_capacity(acks.len());
+        let mut moves: Vec<Move> = Vec::new();
+        for a in acks {
+            let (head, cursor) = state
+                .get(a.device.as_str())
+                .copied()
+                .unwrap_or((None, None));
+            let answer = match (head, cursor) {
+                _ if a.useq < 0 => Err(Error::client(ErrorCode::BadRequest, "`useq` must be >= 0")),
+                (None, _) => Err(Error::client(ErrorCode::NotFound, "unknown user")),
+                (Some(head), _) if a.useq > head => Err(Error::client(
+                    ErrorCode::AckAhead,
+                    format!("useq {} is past the head of your log ({head})", a.useq),
+                )),
+                (_, None) => Err(Error::client(ErrorCode::NotFound, "unknown device")),
+                (_, Some(cursor)) if a.useq <= cursor => Ok((cursor, Vec::new())),
+                (_, Some(cursor)) => {
+                    moves.push(Move {
+                        d: a.device.as_str(),
+                        u: a.user.as_str(),
+                        from: cursor,
+                        to: a.useq,
+                    });
+                    Ok((a.useq, Vec::new()))
+                }
+            };
+            answers.push(answer);
+        }
+        if moves.is_empty() {
+            return Ok(answers);
+        }
+        // The lock order every writer keeps (see `store`): devices, then member rows in
+        // conversation order, then the users' logs.
+        moves.sort_unstable_by(|a, b| a.d.cmp(b.d));
+        db.execute_raw(rows::over(db, CURSORS, &moves)).await?;
+
+        // (conversation, user) → the highest seq now delivered there, and by which device.
+        let mut delivered: BTreeMap<(String, String), (i64, String)> = BTreeMap::new();
+        let user_of: HashMap<&str, &str> = moves.iter().map(|m| (m.d, m.u)).collect();
+        for row in db.query_all_raw(rows::over(db, NEWLY, &moves)).await? {
+            let device: String = row.try_get_by_index(0)?;
+            let conv: Option<String> = row.try_get_by_index(1)?;
+            let seq: Option<i64> = row.try_get_by_index(2)?;
+            let (Some(conv), Some(seq)) = (conv, seq) else {
+                continue;
+            };
+            let user = user_of.get(device.as_str()).copied().unwrap_or_default();
+            let top = delivered
+                .entry((conv, user.to_owned()))
+                .or_insert((seq, device.clone()));
+            if seq > top.0 {
+                *top = (seq, device);
             }
         }
-        let appended = append_many(txn, receipts.iter().map(|(e, to)| (e, to.as_slice()))).await?;
-        let out = receipts
+        if delivered.is_empty() {
+            return Ok(answers);
+        }
+        let wanted: Vec<Delivered> = delivered
             .iter()
-            .zip(appended)
-            .map(|((entry, _), appended)| Outgoing::new(entry, appended))
+            .map(|((c, u), (seq, _))| Delivered { c, u, seq: *seq })
             .collect();
-        Ok((useq, out))
+        let members = format!("{MEMBERS}{}", rows::lock_clause(db, "members"));
+        // The watermarks that move (a member may have left since: nothing moves there).
+        let mut moved: Vec<Delivered> = Vec::new();
+        let mut receipts: Vec<(Entry, String)> = Vec::new();
+        for row in db.query_all_raw(rows::over(db, &members, &wanted)).await? {
+            let conv: String = row.try_get_by_index(0)?;
+            let user: String = row.try_get_by_index(1)?;
+            let was: i64 = row.try_get_by_index(2)?;
+            let read: i64 = row.try_get_by_index(3)?;
+            let Some((seq, device)) = delivered.get(&(conv.clone(), user.clone())) else {
+                continue;
+            };
+            let now = was.max(*seq).max(read);
+            if now == was {
+                continue;
+            }
+            let entry = Entry {
+                ts: now_ms(),
+                body: UpdateBody::Receipt {
+                    conv: ConvId::from_trusted(conv.clone()),
+                    user: UserId::from_trusted(user.clone()),
+                    delivered_seq: now,
+                    read_seq: read,
+                },
+            };
+            receipts.push((entry, device.clone()));
+            let (c, u) = delivered
+                .get_key_value(&(conv, user))
+                .map(|((c, u), _)| (c.as_str(), u.as_str()))
+                .expect("looked up above");
+            moved.push(Delivered { c, u, seq: now });
+        }
+        if moved.is_empty() {
+            return Ok(answers);
+        }
+        db.execute_raw(rows::over(db, DELIVER, &moved)).await?;
+
+        // Each receipt goes to the conversation's other members.
+        let members_of = members_of(db, moved.iter().map(|m| m.c)).await?;
+        let to: Vec<Vec<UserId>> = moved
+            .iter()
+            .map(|m| {
+                members_of
+                    .get(m.c)
+                    .map(|ms| ms.iter().filter(|u| u.as_str() != m.u).cloned().collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let appended = append_many(
+            db,
+            receipts
+                .iter()
+                .zip(&to)
+                .map(|((entry, _), to)| (entry, to.as_slice())),
+        )
+        .await?;
+        let index: HashMap<&str, usize> = acks
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.device.as_str(), i))
+            .collect();
+        for ((entry, device), appended) in receipts.iter().zip(appended) {
+            if let Some(Ok((_, out))) = index.get(device.as_str()).map(|&i| &mut answers[i]) {
+                out.push(Outgoing::new(entry, appended));
+            }
+        }
+        Ok(answers)
     }
 
     /// The user has read `conv` up to `seq` (clamped to the newest message), in a transaction

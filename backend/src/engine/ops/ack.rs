@@ -7,16 +7,17 @@ use crate::engine::{Caller, Engine};
 use crate::error::Result;
 use crate::store::batch::Write;
 use crate::store::log::Outgoing;
+use crate::store::receipts::Ack;
 use protocol::ops::{AckReq, AckResult};
 use serde_json::Value;
 
 pub fn write(caller: &Caller, body: Value) -> Result<Write> {
     let req: AckReq = parse(body)?;
-    Ok(Write::Ack {
+    Ok(Write::Ack(Ack {
         user: caller.user.clone(),
         device: caller.device.clone(),
         useq: req.useq,
-    })
+    }))
 }
 
 pub async fn handle(engine: &Engine, caller: &Caller, body: Value) -> Result<Done> {

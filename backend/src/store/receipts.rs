@@ -89,12 +89,20 @@ impl Store {
             FROM {rows} WHERE devices.id = j.value->>'d' \
             AND devices.cursor < CAST(j.value->>'to' AS BIGINT)";
         // The highest message seq per conversation among each device's newly acknowledged
-        // updates.
+        // updates. PostgreSQL, told nothing of how few rows there are or how narrow each range
+        // is, would hash a scan of the whole log; LATERAL has it look each range up in the
+        // index (SQLite does so for the plain join, and knows no LATERAL).
         const NEWLY: &str = "SELECT j.value->>'d', updates.conv_id, MAX(updates.seq) FROM {rows} \
             JOIN updates ON updates.user_id = j.value->>'u' \
             AND updates.useq > CAST(j.value->>'from' AS BIGINT) \
             AND updates.useq <= CAST(j.value->>'to' AS BIGINT) \
             WHERE updates.kind = 'message' GROUP BY j.value->>'d', updates.conv_id";
+        const NEWLY_LATERAL: &str = "SELECT j.value->>'d', n.conv_id, n.seq FROM {rows} \
+            CROSS JOIN LATERAL (SELECT updates.conv_id, MAX(updates.seq) AS seq FROM updates \
+            WHERE updates.user_id = j.value->>'u' \
+            AND updates.useq > CAST(j.value->>'from' AS BIGINT) \
+            AND updates.useq <= CAST(j.value->>'to' AS BIGINT) \
+            AND updates.kind = 'message' GROUP BY updates.conv_id) AS n";
         const MEMBERS: &str = "SELECT members.conv_id, members.user_id, members.delivered_seq, \
             members.read_seq FROM {rows} \
             JOIN members ON members.conv_id = j.value->>'c' AND members.user_id = j.value->>'u' \
@@ -155,7 +163,11 @@ impl Store {
         // (conversation, user) → the highest seq now delivered there, and by which device.
         let mut delivered: BTreeMap<(String, String), (i64, String)> = BTreeMap::new();
         let user_of: HashMap<&str, &str> = moves.iter().map(|m| (m.d, m.u)).collect();
-        for row in db.query_all_raw(rows::over(db, NEWLY, &moves)).await? {
+        let newly = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => NEWLY_LATERAL,
+            _ => NEWLY,
+        };
+        for row in db.query_all_raw(rows::over(db, newly, &moves)).await? {
             let device: String = row.try_get_by_index(0)?;
             let conv: Option<String> = row.try_get_by_index(1)?;
             let seq: Option<i64> = row.try_get_by_index(2)?;

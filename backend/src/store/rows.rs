@@ -14,7 +14,7 @@ use serde::Serialize;
 pub(super) fn over<C: ConnectionTrait, R: Serialize>(db: &C, sql: &str, rows: &[R]) -> Statement {
     let backend = db.get_database_backend();
     let table = match backend {
-        DbBackend::Postgres => "json_array_elements($1::json) AS j(value)",
+        DbBackend::Postgres => "jsonb_array_elements($1::jsonb) AS j(value)",
         _ => "json_each($1) AS j",
     };
     let rows = serde_json::to_string(rows).expect("rows serialise");

@@ -390,6 +390,13 @@ async fn stored_acks<C: ConnectionTrait>(
     }
     const SQL: &str = "SELECT m.device_id, m.cmid, m.id, m.conv_id, m.seq, m.created_at \
         FROM {rows} JOIN messages AS m ON m.device_id = j.value->>'d' AND m.cmid = j.value->>'c'";
+    // PostgreSQL, told nothing of how few rows the JSON holds (and with statistics from when
+    // the table was small), hashes a scan of every message: ~4 ms a batch at 50 pairs after
+    // 10 000 messages, growing with the table. A LATERAL subquery with a LIMIT (the key is
+    // unique) cannot be flattened into that join, so each key is one index lookup (~0.5 ms).
+    const SQL_LATERAL: &str = "SELECT m.device_id, m.cmid, m.id, m.conv_id, m.seq, m.created_at \
+        FROM {rows} CROSS JOIN LATERAL (SELECT * FROM messages \
+        WHERE messages.device_id = j.value->>'d' AND messages.cmid = j.value->>'c' LIMIT 1) AS m";
     let keys: Vec<Key> = jobs
         .iter()
         .map(|j| Key {
@@ -398,7 +405,11 @@ async fn stored_acks<C: ConnectionTrait>(
         })
         .collect();
     let mut stored = HashMap::new();
-    for row in db.query_all_raw(rows::over(db, SQL, &keys)).await? {
+    let sql = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => SQL_LATERAL,
+        _ => SQL,
+    };
+    for row in db.query_all_raw(rows::over(db, sql, &keys)).await? {
         let device: String = row.try_get_by_index(0)?;
         let cmid: String = row.try_get_by_index(1)?;
         let ack = SendResult {

@@ -419,16 +419,7 @@ async fn five_messages_to_bob_and_carol(app: &TestApp) -> [Device; 5] {
     let laptop = app.tcp_device("bob", "laptop").await;
     let carol = app.tcp_device("carol", "phone").await;
     let tablet = app.tcp_device("carol", "tablet").await;
-    let group = app
-        .api
-        .create_group(
-            a.token(),
-            "acks",
-            &[phone.session.user.clone(), carol.session.user.clone()],
-        )
-        .await
-        .unwrap()
-        .id;
+    let group = app.group(&a, "acks", &[&phone, &carol]).await;
     for n in 0..5 {
         a.client.send_text(&group, &format!("m{n}")).await.unwrap();
     }
@@ -561,16 +552,7 @@ async fn ordered_delivery_survives_bursts_and_reconnects(db: Db) {
     let mut b = app
         .device("bob", "phone", |s| ClientOptions::tcp(s).ordered_from(0))
         .await;
-    let group = app
-        .api
-        .create_group(
-            a.token(),
-            "burst",
-            &[b.session.user.clone(), c.session.user.clone()],
-        )
-        .await
-        .unwrap()
-        .id;
+    let group = app.group(&a, "burst", &[&b, &c]).await;
     let mut senders = Vec::new();
     for (who, client) in [("a", a.client.clone()), ("c", c.client.clone())] {
         for lane in 0..4 {

@@ -282,6 +282,16 @@ impl TestApp {
             .id
     }
 
+    /// A group `title` made by `owner` with the users of `members`.
+    pub async fn group(&self, owner: &Device, title: &str, members: &[&Device]) -> ConvId {
+        let users: Vec<_> = members.iter().map(|d| d.session.user.clone()).collect();
+        self.api
+            .create_group(owner.token(), title, &users)
+            .await
+            .expect("create group")
+            .id
+    }
+
     pub async fn session(&self, name: &str, device: &str) -> Session {
         self.api
             .log_in(name, "correct horse battery", device, "test")

@@ -128,16 +128,7 @@ async fn removed_members_lose_files_seen_only_there(setup: Setup) {
     let mut alice = app.tcp_device("alice", "phone").await;
     let mut bob = app.tcp_device("bob", "phone").await;
     let carol = app.tcp_device("carol", "phone").await;
-    let group = app
-        .api
-        .create_group(
-            alice.token(),
-            "trip",
-            &[bob.session.user.clone(), carol.session.user.clone()],
-        )
-        .await
-        .unwrap()
-        .id;
+    let group = app.group(&alice, "trip", &[&bob, &carol]).await;
     let direct = app.direct(&alice, &bob).await;
 
     // Two photos in the group; the second also in alice and bob's own chat.

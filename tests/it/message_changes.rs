@@ -47,13 +47,7 @@ async fn changes_are_validated_and_synced(db: Db) {
     let mut bob_laptop = app.tcp_device("bob", "laptop").await;
     let mut carol = app.tcp_device("carol", "phone").await;
     let dave = app.tcp_device("dave", "phone").await;
-    let members = [bob.session.user.clone(), carol.session.user.clone()];
-    let group = app
-        .api
-        .create_group(alice.token(), "trip", &members)
-        .await
-        .unwrap()
-        .id;
+    let group = app.group(&alice, "trip", &[&bob, &carol]).await;
     let hello = alice.client.send_text(&group, "hello").await.unwrap();
     let typo = alice.client.send_text(&group, "tpyo").await.unwrap();
 

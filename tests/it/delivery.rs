@@ -19,6 +19,7 @@ crate::on_both_databases!(
     ordered_delivery_survives_bursts_and_reconnects,
     big_backlog_syncs_in_bounded_pages,
     replying_marks_read_and_says_so,
+    requests_sent_without_waiting_take_effect_and_answer_in_order,
 );
 
 #[derive(Clone, Copy)]
@@ -657,4 +658,103 @@ async fn big_backlog_syncs_in_bounded_pages(db: Db) {
         pages >= 3,
         "a 1.3 MB backlog must take several pages, took {pages}"
     );
+}
+
+/// A plain MQTT client publishes one device's requests back to back, never waiting for an
+/// answer: sends, an ack, a `sync` and more sends. Each is answered in the order it was
+/// published, the sends take seqs in that order, and the `sync` sees exactly the sends
+/// published before it (the server may queue a device's next writes while its last ones
+/// commit, but never lets a later request overtake an earlier one).
+async fn requests_sent_without_waiting_take_effect_and_answer_in_order(db: Db) {
+    use rumqttc::{AsyncClient, Event as V4Event, MqttOptions, Packet, QoS};
+    const BEFORE: usize = 40;
+    const AFTER: usize = 40;
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let mut b = app.tcp_device("bob", "phone").await;
+    let s = app.session("alice", "phone").await;
+    let conv = app
+        .api
+        .create_direct(&s.token, &b.session.user)
+        .await
+        .unwrap()
+        .id;
+
+    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(s.device.to_string(), s.token.clone())
+        .set_inflight(200)
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (c, mut el) = AsyncClient::new(o, 200);
+    let base = format!("u/{}/d/{}", s.user, s.device);
+    c.subscribe(format!("{base}/rsp"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        let ev = tokio::time::timeout(crate::helpers::WAIT, el.poll()).await;
+        if let V4Event::Incoming(Packet::SubAck(_)) = ev.expect("SUBACK").expect("connected") {
+            break;
+        }
+    }
+    let mut requests: Vec<(String, serde_json::Value)> = Vec::new();
+    let send = |n: usize| serde_json::json!({"id": n, "conv": conv, "cmid": format!("c{n}"), "kind": "text", "text": format!("#{n}")});
+    for n in 0..BEFORE {
+        requests.push(("send".into(), send(n)));
+        if n == BEFORE / 2 {
+            requests.push(("ack".into(), serde_json::json!({"id": "ack", "useq": 1})));
+        }
+    }
+    requests.push((
+        "sync".into(),
+        serde_json::json!({"id": "sync", "after": 0, "limit": 500}),
+    ));
+    for n in BEFORE..BEFORE + AFTER {
+        requests.push(("send".into(), send(n)));
+    }
+    let publisher = {
+        let (c, requests) = (c.clone(), requests.clone());
+        tokio::spawn(async move {
+            for (op, body) in requests {
+                let topic = format!("{base}/req/{op}");
+                c.publish(topic, QoS::AtLeastOnce, false, body.to_string())
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut answers = Vec::new();
+    while answers.len() < requests.len() {
+        let ev = tokio::time::timeout(crate::helpers::WAIT, el.poll())
+            .await
+            .expect("an answer")
+            .expect("connected");
+        if let V4Event::Incoming(Packet::Publish(p)) = ev {
+            answers.push(serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap());
+        }
+    }
+    publisher.await.unwrap();
+    let ids: Vec<&serde_json::Value> = answers.iter().map(|a| &a["id"]).collect();
+    let expected: Vec<&serde_json::Value> = requests.iter().map(|(_, r)| &r["id"]).collect();
+    assert_eq!(ids, expected, "answers out of order");
+    assert!(answers.iter().all(|a| a["ok"] == true), "{answers:?}");
+    let seqs: Vec<i64> = answers
+        .iter()
+        .filter_map(|a| a["result"]["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, (1..=(BEFORE + AFTER) as i64).collect::<Vec<_>>());
+    let sync = answers.iter().find(|a| a["id"] == "sync").unwrap();
+    let synced = sync["result"]["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["type"] == "message")
+        .count();
+    assert_eq!(synced, BEFORE, "the sync saw a different set of sends");
+    // bob gets them all, in order.
+    for n in 1..=(BEFORE + AFTER) as i64 {
+        let u = b.next_message().await;
+        let UpdateBody::Message { msg } = u.body else {
+            unreachable!()
+        };
+        assert_eq!(msg.seq, n);
+    }
 }

@@ -4,10 +4,17 @@
 //! each request still gets its own answer.
 //!
 //! SQLite runs one batcher (its one writer), and acks and reads join the batches: alone, each
-//! would wait for the connection and pay a commit. PostgreSQL runs several batchers, which
-//! also lets batches overlap; its acks and reads commit on their own pooled connections. A batch whose commit fails (a deadlock, a lost connection) is retried whole, a
-//! few times, before every request in it gets the error: nothing is acknowledged that is not
-//! committed.
+//! would wait for the connection and pay a commit. It runs on a thread of its own: a batch
+//! is a dozen statements, each a round trip to SQLite's worker thread, and a task woken from
+//! there on the shared runtime waits its turn behind every connection's work each time. Its
+//! batches commit in the order their writes were queued, so a device's next run may be
+//! queued while its last one commits (see `lanes`).
+//!
+//! PostgreSQL runs several batchers, which lets batches overlap (so a device's writes wait
+//! for their commit before its next ones are queued); its acks and reads commit on their own
+//! pooled connections. A batch whose commit fails (a deadlock, a lost connection) is retried
+//! whole, a few times, before every request in it gets the error: nothing is acknowledged
+//! that is not committed.
 
 use crate::error::{Error, Result};
 use crate::store::batch::{Write, Written};
@@ -27,9 +34,13 @@ type Unit = Vec<Job>;
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Unit>,
-    /// One writer: acks and reads join the batches too.
+    /// One writer: acks and reads join the batches too, and batches commit in queue order.
     single: bool,
 }
+
+/// PostgreSQL's batchers: more than one lets batches overlap; fewer or more measured slower
+/// (docs/benchmarks.md).
+const POSTGRES_BATCHERS: usize = 4;
 
 impl Batcher {
     /// SQLite has one writer; PostgreSQL commits several batches at once.
@@ -37,14 +48,26 @@ impl Batcher {
         let single = store.db.get_database_backend() == sea_orm::DbBackend::Sqlite;
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..if single { 1 } else { 4 } {
-            tokio::spawn(run(store.clone(), rx.clone()));
+        if single {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the batcher");
+            std::thread::Builder::new()
+                .name("courier-batcher".into())
+                .spawn(move || rt.block_on(run(store, rx)))
+                .expect("a thread for the batcher");
+        } else {
+            for _ in 0..POSTGRES_BATCHERS {
+                tokio::spawn(run(store.clone(), rx.clone()));
+            }
         }
         Self { tx, single }
     }
 
-    /// Whether acks and reads go through the batches (else each commits on its own).
-    pub fn takes_acks_and_reads(&self) -> bool {
+    /// Whether there is one writer: acks and reads go through the batches (else each commits
+    /// on its own), and writes commit in the order they were queued.
+    pub fn is_single(&self) -> bool {
         self.single
     }
 

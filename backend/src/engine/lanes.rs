@@ -6,12 +6,12 @@
 //! connection then waits in [`Lanes::submit`] and stops reading that socket — TCP
 //! backpressure — while every other device's lane keeps moving.
 
-use super::Engine;
+use super::{Engine, Run};
 use broker::{Inbound, Kind};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 /// Most requests waiting in one device's lane.
 const LANE_REQUESTS: usize = 32;
@@ -71,8 +71,7 @@ impl Lanes {
             match self.inner.try_push(msg) {
                 Pushed::Queued => return,
                 Pushed::Started(device) => {
-                    let inner = self.inner.clone();
-                    tokio::spawn(async move { inner.work(device).await });
+                    tokio::spawn(self.inner.clone().work(device));
                     return;
                 }
                 Pushed::Full(back) => msg = back,
@@ -117,12 +116,23 @@ impl Inner {
 
     /// Handles the lane of `device` until it is empty, then removes it. Consecutive sends
     /// are taken together, so they share a group commit (still answered in order).
-    async fn work(&self, device: Box<str>) {
+    ///
+    /// Where the engine allows it ([`Engine::pipelines`]), a run of writes begins — its
+    /// writes are queued for the next batch — while the previous run still waits for its
+    /// commit; a finisher answers the runs in order. So a busy device's next sends join the
+    /// very next batch instead of every other one. At most one run waits behind the one being
+    /// finished; any other request waits until the finisher is done.
+    async fn work(self: Arc<Self>, device: Box<str>) {
+        let working = Working {
+            inner: &self,
+            device: &device,
+        };
+        let mut finisher: Option<Finisher> = None;
         loop {
             let run = {
                 let mut lanes = self.lock();
                 let Some(lane) = lanes.get_mut(&device) else {
-                    return;
+                    break;
                 };
                 let mut run = Vec::new();
                 while let Some(msg) = lane.queue.front() {
@@ -137,45 +147,115 @@ impl Inner {
                         break;
                     }
                 }
-                if run.is_empty() {
+                if run.is_empty() && finisher.is_none() {
                     lanes.remove(&device);
-                    return;
+                    break;
                 }
                 run
             };
+            if run.is_empty() {
+                // Finishing may take a while; what arrives meanwhile is looked at after.
+                finish(finisher.take()).await;
+                continue;
+            }
             self.room.notify_waiters();
-            let running = Running {
-                inner: self,
-                device: &device,
-                held: run.len(),
+            let held = Held {
+                inner: &self,
+                n: run.len(),
             };
-            self.engine.handle_run(run).await;
-            self.pending.fetch_sub(running.held, Ordering::AcqRel);
-            std::mem::forget(running);
+            if run.iter().all(|m| self.engine.pipelines(m)) {
+                let begun = self.engine.begin_run(run).await;
+                let f = finisher.get_or_insert_with(|| Finisher::start(self.clone()));
+                match f.runs.send((begun, held.n)).await {
+                    // The finisher lets it go once answered.
+                    Ok(()) => std::mem::forget(held),
+                    // The finisher is gone (it panicked): the run is dropped unanswered.
+                    Err(_) => {
+                        drop(held);
+                        finish(finisher.take()).await;
+                    }
+                }
+            } else {
+                finish(finisher.take()).await;
+                self.engine.handle_run(run).await;
+                drop(held);
+            }
+        }
+        working.done();
+    }
+
+    /// `n` requests were handled (or dropped): they no longer count as pending.
+    fn release(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        self.room.notify_waiters();
+    }
+}
+
+/// A task answering a device's begun runs in order (see [`Inner::work`]).
+struct Finisher {
+    runs: mpsc::Sender<(Run, usize)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Finisher {
+    fn start(inner: Arc<Inner>) -> Self {
+        // One run waits here while the finisher works on the one before.
+        let (runs, mut rx) = mpsc::channel::<(Run, usize)>(1);
+        let task = tokio::spawn(async move {
+            while let Some((run, n)) = rx.recv().await {
+                let held = Held { inner: &inner, n };
+                inner.engine.end_run(run).await;
+                drop(held);
+            }
+        });
+        Self { runs, task }
+    }
+}
+
+/// Waits until the finisher, if any, has answered every run it was given.
+async fn finish(finisher: Option<Finisher>) {
+    if let Some(f) = finisher {
+        drop(f.runs);
+        if let Err(e) = f.task.await {
+            tracing::warn!(error = %e, "a lane's finisher ended unfinished");
         }
     }
 }
 
-/// While a run is handled: if the work ends without finishing it (a request panicked and the
-/// runtime dropped the task, or shutdown), the lane is removed with what waited in it, so the
-/// device is not stuck behind a lane nobody works on; its next request starts a new one.
-struct Running<'a> {
+/// Requests taken from a lane: pending until handled, or dropped unhandled.
+struct Held<'a> {
     inner: &'a Inner,
-    device: &'a str,
-    held: usize,
+    n: usize,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.inner.release(self.n);
+    }
+}
+
+/// While a lane is worked on: if the work ends without finishing (a request panicked and the
+/// runtime dropped the task, or shutdown), the lane is removed with what waited in it, so the
+/// device is not stuck behind a lane nobody works on; its next request starts a new one.
+struct Working<'a> {
+    inner: &'a Inner,
+    device: &'a str,
+}
+
+impl Working<'_> {
+    fn done(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Working<'_> {
     fn drop(&mut self) {
         let waiting = self
             .inner
             .lock()
             .remove(self.device)
             .map_or(0, |l| l.queue.len());
-        self.inner
-            .pending
-            .fetch_sub(self.held + waiting, Ordering::AcqRel);
-        self.inner.room.notify_waiters();
+        self.inner.release(waiting);
         tracing::debug!(
             device = self.device,
             "a lane's work ended unfinished; lane dropped"

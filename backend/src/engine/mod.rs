@@ -83,6 +83,24 @@ impl Engine {
     /// and a write queued for its batch) in arrival order, then each is finished (committed,
     /// answered, delivered) in the same order: a run of sends shares one group commit.
     pub async fn handle_run(&self, msgs: Vec<Inbound>) {
+        let run = self.begin_run(msgs).await;
+        self.end_run(run).await;
+    }
+
+    /// Whether a run of `msg`'s kind may begin while the device's previous run still waits
+    /// for its commit: a batched write, where one writer commits the batches in the order
+    /// their writes were queued (so the device's writes still take effect in order, and
+    /// [`Engine::end_run`] answers them in order).
+    pub fn pipelines(&self, msg: &Inbound) -> bool {
+        let Kind::Request(op) = &msg.kind else {
+            return false;
+        };
+        self.writes.is_single() && Op::parse(op).is_some_and(|op| self.batched(op))
+    }
+
+    /// The first half of [`Engine::handle_run`]: checks each request in order and queues the
+    /// run's writes for one batch; everything else is answered when the run ends.
+    pub async fn begin_run(&self, msgs: Vec<Inbound>) -> Run {
         let mut begun = Vec::with_capacity(msgs.len());
         for msg in msgs {
             let (Some(user), Some(device)) =
@@ -110,7 +128,13 @@ impl Engine {
             }
         }
         self.queue_writes(&mut begun);
-        for (caller, started) in begun {
+        Run(begun)
+    }
+
+    /// The second half of [`Engine::handle_run`]: answers each request of the run in order
+    /// (a write once committed), then delivers its updates.
+    pub async fn end_run(&self, run: Run) {
+        for (caller, started) in run.0 {
             self.end(&caller, started).await;
         }
     }
@@ -252,7 +276,7 @@ impl Engine {
     /// Whether `op` goes through the write batches: sends always; acks and reads where there
     /// is one writer (see `batcher`).
     fn batched(&self, op: Op) -> bool {
-        op == Op::Send || (self.writes.takes_acks_and_reads() && matches!(op, Op::Ack | Op::Read))
+        op == Op::Send || (self.writes.is_single() && matches!(op, Op::Ack | Op::Read))
     }
 
     /// A batched request, checked and ready to queue.
@@ -283,6 +307,9 @@ impl Engine {
         }
     }
 }
+
+/// A device's run of requests between [`Engine::begin_run`] and [`Engine::end_run`].
+pub struct Run(Vec<(Caller, Begun)>);
 
 /// A request between [`Engine::begin`] and [`Engine::end`].
 struct Begun {

@@ -2,13 +2,19 @@
 //! text messages through `req/send` and waiting for the committed ack (closed loop, `window`
 //! in flight), each receiver taking them on `in` and acking its log every `ack_every` updates.
 //! Latency runs from just before the send to the receiver's client handing the message over,
-//! on one clock (everything in this process).
+//! on one clock (everything in this process). The devices are plain rumqttc clients, like the
+//! Mosquitto baseline's, so the generator's own share of the machine is the same for both.
 
-use client::protocol::UpdateBody;
-use client::{Api, Client, ClientOptions, Event};
+use anyhow::Context;
+use client::protocol::http::Session;
+use client::Api;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// What the pairs do.
 #[derive(Clone, Debug)]
@@ -80,8 +86,67 @@ impl Workload {
     }
 }
 
+/// One device as a plain MQTT 3.1.1 client over TCP — the generator does no more work per
+/// message than the Mosquitto baseline's clients: no SDK, no ordering buffer, no presence.
+/// Subscribed to its `rsp` and `in` at QoS 1 (as the SDK subscribes) once this returns.
+async fn device(s: &Session) -> anyhow::Result<(AsyncClient, EventLoop, String)> {
+    let (host, port) = s
+        .mqtt
+        .tcp
+        .rsplit_once(':')
+        .context("the log-in answer's MQTT address is host:port")?;
+    let mut o = MqttOptions::new(
+        s.device.to_string(),
+        host.trim_matches(['[', ']']),
+        port.parse()?,
+    );
+    o.set_credentials(s.device.to_string(), s.token.clone())
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (c, mut el) = AsyncClient::new(o, 1024);
+    el.set_network_options(no_delay());
+    let base = format!("u/{}/d/{}", s.user, s.device);
+    c.subscribe(format!("{base}/rsp"), QoS::AtLeastOnce).await?;
+    c.subscribe(format!("{base}/in"), QoS::AtLeastOnce).await?;
+    let mut subacks = 0;
+    while subacks < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(15), el.poll())
+            .await
+            .context("no SUBACK")??;
+        if let Event::Incoming(Packet::SubAck(_)) = ev {
+            subacks += 1;
+        }
+    }
+    Ok((c, el, base))
+}
+
+/// The generator's clients do not wait for Nagle's algorithm (both Courier's and the
+/// baseline's).
+pub fn no_delay() -> NetworkOptions {
+    let mut n = NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
+}
+
+/// An update on `in`, read only as far as the benchmark needs.
+#[derive(Deserialize)]
+struct InUpdate<'a> {
+    useq: i64,
+    #[serde(borrow)]
+    msg: Option<InMsg<'a>>,
+}
+
+/// A message's content is flattened into it: a text message has `text`.
+#[derive(Deserialize)]
+struct InMsg<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
 /// Signs up and connects the pairs through `api` (devices use the MQTT address the log-in
 /// answer gives), runs them for `w.seconds`, and returns the counts and the sending time.
+/// Senders publish `req/send` and count each `ok` answer on `rsp`, keeping `w.window`
+/// unanswered; receivers publish `req/ack` every `w.ack_every` updates.
 pub async fn run_pairs(api: &Api, w: &Workload) -> anyhow::Result<(Arc<Stats>, Duration)> {
     let run = format!("{}{}", std::process::id(), w.tag);
     let mut pairs = Vec::new();
@@ -93,56 +158,90 @@ pub async fn run_pairs(api: &Api, w: &Workload) -> anyhow::Result<(Arc<Stats>, D
         let ss = api.log_in(&s, "bench password", "bench", "bench").await?;
         let rs = api.log_in(&r, "bench password", "bench", "bench").await?;
         let conv = api.create_direct(&ss.token, &rs.user).await?.id;
-        let (sc, _sev) = Client::connect(ClientOptions::tcp(&ss)).await?;
-        let (rc, rev) = Client::connect(ClientOptions::tcp(&rs)).await?;
-        pairs.push((sc, rc, rev, conv));
+        pairs.push((device(&ss).await?, device(&rs).await?, conv));
     }
 
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
     let mut tasks = Vec::new();
-    for (sc, rc, mut rev, conv) in pairs {
-        let st = stats.clone();
-        let ack_every = w.ack_every;
+    for ((sc, mut sel, sbase), (rc, mut rel, rbase), conv) in pairs {
+        let (st, ack_every) = (stats.clone(), w.ack_every);
         tasks.push(tokio::spawn(async move {
-            let mut since_ack = 0;
-            while let Some(ev) = rev.recv().await {
-                if let Event::Update(u) = ev {
-                    if let UpdateBody::Message { msg } = &u.body {
-                        if let client::protocol::update::Content::Text { text } = &msg.content {
-                            if let Some(l) = latency_of(epoch, text) {
-                                st.received.fetch_add(1, Ordering::Relaxed);
-                                st.latencies_us.lock().unwrap().push(l);
-                            }
-                        }
+            let (mut since_ack, mut acks) = (0, 0u64);
+            while let Ok(ev) = rel.poll().await {
+                let Event::Incoming(Packet::Publish(p)) = ev else {
+                    continue;
+                };
+                if !p.topic.ends_with("/in") {
+                    continue;
+                }
+                let Ok(u) = serde_json::from_slice::<InUpdate>(&p.payload) else {
+                    continue;
+                };
+                if let Some(text) = u.msg.and_then(|m| m.text) {
+                    if let Some(l) = latency_of(epoch, &text) {
+                        st.received.fetch_add(1, Ordering::Relaxed);
+                        st.latencies_us.lock().unwrap().push(l);
                     }
-                    since_ack += 1;
-                    if ack_every > 0 && since_ack >= ack_every {
-                        since_ack = 0;
-                        let rc = rc.clone();
-                        let useq = u.useq;
-                        tokio::spawn(async move { rc.ack(useq).await });
+                }
+                since_ack += 1;
+                if ack_every > 0 && since_ack >= ack_every {
+                    since_ack = 0;
+                    acks += 1;
+                    let body = format!(r#"{{"id":{acks},"useq":{}}}"#, u.useq);
+                    let _ =
+                        rc.try_publish(format!("{rbase}/req/ack"), QoS::AtLeastOnce, false, body);
+                }
+            }
+        }));
+        // The sender's event loop hands each answer's outcome to the sending loop.
+        let (answers_tx, mut answers) = mpsc::unbounded_channel::<bool>();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(ev) = sel.poll().await {
+                // Its own messages and the receipts also come in, on `in`.
+                if let Event::Incoming(Packet::Publish(p)) = ev {
+                    if !p.topic.ends_with("/rsp") {
+                        continue;
+                    }
+                    let ok = serde_json::from_slice::<Answer>(&p.payload).is_ok_and(|a| a.ok);
+                    if answers_tx.send(ok).is_err() {
+                        return;
                     }
                 }
             }
         }));
-        for _ in 0..w.window {
-            let (sc, conv, st, stop, size) = (
-                sc.clone(),
-                conv.clone(),
-                stats.clone(),
-                stop.clone(),
-                w.size,
-            );
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if sc.send_text(&conv, &stamp(epoch, size)).await.is_ok() {
-                        st.sent.fetch_add(1, Ordering::Relaxed);
+        let (st, stop, window, size) = (stats.clone(), stop.clone(), w.window, w.size);
+        tasks.push(tokio::spawn(async move {
+            let topic = format!("{sbase}/req/send");
+            let (mut n, mut in_flight) = (0u64, 0);
+            while !stop.load(Ordering::Relaxed) {
+                while in_flight < window {
+                    n += 1;
+                    let body = serde_json::json!({
+                        "id": n, "conv": conv, "cmid": format!("c{n}"),
+                        "kind": "text", "text": stamp(epoch, size),
+                    });
+                    if sc
+                        .publish(&topic, QoS::AtLeastOnce, false, body.to_string())
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
+                    in_flight += 1;
                 }
-            }));
-        }
+                match answers.recv().await {
+                    Some(ok) => {
+                        if ok {
+                            st.sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        in_flight -= 1;
+                    }
+                    None => return,
+                }
+            }
+        }));
     }
     tokio::time::sleep(Duration::from_secs(w.seconds)).await;
     stop.store(true, Ordering::Relaxed);
@@ -153,4 +252,10 @@ pub async fn run_pairs(api: &Api, w: &Workload) -> anyhow::Result<(Arc<Stats>, D
         t.abort();
     }
     Ok((stats, elapsed))
+}
+
+/// An answer on `rsp`, read only as far as `ok`.
+#[derive(Deserialize)]
+struct Answer {
+    ok: bool,
 }

@@ -111,6 +111,7 @@ async fn run_baseline(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
         let mut o = MqttOptions::new(format!("cb-r-{run}-{i}"), host, port);
         o.set_keep_alive(Duration::from_secs(30));
         let (rc, mut rel) = AsyncClient::new(o, 1000);
+        rel.set_network_options(bench::load::no_delay());
         rc.subscribe(&topic, QoS::AtLeastOnce).await?;
         let (ready_tx, mut ready_rx) = mpsc::channel::<()>(1);
         let st = stats.clone();
@@ -140,6 +141,7 @@ async fn run_baseline(args: &Args) -> anyhow::Result<(Arc<Stats>, Duration)> {
         let mut o = MqttOptions::new(format!("cb-s-{run}-{i}"), host, port);
         o.set_keep_alive(Duration::from_secs(30));
         let (sc, mut sel) = AsyncClient::new(o, 1000);
+        sel.set_network_options(bench::load::no_delay());
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<()>();
         tasks.push(tokio::spawn(async move {
             loop {

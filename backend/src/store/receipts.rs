@@ -198,7 +198,7 @@ impl Store {
             let user: String = row.try_get_by_index(1)?;
             let was: i64 = row.try_get_by_index(2)?;
             let read: i64 = row.try_get_by_index(3)?;
-            let Some((seq, device)) = delivered.get(&(conv.clone(), user.clone())) else {
+            let Some(((c, u), (seq, device))) = delivered.get_key_value(&(conv, user)) else {
                 continue;
             };
             let now = was.max(*seq).max(read);
@@ -208,17 +208,13 @@ impl Store {
             let entry = Entry {
                 ts: now_ms(),
                 body: UpdateBody::Receipt {
-                    conv: ConvId::from_trusted(conv.clone()),
-                    user: UserId::from_trusted(user.clone()),
+                    conv: ConvId::from_trusted(c.clone()),
+                    user: UserId::from_trusted(u.clone()),
                     delivered_seq: now,
                     read_seq: read,
                 },
             };
             receipts.push((entry, device.clone()));
-            let (c, u) = delivered
-                .get_key_value(&(conv, user))
-                .map(|((c, u), _)| (c.as_str(), u.as_str()))
-                .expect("looked up above");
             moved.push(Delivered { c, u, seq: now });
         }
         if moved.is_empty() {

@@ -137,3 +137,45 @@ impl Response {
         }
     }
 }
+
+/// Checks that every text in a request body (keys and string values, at any depth) can be
+/// stored by both databases: PostgreSQL's `text` and `jsonb` refuse the NUL character, so a
+/// request carrying one is refused here, before it reaches a write batch it would fail whole.
+/// (JSON text is valid UTF-8 once parsed; nesting depth is bounded by the parser.)
+pub fn check_storable(body: &Value) -> Result<(), ErrorBody> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    if has_nul(body) {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            "text may not contain the NUL character (\\u0000)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_anywhere_in_a_body_is_refused() {
+        for bad in [
+            r#"{"cmid":"a\u0000b"}"#,
+            r#"{"content":{"text":["x","\u0000"]}}"#,
+            r#"{"a\u0000":1}"#,
+        ] {
+            let v: Value = serde_json::from_str(bad).unwrap();
+            assert_eq!(check_storable(&v).unwrap_err().code, ErrorCode::BadRequest);
+        }
+        // An escaped backslash followed by `u0000` is plain text, not a NUL.
+        let v: Value = serde_json::from_str(r#"{"text":"\\u0000 and ☃"}"#).unwrap();
+        assert!(check_storable(&v).is_ok());
+    }
+}

@@ -666,72 +666,26 @@ async fn big_backlog_syncs_in_bounded_pages(db: Db) {
 /// published before it (the server may queue a device's next writes while its last ones
 /// commit, but never lets a later request overtake an earlier one).
 async fn requests_sent_without_waiting_take_effect_and_answer_in_order(db: Db) {
-    use rumqttc::{AsyncClient, Event as V4Event, MqttOptions, Packet, QoS};
     const BEFORE: usize = 40;
     const AFTER: usize = 40;
     let app = spawn_app(db).await;
-    app.users(&["alice", "bob"]).await;
-    let mut b = app.tcp_device("bob", "phone").await;
-    let s = app.session("alice", "phone").await;
-    let conv = app
-        .api
-        .create_direct(&s.token, &b.session.user)
-        .await
-        .unwrap()
-        .id;
-
-    let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
-    o.set_credentials(s.device.to_string(), s.token.clone())
-        .set_inflight(200)
-        .set_max_packet_size(1 << 20, 1 << 20);
-    let (c, mut el) = AsyncClient::new(o, 200);
-    let base = format!("u/{}/d/{}", s.user, s.device);
-    c.subscribe(format!("{base}/rsp"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    loop {
-        let ev = tokio::time::timeout(crate::helpers::WAIT, el.poll()).await;
-        if let V4Event::Incoming(Packet::SubAck(_)) = ev.expect("SUBACK").expect("connected") {
-            break;
-        }
-    }
-    let mut requests: Vec<(String, serde_json::Value)> = Vec::new();
+    let (mut raw, mut b, conv) = app.raw_alice_and_bob().await;
+    let mut requests: Vec<(&str, serde_json::Value)> = Vec::new();
     let send = |n: usize| serde_json::json!({"id": n, "conv": conv, "cmid": format!("c{n}"), "kind": "text", "text": format!("#{n}")});
     for n in 0..BEFORE {
-        requests.push(("send".into(), send(n)));
+        requests.push(("send", send(n)));
         if n == BEFORE / 2 {
-            requests.push(("ack".into(), serde_json::json!({"id": "ack", "useq": 1})));
+            requests.push(("ack", serde_json::json!({"id": "ack", "useq": 1})));
         }
     }
     requests.push((
-        "sync".into(),
+        "sync",
         serde_json::json!({"id": "sync", "after": 0, "limit": 500}),
     ));
     for n in BEFORE..BEFORE + AFTER {
-        requests.push(("send".into(), send(n)));
+        requests.push(("send", send(n)));
     }
-    let publisher = {
-        let (c, requests) = (c.clone(), requests.clone());
-        tokio::spawn(async move {
-            for (op, body) in requests {
-                let topic = format!("{base}/req/{op}");
-                c.publish(topic, QoS::AtLeastOnce, false, body.to_string())
-                    .await
-                    .unwrap();
-            }
-        })
-    };
-    let mut answers = Vec::new();
-    while answers.len() < requests.len() {
-        let ev = tokio::time::timeout(crate::helpers::WAIT, el.poll())
-            .await
-            .expect("an answer")
-            .expect("connected");
-        if let V4Event::Incoming(Packet::Publish(p)) = ev {
-            answers.push(serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap());
-        }
-    }
-    publisher.await.unwrap();
+    let answers = raw.requests(&requests).await;
     let ids: Vec<&serde_json::Value> = answers.iter().map(|a| &a["id"]).collect();
     let expected: Vec<&serde_json::Value> = requests.iter().map(|(_, r)| &r["id"]).collect();
     assert_eq!(ids, expected, "answers out of order");

@@ -362,3 +362,91 @@ impl Device {
         &self.session.token
     }
 }
+
+impl TestApp {
+    /// alice on a [`RawDevice`], bob on an SDK device, and their direct conversation.
+    pub async fn raw_alice_and_bob(&self) -> (RawDevice, Device, ConvId) {
+        self.users(&["alice", "bob"]).await;
+        let b = self.tcp_device("bob", "phone").await;
+        let s = self.session("alice", "phone").await;
+        let conv = self
+            .api
+            .create_direct(&s.token, &b.session.user)
+            .await
+            .unwrap()
+            .id;
+        (RawDevice::connect(self, &s).await, b, conv)
+    }
+}
+
+/// A device driven by a bare rumqttc client (no SDK), subscribed to its `rsp`: for requests
+/// published back to back, without waiting for answers, so they share a run and a batch.
+pub struct RawDevice {
+    pub client: rumqttc::AsyncClient,
+    events: rumqttc::EventLoop,
+    base: String,
+    pub token: String,
+}
+
+impl RawDevice {
+    pub async fn connect(app: &TestApp, s: &Session) -> Self {
+        use rumqttc::{AsyncClient, Event as V4Event, MqttOptions, Packet, QoS};
+        let mut o = MqttOptions::new(s.device.to_string(), "127.0.0.1", app.addrs.mqtt.port());
+        o.set_credentials(s.device.to_string(), s.token.clone())
+            .set_inflight(200)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = AsyncClient::new(o, 200);
+        let base = format!("u/{}/d/{}", s.user, s.device);
+        client
+            .subscribe(format!("{base}/rsp"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            let ev = tokio::time::timeout(WAIT, events.poll()).await;
+            if let V4Event::Incoming(Packet::SubAck(_)) = ev.expect("SUBACK").expect("connected") {
+                break;
+            }
+        }
+        Self {
+            client,
+            events,
+            base,
+            token: s.token.clone(),
+        }
+    }
+
+    /// Publishes each `(op, body)` without waiting, then returns the next `requests.len()`
+    /// answers, in the order they came.
+    pub async fn requests(
+        &mut self,
+        requests: &[(&str, serde_json::Value)],
+    ) -> Vec<serde_json::Value> {
+        use rumqttc::{Event as V4Event, Packet, QoS};
+        let publisher = {
+            let c = self.client.clone();
+            let all: Vec<(String, String)> = requests
+                .iter()
+                .map(|(op, body)| (format!("{}/req/{op}", self.base), body.to_string()))
+                .collect();
+            tokio::spawn(async move {
+                for (topic, body) in all {
+                    c.publish(topic, QoS::AtLeastOnce, false, body)
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        let mut answers = Vec::new();
+        while answers.len() < requests.len() {
+            let ev = tokio::time::timeout(WAIT, self.events.poll())
+                .await
+                .expect("an answer")
+                .expect("connected");
+            if let V4Event::Incoming(Packet::Publish(p)) = ev {
+                answers.push(serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap());
+            }
+        }
+        publisher.await.unwrap();
+        answers
+    }
+}

@@ -17,6 +17,7 @@ mod cli;
 mod compose;
 mod delivery;
 mod edge_abuse;
+mod fails_alone;
 mod fault;
 mod helpers;
 mod http_api;

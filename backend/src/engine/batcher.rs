@@ -12,9 +12,9 @@
 //!
 //! PostgreSQL runs several batchers, which lets batches overlap (so a device's writes wait
 //! for their commit before its next ones are queued); its acks and reads commit on their own
-//! pooled connections. A batch whose commit fails (a deadlock, a lost connection) is retried
-//! whole, a few times, before every request in it gets the error: nothing is acknowledged
-//! that is not committed.
+//! pooled connections. A batch whose commit fails is stored in halves, so a write the database
+//! refuses fails alone; an unreachable database is retried a few times before every request
+//! gets the error (see [`store_apart`]): nothing is acknowledged that is not committed.
 
 use crate::error::{Error, Result};
 use crate::store::batch::{Write, Written};
@@ -118,35 +118,48 @@ async fn run(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Unit>>>) {
         }
         let (jobs, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        let mut attempt = 0;
-        let results = loop {
-            attempt += 1;
-            match store.write_batch(&jobs).await {
-                Ok(results) => break Ok(results),
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, size = jobs.len(), "write batch failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                }
-                Err(e) => break Err(e),
-            }
-        };
+        let results = store_apart(&store, &jobs).await;
         tracing::debug!(
             size = jobs.len(),
             took_us = started.elapsed().as_micros() as u64,
             "write batch"
         );
-        match results {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                let body = e.body();
-                for reply in replies {
-                    let _ = reply.send(Err(Error::Client(body.clone())));
-                }
-            }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
+    }
+}
+
+/// Stores `jobs` in one transaction, or, when that fails for any reason but an unreachable
+/// database, in two halves, and so on down: a write the database refuses (a value it cannot
+/// store that no check caught) fails alone, after about 2·log2(n) transactions, instead of
+/// failing every other device's write in its batch. Halves commit in order, so writes still
+/// take effect in queue order. A lone write, or a database that is unreachable, is retried a
+/// few times before its requests get the error: nothing is acknowledged that is not committed.
+async fn store_apart(store: &Store, jobs: &[Write]) -> Vec<Result<Written>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let e = match store.write_batch(jobs).await {
+            Ok(results) => return results,
+            Err(e) => e,
+        };
+        let unreachable = e.code() == protocol::ErrorCode::Unavailable;
+        if jobs.len() > 1 && !unreachable {
+            tracing::warn!(error = %e, size = jobs.len(), "write batch failed; storing it in halves");
+            let (first, second) = jobs.split_at(jobs.len() / 2);
+            let mut results = Box::pin(store_apart(store, first)).await;
+            results.extend(Box::pin(store_apart(store, second)).await);
+            return results;
+        }
+        if attempt >= ATTEMPTS {
+            let body = e.body();
+            return jobs
+                .iter()
+                .map(|_| Err(Error::Client(body.clone())))
+                .collect();
+        }
+        tracing::warn!(error = %e, attempt, size = jobs.len(), "write batch failed; retrying");
+        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
     }
 }

@@ -226,7 +226,7 @@ impl Engine {
         } else if op.is_none() {
             Some(ErrorBody::new(ErrorCode::UnknownOp, "no such op"))
         } else {
-            None
+            protocol::envelope::check_storable(&body).err()
         };
         begun.state = match (invalid, op) {
             (Some(e), _) => State::Ready(Err(e)),

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 pub fn status(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
@@ -62,8 +63,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
+        match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => {
+                protocol::envelope::check_storable(&v)?;
+                serde_json::from_value(v)
+                    .map(Self)
+                    .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()).into())
+            }
             Err(rejection) => {
                 let code = match &rejection {
                     JsonRejection::JsonSyntaxError(_) => ErrorCode::BadJson,

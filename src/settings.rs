@@ -1,7 +1,7 @@
 //! `courier serve` settings, layered: defaults → TOML file (`--config`) → environment
 //! (`COURIER_…`) → command-line flags. Secrets are never printed.
 
-use backend::shared::{Limits, Rate};
+use backend::shared::Limits;
 pub use backend::util::parse_duration;
 use clap::Args;
 use media_worker::S3Config;
@@ -178,33 +178,31 @@ pub struct ServeArgs {
     /// Prefix of every Redis key, so deployments can share a Redis [default: courier:]
     #[arg(long = "redis-prefix", env = "COURIER_REDIS_PREFIX", global = true)]
     pub redis_prefix: Option<String>,
-    /// `send` requests per device, as count/period or `off` [default: 50/5s]
-    #[arg(long = "rate-send", env = "COURIER_RATE_SEND", global = true, value_parser = parse_rate)]
-    #[serde(default, deserialize_with = "rate")]
-    pub rate_send: Option<RateArg>,
-    /// Uploads started per user, as count/period or `off` [default: 60/1m]
-    #[arg(long = "rate-upload", env = "COURIER_RATE_UPLOAD", global = true, value_parser = parse_rate)]
-    #[serde(default, deserialize_with = "rate")]
-    pub rate_upload: Option<RateArg>,
-    /// Log-in attempts per client IP, as count/period or `off` [default: 20/1m]
-    #[arg(long = "rate-login", env = "COURIER_RATE_LOGIN", global = true, value_parser = parse_rate)]
-    #[serde(default, deserialize_with = "rate")]
-    pub rate_login: Option<RateArg>,
+    /// A rate limit as NAME=count/period or NAME=off, e.g. `--rate sync=60/1m --rate
+    /// typing=off` (comma-separated in the environment). Names and defaults: docs/protocol.md,
+    /// "Rate limits"
+    #[arg(
+        long = "rate",
+        env = "COURIER_RATE",
+        global = true,
+        value_delimiter = ',',
+        value_parser = parse_limit
+    )]
+    #[serde(default, deserialize_with = "limit_settings")]
+    pub rate: Vec<String>,
 }
 
-/// A rate flag's value: a limit, or none (`off`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateArg(pub Option<Rate>);
-
-fn parse_rate(s: &str) -> Result<RateArg, String> {
-    Rate::parse(s).map(RateArg)
+/// One `--rate` setting, checked.
+fn parse_limit(s: &str) -> Result<String, String> {
+    Limits::standard().apply(s).map(|_| s.to_owned())
 }
 
-fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RateArg>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_rate(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+fn limit_settings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let all = Vec::<String>::deserialize(d)?;
+    for s in &all {
+        parse_limit(s).map_err(serde::de::Error::custom)?;
+    }
+    Ok(all)
 }
 
 /// `--media-sandbox`: see `media_worker::sandbox`.
@@ -509,28 +507,12 @@ impl Settings {
                 .redis_prefix
                 .or(f.redis_prefix)
                 .unwrap_or_else(|| "courier:".into()),
-            limits: Limits {
-                send: a.rate_send.or(f.rate_send).map_or(
-                    Some(Rate {
-                        count: 50,
-                        per: Duration::from_secs(5),
-                    }),
-                    |r| r.0,
-                ),
-                upload: a.rate_upload.or(f.rate_upload).map_or(
-                    Some(Rate {
-                        count: 60,
-                        per: Duration::from_secs(60),
-                    }),
-                    |r| r.0,
-                ),
-                login: a.rate_login.or(f.rate_login).map_or(
-                    Some(Rate {
-                        count: 20,
-                        per: Duration::from_secs(60),
-                    }),
-                    |r| r.0,
-                ),
+            limits: {
+                let mut limits = Limits::standard();
+                for setting in f.rate.iter().chain(&a.rate) {
+                    limits.apply(setting).expect("checked when parsed");
+                }
+                limits
             },
         }
     }
@@ -571,6 +553,28 @@ mod tests {
         let file: ServeArgs = toml::from_str("edit_window = \"15m\"\nconnect_timeout = 3").unwrap();
         assert_eq!(file.edit_window, Some(Duration::from_secs(900)));
         assert_eq!(file.connect_timeout, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn rate_settings_layer_flags_over_file_over_defaults() {
+        use backend::shared::{Limit, Rate};
+        let file: ServeArgs = toml::from_str(r#"rate = ["sync=7/1m", "send=off"]"#).unwrap();
+        let args = ServeArgs {
+            rate: vec!["send=9/1s".into()],
+            ..Default::default()
+        };
+        let s = Settings::resolve(args, file);
+        let per = |count, secs| {
+            Some(Rate {
+                count,
+                per: Duration::from_secs(secs),
+            })
+        };
+        assert_eq!(s.limits.get(Limit::Sync), per(7, 60));
+        assert_eq!(s.limits.get(Limit::Send), per(9, 1));
+        assert_eq!(s.limits.get(Limit::Login), Some(Limit::Login.standard()));
+        assert!(toml::from_str::<ServeArgs>(r#"rate = ["sink=1/1s"]"#).is_err());
+        assert!(parse_limit("sync=fast").is_err());
     }
 
     #[test]

@@ -24,6 +24,12 @@ impl Api {
         }
     }
 
+    /// Uses `http` for every request (a proxy, TLS roots, a local address to bind).
+    pub fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     fn req(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
         let r = self.http.request(method, format!("{}/v1{path}", self.base));
         match token {

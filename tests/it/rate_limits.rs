@@ -1,14 +1,17 @@
-//! Rate limits in one process (the buckets in memory): sends per device, uploads per user,
-//! log-ins per address. A hit is a typed `rate_limited` error with the wait, and changes
+//! Rate limits in one process (the buckets in memory): every op per device, uploads per user,
+//! sign-ups and log-ins per address, log-ins per account, sign-ups overall. A hit is a typed `rate_limited` error with the wait, and changes
 //! nothing; other devices and users keep their own buckets. (Shared through Redis between
 //! processes: `scale_out.rs`.)
 
-use crate::helpers::{spawn_app_with, Setup};
+use crate::helpers::{spawn_app_with, Db, Setup};
 use crate::on_both_databases;
-use backend::shared::{Limits, Rate};
+use backend::shared::{Limit, Rate};
+use courier_client::protocol::ops::Ephemeral;
 use courier_client::protocol::ErrorCode;
-use courier_client::ClientError;
+use courier_client::{Api, ClientError, Event};
 use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
 
 /// A 1×1 PNG.
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\xdac\xfc\xcf\xc0\xf0\x1f\0\x05\x05\x02\x02\xa2\xb0\xf7\xe9\0\0\0\0IEND\xaeB`\x82";
@@ -32,11 +35,10 @@ fn retry_after_ms(e: &ClientError) -> u64 {
 
 async fn limits_hold_per_device_user_and_address(setup: Setup) {
     let app = spawn_app_with(setup, |s| {
-        s.limits = Limits {
-            send: per_minute(3),
-            upload: per_minute(2),
-            login: per_minute(5),
-        };
+        s.limits
+            .set(Limit::Send, per_minute(3))
+            .set(Limit::Upload, per_minute(2))
+            .set(Limit::Login, per_minute(5));
     })
     .await;
     app.users(&["alice", "bob"]).await;
@@ -121,3 +123,96 @@ async fn limits_hold_per_device_user_and_address(setup: Setup) {
 }
 
 on_both_databases!(limits_hold_per_device_user_and_address);
+
+/// Every MQTT op has a bucket per device: `sync` and `read` are refused with `rate_limited`
+/// past theirs while another device of the same user keeps its own; `typing` past its bucket
+/// is dropped (it is never answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_op_has_a_bucket_per_device() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.limits
+            .set(Limit::Sync, per_minute(2))
+            .set(Limit::Read, per_minute(1))
+            .set(Limit::Typing, per_minute(1));
+    })
+    .await;
+    app.users(&["alice", "bob"]).await;
+    let alice = app.tcp_device("alice", "phone").await;
+    let alice_laptop = app.tcp_device("alice", "laptop").await;
+    let mut bob = app.tcp_device("bob", "phone").await;
+    let conv = app.direct(&alice, &bob).await;
+    let sent = alice.client.send_text(&conv, "hi").await.unwrap();
+
+    for _ in 0..2 {
+        alice.client.sync(0, 10).await.unwrap();
+    }
+    retry_after_ms(&alice.client.sync(0, 10).await.unwrap_err());
+    alice_laptop.client.sync(0, 10).await.unwrap();
+
+    bob.client.read(&conv, sent.seq).await.unwrap();
+    retry_after_ms(&bob.client.read(&conv, sent.seq).await.unwrap_err());
+
+    // alice types, then stops: the second event is over her bucket and nobody hears it.
+    alice.client.typing(&conv, true).await.unwrap();
+    alice.client.typing(&conv, false).await.unwrap();
+    let heard: Vec<Ephemeral> = bob
+        .drain_for(Duration::from_millis(500))
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Ephemeral(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+}
+
+/// Sign-ups are limited per address and for everyone together; log-ins per address and per
+/// account, so guessing one account's password from many addresses gets nowhere. Requests
+/// come from different loopback addresses (all of 127/8 is this machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_ups_and_log_ins_are_limited_per_address_account_and_overall() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.limits
+            .set(Limit::Signup, per_minute(3))
+            .set(Limit::SignupAll, per_minute(5))
+            .set(Limit::LoginAccount, per_minute(2));
+    })
+    .await;
+    let from = |last: u8| {
+        Api::new(format!("http://{}", app.addrs.http)).with_http(
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+                .build()
+                .unwrap(),
+        )
+    };
+    let (one, two, three) = (from(1), from(2), from(3));
+    for name in ["ann", "ben", "cat"] {
+        one.sign_up(name, PASSWORD).await.unwrap();
+    }
+    retry_after_ms(&one.sign_up("dan", PASSWORD).await.unwrap_err());
+    for name in ["dan", "eve"] {
+        two.sign_up(name, PASSWORD).await.unwrap();
+    }
+    // Five in the last minute from everyone: a fresh address is refused too.
+    retry_after_ms(&three.sign_up("fay", PASSWORD).await.unwrap_err());
+    let raw = three
+        .raw(
+            three
+                .request(reqwest::Method::POST, "/users", None)
+                .json(&serde_json::json!({"username": "gus", "password": PASSWORD})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.0, 429);
+
+    // Two wrong passwords for ann, from two addresses; then even the right one waits.
+    for api in [&one, &two] {
+        let e = api.log_in("ann", "wrong", "x", "t").await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::BadCredentials));
+    }
+    retry_after_ms(&three.log_in("ANN", PASSWORD, "x", "t").await.unwrap_err());
+    // Other accounts are untouched.
+    three.log_in("ben", PASSWORD, "x", "t").await.unwrap();
+}

@@ -6,6 +6,7 @@
 use crate::fault::process::{Mosquitto, RedisServer, Server};
 use crate::helpers::fresh_postgres;
 use crate::push::{notices, receiver, until};
+use backend::shared::Limits;
 use courier_client::protocol::http::{Conversation, Session};
 use courier_client::protocol::{ConvId, ErrorCode, UserId};
 use courier_client::{Api, Client, ClientError, ClientOptions};
@@ -17,10 +18,8 @@ fn flags(redis: &str, push: &str) -> Vec<String> {
     [
         "--redis-url",
         redis,
-        "--rate-send",
-        "5/1m",
-        "--rate-login",
-        "6/1m",
+        "--rate",
+        &format!("{},send=5/1m,login=6/1m", Limits::all_off_setting()),
         "--push-webhook",
         push,
     ]
@@ -316,10 +315,8 @@ async fn losing_redis_degrades_and_loses_nothing() {
     let more = [
         "--redis-url",
         &redis.url,
-        "--rate-send",
-        "off",
-        "--rate-login",
-        "off",
+        "--rate",
+        &Limits::all_off_setting(),
     ]
     .map(String::from);
     let t = TwoBackends::start(&more).await;

@@ -17,6 +17,7 @@ mod ops;
 pub mod presence;
 
 use crate::publisher::Publisher;
+use crate::shared::Limit;
 use crate::store::batch::Write;
 use crate::store::Store;
 use broker::{Inbound, Kind};
@@ -194,7 +195,9 @@ impl Engine {
         };
         if op == Some(Op::Typing) {
             if let Ok(body) = parsed {
-                if payload.len() <= self.config.max_request_bytes {
+                if payload.len() <= self.config.max_request_bytes
+                    && self.over_limit(Op::Typing, caller).await.is_ok()
+                {
                     ops::typing::handle(self, caller, body).await;
                 }
             }
@@ -225,8 +228,13 @@ impl Engine {
             ))
         } else if op.is_none() {
             Some(ErrorBody::new(ErrorCode::UnknownOp, "no such op"))
+        } else if let Err(e) = protocol::envelope::check_storable(&body) {
+            Some(e)
         } else {
-            protocol::envelope::check_storable(&body).err()
+            self.over_limit(op.expect("checked above"), caller)
+                .await
+                .err()
+                .map(|e| e.body())
         };
         begun.state = match (invalid, op) {
             (Some(e), _) => State::Ready(Err(e)),
@@ -273,6 +281,21 @@ impl Engine {
         }
     }
 
+    /// Takes one from the device's bucket for `op`; `rate_limited` when it is empty.
+    async fn over_limit(&self, op: Op, caller: &Caller) -> crate::error::Result<()> {
+        let limit = match op {
+            Op::Send => Limit::Send,
+            Op::Ack => Limit::Ack,
+            Op::Read => Limit::Read,
+            Op::Sync => Limit::Sync,
+            Op::Edit => Limit::Edit,
+            Op::Delete => Limit::Delete,
+            Op::React => Limit::React,
+            Op::Typing => Limit::Typing,
+        };
+        self.store.shared.limit(limit, caller.device.as_str()).await
+    }
+
     /// Whether `op` goes through the write batches: sends always; acks and reads where there
     /// is one writer (see `batcher`).
     fn batched(&self, op: Op) -> bool {
@@ -282,7 +305,7 @@ impl Engine {
     /// A batched request, checked and ready to queue.
     async fn prepare(&self, op: Op, caller: &Caller, body: Value) -> crate::error::Result<Write> {
         match op {
-            Op::Send => ops::send::start(self, caller, body).await,
+            Op::Send => ops::send::start(caller, body),
             Op::Ack => ops::ack::write(caller, body),
             Op::Read => ops::read::write(caller, body),
             _ => unreachable!("only batched ops are prepared"),

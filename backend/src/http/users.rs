@@ -3,7 +3,7 @@
 
 use super::{ApiJson, AppState};
 use crate::error::Result;
-use crate::shared::Limit;
+use crate::shared::{address_key, Limit};
 use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,8 +15,12 @@ use std::net::SocketAddr;
 
 pub async fn sign_up(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<SignUp>,
 ) -> Result<(StatusCode, Json<SignedUp>)> {
+    let limits = &state.store.shared;
+    limits.limit(Limit::Signup, &address_key(peer.ip())).await?;
+    limits.limit(Limit::SignupAll, "").await?;
     let user = state
         .store
         .create_user(&body.username, &body.password)
@@ -30,11 +34,12 @@ pub async fn log_in(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LogIn>,
 ) -> Result<Json<Session>> {
-    state
-        .store
-        .shared
-        .limit(Limit::Login, &peer.ip().to_string())
-        .await?;
+    let limits = &state.store.shared;
+    limits.limit(Limit::Login, &address_key(peer.ip())).await?;
+    // The bucket of the name as stored (lower case); names are at most 32 bytes, so longer
+    // text names no account and is cut rather than kept whole in the bucket's key.
+    let account: String = body.username.to_lowercase().chars().take(33).collect();
+    limits.limit(Limit::LoginAccount, &account).await?;
     let (auth, token) = state
         .store
         .log_in(

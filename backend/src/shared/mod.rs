@@ -11,6 +11,7 @@
 //! no presence or cache of its own (another backend may have seen the newer event) and uses
 //! the database instead.
 
+mod limits;
 mod memory;
 mod redis;
 
@@ -21,71 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::limits::{address_key, Limit, Limits, Rate};
 pub use self::redis::connect as connect_redis;
-
-/// How many of a kind of action are allowed: `count` per `per`, in bursts of up to `count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl Rate {
-    /// `30/10s`, `5/1m`, `100/1h`; `off` for no limit (`None`).
-    pub fn parse(s: &str) -> Result<Option<Self>, String> {
-        let s = s.trim();
-        if s == "off" {
-            return Ok(None);
-        }
-        let bad = || format!("`{s}` is not a rate like 30/10s, 5/1m or `off`");
-        let (n, per) = s.split_once('/').ok_or_else(bad)?;
-        let count: u32 = n.trim().parse().map_err(|_| bad())?;
-        let per = crate::util::parse_duration(per.trim()).map_err(|_| bad())?;
-        if count == 0 || per.is_zero() {
-            return Err(bad());
-        }
-        Ok(Some(Self { count, per }))
-    }
-
-    /// Milliseconds between two actions at the sustained rate (GCRA's emission interval).
-    fn interval_ms(&self) -> u64 {
-        (self.per.as_millis() as u64 / u64::from(self.count)).max(1)
-    }
-
-    /// How far ahead of now the bucket may run: a full burst.
-    fn tolerance_ms(&self) -> u64 {
-        self.interval_ms() * u64::from(self.count.saturating_sub(1))
-    }
-}
-
-/// The limits, each `None` when off.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Limits {
-    /// `send` requests per device.
-    pub send: Option<Rate>,
-    /// Uploads started per user (simple and resumable).
-    pub upload: Option<Rate>,
-    /// Log-in attempts per client IP.
-    pub login: Option<Rate>,
-}
-
-/// What a limit is about; the key names the bucket.
-#[derive(Clone, Copy, Debug)]
-pub enum Limit {
-    Send,
-    Upload,
-    Login,
-}
-
-impl Limit {
-    fn name(self) -> &'static str {
-        match self {
-            Limit::Send => "send",
-            Limit::Upload => "upload",
-            Limit::Login => "login",
-        }
-    }
-}
 
 /// A device's presence as recorded: online or not, and when that was last true.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,12 +89,9 @@ impl Shared {
 
     /// Takes one action from `limit`'s bucket for `key`. `Err(wait)` when over the limit.
     pub async fn take(&self, limit: Limit, key: &str) -> Result<(), Duration> {
-        let rate = match limit {
-            Limit::Send => self.limits.send,
-            Limit::Upload => self.limits.upload,
-            Limit::Login => self.limits.login,
+        let Some(rate) = self.limits.get(limit) else {
+            return Ok(());
         };
-        let Some(rate) = rate else { return Ok(()) };
         let bucket = format!("{}:{key}", limit.name());
         if let Some(r) = &self.redis {
             match r.take(&bucket, &rate).await {

@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     let child = Command::new(courier_binary())
         .arg("serve")
         .args(["--database-url", &db])
-        .args(["--rate-send", "off", "--rate-login", "off"])
+        .args(["--rate", &backend::shared::Limits::all_off_setting()])
         .args(["--http", &format!("127.0.0.1:{http}")])
         .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
         .args(["--mqtt-ws", &format!("127.0.0.1:{ws}")])

@@ -45,7 +45,7 @@ fn courier(args: &Args, dir: &std::path::Path, extra: &[String]) -> anyhow::Resu
         .arg("serve")
         .args(["--database-url", &args.database_url])
         .args(["--service-secret", SECRET])
-        .args(["--rate-send", "off", "--rate-login", "off"])
+        .args(["--rate", &backend::shared::Limits::all_off_setting()])
         .arg("--data-dir")
         .arg(dir)
         .args(extra)

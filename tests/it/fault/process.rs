@@ -230,10 +230,9 @@ impl Server {
         let child = courier()
             .args(&self.args)
             .env("RUST_LOG", "warn")
-            // The workload sends in bursts from one device and logs in from one address
-            // (flags given to a test server override these).
-            .env("COURIER_RATE_SEND", "off")
-            .env("COURIER_RATE_LOGIN", "off")
+            // The workload sends in bursts from one device and signs up and logs in from
+            // one address (a test server given `--rate` flags names all it needs).
+            .env("COURIER_RATE", backend::shared::Limits::all_off_setting())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -5,22 +5,16 @@
 //! (`Batcher::enqueue`), then answer each with [`done`].
 
 use super::{parse, Done};
-use crate::engine::{Caller, Engine};
+use crate::engine::Caller;
 use crate::error::Result;
-use crate::shared::Limit;
 use crate::store::batch::Write;
 use crate::store::messages::{SendJob, Sent};
 use protocol::ops::SendReq;
 use serde_json::Value;
 
 /// Everything up to the commit: checks the request and makes the job the batcher stores.
-pub async fn start(engine: &Engine, caller: &Caller, body: Value) -> Result<Write> {
+pub fn start(caller: &Caller, body: Value) -> Result<Write> {
     let req: SendReq = parse(body)?;
-    engine
-        .store
-        .shared
-        .limit(Limit::Send, caller.device.as_str())
-        .await?;
     let content = req.content()?;
     Ok(Write::Send(Box::new(SendJob {
         user: caller.user.clone(),

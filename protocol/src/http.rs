@@ -24,6 +24,9 @@ pub struct UserName {
 /// Most names or ids one `GET /v1/users` looks up.
 pub const USER_LOOKUP_LIMIT: usize = 100;
 
+/// Most active devices a user has: a log-in beyond them revokes the one seen longest ago.
+pub const MAX_DEVICES: u64 = 10;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogIn {
     pub username: String,

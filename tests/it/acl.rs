@@ -9,6 +9,7 @@ crate::on_both_databases!(
     foreign_subscriptions_yield_nothing,
     foreign_publishes_create_nothing,
     bad_token_and_revoked_device_cannot_connect,
+    a_users_devices_are_capped_by_replacing_the_longest_unseen,
 );
 
 async fn foreign_subscriptions_yield_nothing(db: Db) {
@@ -193,4 +194,35 @@ async fn bad_token_and_revoked_device_cannot_connect(db: Db) {
     let mut wrong = ClientOptions::tcp(&bob.session);
     wrong.device = laptop.session.device.clone();
     assert!(Client::connect(wrong).await.is_err());
+}
+
+/// Log-ins past `MAX_DEVICES` do not pile up devices: each revokes the device seen longest
+/// ago (here the first, which connected and left), whose token then stops working; the
+/// connected ones stay.
+async fn a_users_devices_are_capped_by_replacing_the_longest_unseen(db: Db) {
+    use courier_client::protocol::http::MAX_DEVICES;
+    let app = spawn_app(db).await;
+    app.user("alice").await;
+    let first = app.tcp_device("alice", "first").await;
+    first.client.disconnect().await;
+    let mut connected = Vec::new();
+    for n in 1..MAX_DEVICES {
+        connected.push(app.tcp_device("alice", &format!("d{n}")).await);
+    }
+    let listed = app.api.devices(connected[0].token()).await.unwrap();
+    assert_eq!(listed.len() as u64, MAX_DEVICES);
+
+    let newest = app.session("alice", "newest").await;
+    let listed = app.api.devices(&newest.token).await.unwrap();
+    assert_eq!(listed.len() as u64, MAX_DEVICES);
+    assert!(listed.iter().all(|d| d.id != first.session.device));
+    assert_refused(&first.session, "NotAuthorized").await;
+    let err = app.api.conversations(first.token()).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(courier_client::protocol::ErrorCode::Unauthorized)
+    );
+    for d in &connected {
+        app.api.conversations(d.token()).await.unwrap();
+    }
 }

@@ -40,7 +40,7 @@ pub async fn log_in(
     // text names no account and is cut rather than kept whole in the bucket's key.
     let account: String = body.username.to_lowercase().chars().take(33).collect();
     limits.limit(Limit::LoginAccount, &account).await?;
-    let (auth, token) = state
+    let logged_in = state
         .store
         .log_in(
             &body.username,
@@ -49,8 +49,13 @@ pub async fn log_in(
             &body.platform,
         )
         .await?;
-    // Deliveries from this process reach the new device from now on.
-    state.publisher.directory().invalidate(&auth.user);
+    // Deliveries from this process reach the new device from now on, and not the one it
+    // replaced, whose connection closes.
+    state.publisher.directory().invalidate(&logged_in.auth.user);
+    if let Some(old) = &logged_in.replaced {
+        state.publisher.kick(old);
+    }
+    let (auth, token) = (logged_in.auth, logged_in.token);
     Ok(Json(Session {
         user: auth.user,
         device: auth.device,

@@ -8,10 +8,48 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
+use protocol::http::MAX_DEVICES;
 use protocol::{DeviceId, ErrorCode, UserId};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+
+/// A new device: who it is, its token (shown once), and the device it replaced to keep the
+/// user within [`MAX_DEVICES`].
+pub struct LoggedIn {
+    pub auth: DeviceAuth,
+    pub token: String,
+    pub replaced: Option<DeviceId>,
+}
+
+/// At [`MAX_DEVICES`] active devices, revokes the one seen longest ago (never seen: created
+/// longest ago; offline before online) to make room for one more.
+async fn make_room_for_a_device<C: ConnectionTrait>(
+    db: &C,
+    user: &str,
+) -> Result<Option<DeviceId>> {
+    let active = devices::Entity::find()
+        .filter(devices::Column::UserId.eq(user))
+        .filter(devices::Column::RevokedAt.is_null());
+    if active.clone().count(db).await? < MAX_DEVICES {
+        return Ok(None);
+    }
+    // A connected device's `last_seen_at` is when it came online: offline ones go first.
+    let oldest = active
+        .order_by_asc(devices::Column::Online)
+        .order_by_asc(Expr::cust("COALESCE(last_seen_at, created_at)"))
+        .one(db)
+        .await?
+        .expect("counted above");
+    devices::Entity::update_many()
+        .col_expr(devices::Column::RevokedAt, now_ms().into())
+        .filter(devices::Column::Id.eq(oldest.id.as_str()))
+        .exec(db)
+        .await?;
+    Ok(Some(DeviceId::from_trusted(oldest.id)))
+}
 
 /// A device's identity once its token checked out.
 #[derive(Clone, Debug)]
@@ -85,7 +123,7 @@ impl Store {
         password: &str,
         device_name: &str,
         platform: &str,
-    ) -> Result<(DeviceAuth, String)> {
+    ) -> Result<LoggedIn> {
         if device_name.is_empty() || device_name.len() > 128 || platform.len() > 32 {
             return Err(Error::client(
                 ErrorCode::BadRequest,
@@ -122,6 +160,15 @@ impl Store {
         };
         let token = new_token();
         let device_id = new_id('d');
+        let txn = self.db.begin().await?;
+        if super::locks_rows_in_order(&txn) {
+            // Log-ins of one user take turns, so together they stay within the cap.
+            users::Entity::find_by_id(user.id.as_str())
+                .lock_exclusive()
+                .one(&txn)
+                .await?;
+        }
+        let replaced = make_room_for_a_device(&txn, &user.id).await?;
         devices::ActiveModel {
             id: Set(device_id.clone()),
             user_id: Set(user.id.clone()),
@@ -137,13 +184,18 @@ impl Store {
             push_provider: Set(None),
             push_token: Set(None),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
+        txn.commit().await?;
         let auth = DeviceAuth {
             user: UserId::from_trusted(user.id),
             device: DeviceId::from_trusted(device_id),
         };
-        Ok((auth, token))
+        Ok(LoggedIn {
+            auth,
+            token,
+            replaced,
+        })
     }
 
     /// MQTT CONNECT: the device id and its token.

@@ -7,6 +7,7 @@ use crate::transport::Transport;
 use crate::Shared;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -45,7 +46,8 @@ pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>)
             let io = match kind {
                 Kind::Tcp => Transport::Tcp(stream),
                 Kind::WebSocket => {
-                    match timeout(shared.config.connect_timeout, upgrade(stream)).await {
+                    let max = shared.config.max_packet_size;
+                    match timeout(shared.config.connect_timeout, upgrade(stream, max)).await {
                         Ok(Ok(ws)) => ws,
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "WebSocket handshake failed");
@@ -64,7 +66,12 @@ pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>)
 }
 
 /// HTTP upgrade on path `/mqtt`, echoing the `mqtt` subprotocol that MQTT clients ask for.
-async fn upgrade(stream: TcpStream) -> Result<Transport, async_tungstenite::tungstenite::Error> {
+/// A frame or message larger than an MQTT packet may be (plus its own header) closes the
+/// connection before it is buffered: tungstenite would otherwise take up to 64 MiB.
+async fn upgrade(
+    stream: TcpStream,
+    max_packet: usize,
+) -> Result<Transport, async_tungstenite::tungstenite::Error> {
     // The handshake callback's error type is tungstenite's, large or not.
     #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -89,6 +96,10 @@ async fn upgrade(stream: TcpStream) -> Result<Transport, async_tungstenite::tung
         }
         Ok(resp)
     };
-    let ws = async_tungstenite::tokio::accept_hdr_async(stream, check).await?;
+    let config = WebSocketConfig::default()
+        .max_frame_size(Some(max_packet + 16))
+        .max_message_size(Some(max_packet + 16));
+    let ws =
+        async_tungstenite::tokio::accept_hdr_async_with_config(stream, check, Some(config)).await?;
     Ok(Transport::ws(ws))
 }

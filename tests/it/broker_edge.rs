@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 crate::on_both_databases!(
     idle_sockets_block_nobody_and_are_closed,
     oversize_packets_close_the_connection_only,
+    oversize_websocket_frames_close_before_they_are_buffered,
     presence_events_and_last_will,
     typing_reaches_other_members_on_eph,
     garbage_on_the_wire_leaves_the_server_up,
@@ -82,6 +83,60 @@ async fn oversize_packets_close_the_connection_only(db: Db) {
         .send_text(&conv, "after the big one")
         .await
         .unwrap();
+    b.next_message().await;
+}
+
+/// A WebSocket frame announced bigger than an MQTT packet may be closes the connection at
+/// its header, before CONNECT and before its bytes are taken in (tungstenite's own limits are
+/// 16 MiB a frame, 64 MiB a message).
+async fn oversize_websocket_frames_close_before_they_are_buffered(db: Db) {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(db, |s| s.max_packet_size = 8 * 1024).await;
+    let mut ws = TcpStream::connect(app.addrs.mqtt_ws).await.unwrap();
+    ws.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(WAIT, ws.read_exact(&mut byte))
+            .await
+            .expect("a handshake answer")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A masked binary frame of 8 MiB, far over the 8 KiB packet limit (and under
+    // tungstenite's own 16 MiB); then its bytes. Taken in whole, they would all be written
+    // before the server found the MQTT inside malformed; refused at the header, the socket is
+    // reset long before.
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    let _ = ws.write_all(&frame).await;
+    let chunk = vec![0u8; 16 * 1024];
+    let mut closed = false;
+    for _ in 0..512 {
+        if ws.write_all(&chunk).await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the server took in the whole oversize frame");
+    // Everyone else is fine, over WebSocket too.
+    app.users(&["alice", "bob"]).await;
+    let a = app.device("alice", "laptop", ClientOptions::ws).await;
+    let mut b = app.tcp_device("bob", "phone").await;
+    let conv = app.direct(&a, &b).await;
+    a.client.send_text(&conv, "still here").await.unwrap();
     b.next_message().await;
 }
 

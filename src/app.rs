@@ -233,6 +233,7 @@ impl App {
             },
             engine_ready,
             media: media.clone(),
+            signup: s.signup.into(),
             broker_hooks: s.broker_hook_secret.clone().map(|hook_secret| {
                 Arc::new(BrokerHooks {
                     auth: DeviceAuthenticator {
@@ -255,13 +256,7 @@ impl App {
             database = %redact_url(&s.database_url), "courier is serving"
         );
         tracing::info!("web chat: http://{}/", addrs.http);
-        let stop = shutdown.clone();
-        axum::serve(
-            http,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+        backend::http::serve::serve(http, router, s.http_limits, shutdown.clone()).await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
@@ -281,7 +276,7 @@ pub(crate) fn broker_address(s: &Settings) -> anyhow::Result<(String, u16)> {
 }
 
 /// The database, created (SQLite) and migrated.
-pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     if settings.database_url.starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;

@@ -36,6 +36,16 @@ enum Command {
     /// Host media processing jobs read from stdin, each in a forked child (the media worker starts these)
     #[command(hide = true)]
     MediaJob,
+    /// Make an invite code for `--signup invite`: `courier invite --uses 5 --valid-for 7d`
+    /// (run where the server's database is reachable, with the server's settings)
+    Invite {
+        /// Sign-ups the code may make
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long the code works
+        #[arg(long = "valid-for", default_value = "7d", value_parser = courier::settings::parse_duration)]
+        valid_for: std::time::Duration,
+    },
     /// Accounts on a server: `courier user add alice`
     User {
         #[command(subcommand)]
@@ -86,6 +96,17 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let migrate_only = matches!(cli.command, Some(Command::Migrate));
     let settings = Settings::load(cli.serve, cli.config.as_deref())?;
+    // The code is this command's whole output: no log lines on stdout.
+    if let Some(Command::Invite { uses, valid_for }) = cli.command {
+        let store = courier::app::open_store(&settings).await?;
+        let (code, expires_at) = store.create_invite(uses.max(1), valid_for).await?;
+        println!("{code}");
+        eprintln!(
+            "good for {} sign-up(s) until {expires_at} (Unix ms)",
+            uses.max(1)
+        );
+        return Ok(());
+    }
     courier::telemetry::init(settings.log_format);
     if migrate_only {
         if settings.database_url.starts_with("sqlite:") {

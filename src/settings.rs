@@ -1,6 +1,7 @@
 //! `courier serve` settings, layered: defaults → TOML file (`--config`) → environment
 //! (`COURIER_…`) → command-line flags. Secrets are never printed.
 
+use backend::http::serve::HttpLimits;
 use backend::shared::Limits;
 pub use backend::util::parse_duration;
 use clap::Args;
@@ -76,6 +77,20 @@ pub struct ServeArgs {
     #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub connect_timeout: Option<Duration>,
+    /// Who may sign up: `open`, `invite` (with a code from `courier invite create`) or `closed` [default: open]
+    #[arg(long = "signup", env = "COURIER_SIGNUP", global = true, value_enum)]
+    pub signup: Option<SignupMode>,
+    /// Most HTTP API connections open at once; past it, new ones wait to be accepted [default: 10000]
+    #[arg(
+        long = "http-max-connections",
+        env = "COURIER_HTTP_MAX_CONNECTIONS",
+        global = true
+    )]
+    pub http_max_connections: Option<usize>,
+    /// An HTTP connection that moves less than 1 KiB in this long is closed [default: 60s]
+    #[arg(long = "http-idle-timeout", env = "COURIER_HTTP_IDLE_TIMEOUT", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub http_idle_timeout: Option<Duration>,
     /// How long after sending a sender may edit a message or delete it for everyone [default: 48h]
     #[arg(long = "edit-window", env = "COURIER_EDIT_WINDOW", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
@@ -205,6 +220,29 @@ fn limit_settings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
     Ok(all)
 }
 
+/// `--signup`: who may create an account over HTTP.
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignupMode {
+    /// Anyone (within the sign-up rate limits).
+    #[default]
+    Open,
+    /// Only with a code from `courier invite create`.
+    Invite,
+    /// Nobody.
+    Closed,
+}
+
+impl From<SignupMode> for backend::store::invites::Signup {
+    fn from(m: SignupMode) -> Self {
+        match m {
+            SignupMode::Open => Self::Open,
+            SignupMode::Invite => Self::Invite,
+            SignupMode::Closed => Self::Closed,
+        }
+    }
+}
+
 /// `--media-sandbox`: see `media_worker::sandbox`.
 #[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -314,6 +352,8 @@ pub struct Settings {
     pub max_upload_size: u64,
     pub upload_expiry: Duration,
     pub connect_timeout: Duration,
+    pub http_limits: HttpLimits,
+    pub signup: SignupMode,
     pub edit_window: Duration,
     pub log_retention: Duration,
     pub trim_interval: Duration,
@@ -354,6 +394,8 @@ impl std::fmt::Debug for Settings {
             .field("max_upload_size", &self.max_upload_size)
             .field("upload_expiry", &self.upload_expiry)
             .field("connect_timeout", &self.connect_timeout)
+            .field("http_limits", &self.http_limits)
+            .field("signup", &self.signup)
             .field("edit_window", &self.edit_window)
             .field("log_retention", &self.log_retention)
             .field("trim_interval", &self.trim_interval)
@@ -463,6 +505,22 @@ impl Settings {
                 .connect_timeout
                 .or(f.connect_timeout)
                 .unwrap_or(Duration::from_secs(10)),
+            signup: a.signup.or(f.signup).unwrap_or_default(),
+            http_limits: {
+                let standard = HttpLimits::default();
+                HttpLimits {
+                    max_connections: a
+                        .http_max_connections
+                        .or(f.http_max_connections)
+                        .unwrap_or(standard.max_connections)
+                        .max(1),
+                    idle_timeout: a
+                        .http_idle_timeout
+                        .or(f.http_idle_timeout)
+                        .unwrap_or(standard.idle_timeout)
+                        .max(Duration::from_secs(1)),
+                }
+            },
             edit_window: a
                 .edit_window
                 .or(f.edit_window)

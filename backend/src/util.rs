@@ -41,6 +41,14 @@ pub fn new_token() -> String {
     hex(&bytes)
 }
 
+/// A new invite code: 24 random base-36 characters (~124 bits), short enough to read out.
+pub fn new_invite_code() -> String {
+    let mut rng = rand::rng();
+    (0..24)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
 /// What is stored for a token: its SHA-256, hex. Tokens are random, so no salt is needed.
 pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))

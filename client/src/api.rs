@@ -66,9 +66,20 @@ impl Api {
     }
 
     pub async fn sign_up(&self, username: &str, password: &str) -> Result<UserId, ClientError> {
+        self.sign_up_invited(username, password, None).await
+    }
+
+    /// Signs up with an invite code (needed where the server takes sign-ups by invitation).
+    pub async fn sign_up_invited(
+        &self,
+        username: &str,
+        password: &str,
+        invite: Option<&str>,
+    ) -> Result<UserId, ClientError> {
         let body = SignUp {
             username: username.into(),
             password: password.into(),
+            invite: invite.map(Into::into),
         };
         let r: SignedUp = self
             .call(self.req(Method::POST, "/users", None).json(&body))

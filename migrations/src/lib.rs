@@ -9,6 +9,7 @@ mod m20261122_000003_create_media_tables;
 mod m20261122_000004_create_uploads;
 mod m20261122_000005_create_media_jobs;
 mod m20261203_000006_add_upload_keep_metadata;
+mod m20261204_000007_create_invites;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_uploads::Migration),
             Box::new(m20261122_000005_create_media_jobs::Migration),
             Box::new(m20261203_000006_add_upload_keep_metadata::Migration),
+            Box::new(m20261204_000007_create_invites::Migration),
         ]
     }
 }

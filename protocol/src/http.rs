@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 pub struct SignUp {
     pub username: String,
     pub password: String,
+    /// An invite code; needed when the server takes sign-ups by invitation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

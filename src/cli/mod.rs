@@ -47,6 +47,9 @@ pub enum UserCommand {
         /// The password (default: $COURIER_PASSWORD, else read from the terminal)
         #[arg(long, env = "COURIER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// An invite code, where the server takes sign-ups by invitation (`courier invite`)
+        #[arg(long)]
+        invite: Option<String>,
     },
 }
 
@@ -106,12 +109,15 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             username,
             server,
             password,
+            invite,
         } => {
             let password = match password {
                 Some(p) => p,
                 None => read_password(&format!("password for {username}: "))?,
             };
-            let id = Api::new(&server).sign_up(&username, &password).await?;
+            let id = Api::new(&server)
+                .sign_up_invited(&username, &password, invite.as_deref())
+                .await?;
             println!("user {username} created ({id})");
             Ok(())
         }

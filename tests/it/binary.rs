@@ -16,7 +16,7 @@ pub(crate) fn courier() -> Command {
 }
 
 /// Runs `cmd`, asserts it succeeded, returns its stdout.
-fn succeed(cmd: &mut Command) -> String {
+pub(crate) fn succeed(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),

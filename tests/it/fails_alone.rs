@@ -2,9 +2,8 @@
 //! refused before it reaches a write batch, and a write the database refuses anyway fails
 //! alone while the rest of its batch commits.
 
-use crate::helpers::{spawn_app, Db};
+use crate::helpers::{refused, spawn_app, Db};
 use courier_client::protocol::{ErrorCode, UpdateBody};
-use courier_client::ClientError;
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 
@@ -54,12 +53,6 @@ async fn a_nul_is_refused_before_any_batch(db: Db) {
     }
 
     // HTTP bodies: a sign-up and a group title.
-    fn refused<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
-        match r {
-            Err(ClientError::Server(e)) => e.code,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
     assert_eq!(
         refused(app.api.sign_up("ev\u{0}il", "long enough password").await),
         ErrorCode::BadRequest

@@ -450,3 +450,13 @@ impl RawDevice {
         answers
     }
 }
+
+/// The code of a refusal; panics on success or on a failure that is not the server's answer.
+pub fn refused<T: std::fmt::Debug>(
+    r: Result<T, courier_client::ClientError>,
+) -> courier_client::protocol::ErrorCode {
+    match r {
+        Err(courier_client::ClientError::Server(e)) => e.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -1,6 +1,7 @@
 //! Process-level behaviour: settings, a taken port, migrations.
 
 use crate::helpers::test_settings;
+use backend::store::invites::Signup;
 use courier::App;
 
 #[tokio::test]
@@ -37,13 +38,13 @@ async fn restart_keeps_data_and_migrations_are_idempotent() {
     let db = backend::db::open(&url).await.unwrap();
     let store = backend::Store::new(db);
     store
-        .create_user("persisted", "long enough pw")
+        .create_user("persisted", "long enough pw", Signup::Open, None)
         .await
         .unwrap();
     drop(store);
     let store = backend::Store::new(backend::db::open(&url).await.unwrap());
     let err = store
-        .create_user("persisted", "long enough pw")
+        .create_user("persisted", "long enough pw", Signup::Open, None)
         .await
         .unwrap_err();
     assert_eq!(

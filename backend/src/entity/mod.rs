@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod devices;
 pub mod files;
 pub mod hidden_messages;
+pub mod invites;
 pub mod media_jobs;
 pub mod members;
 pub mod message_files;

@@ -73,7 +73,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(rejection) => {
                 let code = match &rejection {
                     JsonRejection::JsonSyntaxError(_) => ErrorCode::BadJson,
-                    JsonRejection::BytesRejection(_) => ErrorCode::PayloadTooLarge,
+                    // Over the body limit; else the body failed to arrive (too slow, cut).
+                    JsonRejection::BytesRejection(_)
+                        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                    {
+                        ErrorCode::PayloadTooLarge
+                    }
                     _ => ErrorCode::BadRequest,
                 };
                 Err(ErrorBody::new(code, rejection.body_text()).into())

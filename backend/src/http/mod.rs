@@ -9,6 +9,7 @@ mod devices;
 mod error;
 mod health;
 pub mod media;
+pub mod serve;
 pub mod uploads;
 mod users;
 mod web;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub media: media::Media,
     /// Auth/ACL endpoints for an external broker (`--broker-hook-secret`).
     pub broker_hooks: Option<Arc<broker_hooks::BrokerHooks>>,
+    /// Who may sign up (`--signup`).
+    pub signup: crate::store::invites::Signup,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -23,7 +23,12 @@ pub async fn sign_up(
     limits.limit(Limit::SignupAll, "").await?;
     let user = state
         .store
-        .create_user(&body.username, &body.password)
+        .create_user(
+            &body.username,
+            &body.password,
+            state.signup,
+            body.invite.as_deref(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(SignedUp { user })))
 }

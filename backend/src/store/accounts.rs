@@ -1,5 +1,6 @@
 //! Users and devices: sign-up, log-in, token checks, revocation.
 
+use super::invites::{self, Signup};
 use super::Store;
 use crate::entity::{devices, users};
 use crate::error::{is_unique_violation, Error, Result};
@@ -78,7 +79,15 @@ fn validate_username(name: &str) -> Result<()> {
 }
 
 impl Store {
-    pub async fn create_user(&self, username: &str, password: &str) -> Result<UserId> {
+    /// A new account, if `signup` lets it through (with `invite`, a code that one use of is
+    /// spent on it).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        signup: Signup,
+        invite: Option<&str>,
+    ) -> Result<UserId> {
         validate_username(username)?;
         if !(8..=256).contains(&password.len()) {
             return Err(Error::client(
@@ -86,6 +95,7 @@ impl Store {
                 "password must be 8-256 bytes",
             ));
         }
+        self.admit_sign_up(signup, invite).await?;
         let password = password.to_owned();
         // Argon2 is deliberately slow; keep it off the async workers.
         let hash = tokio::task::spawn_blocking(move || {
@@ -106,14 +116,22 @@ impl Store {
             log_floor: Set(0),
             created_at: Set(now_ms()),
         };
-        match users::Entity::insert(user).exec(&self.db).await {
-            Ok(_) => Ok(UserId::from_trusted(id)),
-            Err(e) if is_unique_violation(&e) => Err(Error::client(
-                ErrorCode::UsernameTaken,
-                "that username is taken",
-            )),
-            Err(e) => Err(e.into()),
+        let txn = self.db.begin().await?;
+        if let (Signup::Invite, Some(code)) = (signup, invite) {
+            invites::spend(&txn, code).await?;
         }
+        match users::Entity::insert(user).exec(&txn).await {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::client(
+                    ErrorCode::UsernameTaken,
+                    "that username is taken",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        txn.commit().await?;
+        Ok(UserId::from_trusted(id))
     }
 
     /// Checks the password and registers a new device with a fresh token.

@@ -31,6 +31,8 @@ pub struct App {
     store: Store,
     /// Bound by the roles that serve HTTP (`all`, `backend`).
     http: Option<TcpListener>,
+    /// `/metrics` on a listener of its own (`--metrics-listen`), by the roles that serve HTTP.
+    metrics: Option<TcpListener>,
     /// Bound by the roles that run the broker (`all`, `broker`).
     mqtt: Option<(TcpListener, TcpListener)>,
     objects: Arc<dyn BlobStore>,
@@ -41,6 +43,8 @@ pub struct Addrs {
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
     pub mqtt_ws: SocketAddr,
+    /// Where `/metrics` is served when not on `http`.
+    pub metrics: Option<SocketAddr>,
 }
 
 async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
@@ -68,6 +72,10 @@ impl App {
             true => Some(bind(settings.http, "HTTP", "--http").await?),
             false => None,
         };
+        let metrics = match (role.serves_http(), settings.metrics_listen) {
+            (true, Some(addr)) => Some(bind(addr, "metrics", "--metrics-listen").await?),
+            _ => None,
+        };
         let mqtt = match role.runs_broker() {
             true => Some((
                 bind(settings.mqtt, "MQTT", "--mqtt").await?,
@@ -82,6 +90,7 @@ impl App {
             objects,
             store,
             http,
+            metrics,
             mqtt,
         })
     }
@@ -95,6 +104,7 @@ impl App {
             http: self.http.as_ref().map_or(s.http, local),
             mqtt: self.mqtt.as_ref().map_or(s.mqtt, |(t, _)| local(t)),
             mqtt_ws: self.mqtt.as_ref().map_or(s.mqtt_ws, |(_, w)| local(w)),
+            metrics: self.metrics.as_ref().map(local),
         }
     }
 
@@ -105,6 +115,7 @@ impl App {
             settings: s,
             store,
             http,
+            metrics,
             mqtt,
             objects,
         } = self;
@@ -249,7 +260,18 @@ impl App {
             s.upload_expiry,
             shutdown.clone(),
         ));
-        let router = backend::http::router(state);
+        let router = backend::http::router(state, metrics.is_none());
+        if let Some(listener) = metrics {
+            let (limits, stop) = (s.http_limits, shutdown.clone());
+            tasks.spawn(async move {
+                let only_metrics = backend::http::metrics_router();
+                if let Err(e) =
+                    backend::http::serve::serve(listener, only_metrics, limits, stop).await
+                {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         tracing::info!(
             role = s.role.name(), http = %addrs.http, mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws,
             engine = %upstream,

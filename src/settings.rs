@@ -77,6 +77,10 @@ pub struct ServeArgs {
     #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub connect_timeout: Option<Duration>,
+    /// Serve `/metrics` on this address instead of on `--http` (e.g. 127.0.0.1:9100, reachable
+    /// only by the monitoring) [default: on --http]
+    #[arg(long = "metrics-listen", env = "COURIER_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Who may sign up: `open`, `invite` (with a code from `courier invite create`) or `closed` [default: open]
     #[arg(long = "signup", env = "COURIER_SIGNUP", global = true, value_enum)]
     pub signup: Option<SignupMode>,
@@ -353,6 +357,7 @@ pub struct Settings {
     pub upload_expiry: Duration,
     pub connect_timeout: Duration,
     pub http_limits: HttpLimits,
+    pub metrics_listen: Option<SocketAddr>,
     pub signup: SignupMode,
     pub edit_window: Duration,
     pub log_retention: Duration,
@@ -396,6 +401,7 @@ impl std::fmt::Debug for Settings {
             .field("connect_timeout", &self.connect_timeout)
             .field("http_limits", &self.http_limits)
             .field("signup", &self.signup)
+            .field("metrics_listen", &self.metrics_listen)
             .field("edit_window", &self.edit_window)
             .field("log_retention", &self.log_retention)
             .field("trim_interval", &self.trim_interval)
@@ -506,6 +512,7 @@ impl Settings {
                 .or(f.connect_timeout)
                 .unwrap_or(Duration::from_secs(10)),
             signup: a.signup.or(f.signup).unwrap_or_default(),
+            metrics_listen: a.metrics_listen.or(f.metrics_listen),
             http_limits: {
                 let standard = HttpLimits::default();
                 HttpLimits {

@@ -143,3 +143,27 @@ async fn one_address_holds_a_bounded_share_and_the_total_is_capped() {
     assert!(served_from(&app, 3, WAIT).await);
     mqtt_still_works(&app).await;
 }
+
+/// With `--metrics-listen`, `/metrics` is served there and no longer on the public port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.metrics_listen = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    let metrics = app.addrs.metrics.expect("a metrics listener");
+    assert_ne!(metrics, app.addrs.http);
+    let public = reqwest::get(format!("http://{}/metrics", app.addrs.http))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let own = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert!(own.text().await.unwrap().contains("courier_"));
+    let other = reqwest::get(format!("http://{metrics}/v1/users"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}

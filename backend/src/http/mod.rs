@@ -48,7 +48,15 @@ pub struct AppState {
     pub signup: crate::store::invites::Signup,
 }
 
-pub fn router(state: AppState) -> Router {
+/// `/metrics` alone, for a listener of its own (`--metrics-listen`).
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(error::not_found)
+}
+
+/// The public API; `/metrics` too unless it has a listener of its own.
+pub fn router(state: AppState, with_metrics: bool) -> Router {
     let v1 = Router::new()
         .route("/users", post(users::sign_up).get(users::lookup))
         .route("/sessions", post(users::log_in))
@@ -94,13 +102,17 @@ pub fn router(state: AppState) -> Router {
         .route("/media/{id}/info", get(media::info))
         .route("/media/{id}/{which}", get(media::derived))
         .merge(uploads);
-    Router::new()
+    let public = Router::new()
         .nest("/v1", v1)
         .route("/", get(web::index))
         .route("/web/{name}", get(web::file))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/readyz", get(health::readyz));
+    let public = match with_metrics {
+        true => public.route("/metrics", get(health::metrics)),
+        false => public,
+    };
+    public
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)

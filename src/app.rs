@@ -68,6 +68,7 @@ impl App {
         if role != Role::All {
             settings.check_split_role()?;
         }
+        settings.check_secrets()?;
         let http = match role.serves_http() {
             true => Some(bind(settings.http, "HTTP", "--http").await?),
             false => None,

@@ -302,7 +302,25 @@ impl Role {
 impl Settings {
     /// A role other than `all` shares the database with the other processes and talks to them
     /// as the service identity: it needs PostgreSQL and the common `--service-secret`.
+    /// The shared secrets, when set, are long enough not to be guessed (16 bytes or more) and
+    /// are not the placeholders of an example file.
+    pub fn check_secrets(&self) -> anyhow::Result<()> {
+        for (flag, secret) in [
+            ("--service-secret", &self.service_secret),
+            ("--broker-hook-secret", &self.broker_hook_secret),
+        ] {
+            let Some(secret) = secret else { continue };
+            anyhow::ensure!(
+                secret.len() >= 16 && !secret.to_ascii_lowercase().contains("change-me"),
+                "{flag} must be at least 16 bytes and not a placeholder \
+                 (make one with: openssl rand -hex 32)"
+            );
+        }
+        Ok(())
+    }
+
     pub fn check_split_role(&self) -> anyhow::Result<()> {
+        self.check_secrets()?;
         let mut missing = Vec::new();
         if !self.database_url.starts_with("postgres") {
             missing.push(

@@ -180,7 +180,7 @@ fn http_status(addr: &str, path: &str) -> Option<u16> {
 }
 
 #[test]
-fn split_roles_need_the_shared_service_secret() {
+fn split_roles_need_a_strong_shared_service_secret() {
     for role in ["broker", "backend"] {
         let dir = tempfile::tempdir().unwrap();
         let out = courier()
@@ -191,23 +191,29 @@ fn split_roles_need_the_shared_service_secret() {
         assert!(!out.status.success(), "{role} started without a secret");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--service-secret"), "{role}: {err}");
-        let out = courier()
-            .args([
-                "serve",
-                "--role",
-                role,
-                "--service-secret",
-                "s",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains("PostgreSQL"),
-            "{role}: {err}"
-        );
+        let with_secret = |secret: &str| {
+            let out = courier()
+                .args([
+                    "serve",
+                    "--role",
+                    role,
+                    "--service-secret",
+                    secret,
+                    "--data-dir",
+                ])
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{role} started");
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        // A guessable secret, or an example file's placeholder, is refused.
+        for weak in ["s", "change-me-service-secret"] {
+            let err = with_secret(weak);
+            assert!(err.contains("at least 16 bytes"), "{role}: {err}");
+        }
+        let err = with_secret("a-long-enough-shared-secret");
+        assert!(err.contains("PostgreSQL"), "{role}: {err}");
     }
     let out = courier()
         .args(["serve", "--role", "router"])

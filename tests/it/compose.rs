@@ -35,7 +35,8 @@ fn merged(y: &Yaml) -> Yaml {
     }
 }
 
-/// `${VAR:-default}` → `default` (what compose substitutes when VAR is unset).
+/// `${VAR:-default}` → `default` (what compose substitutes when VAR is unset); `${VAR:?why}`
+/// (compose refuses to start while VAR is unset) → a value as an operator's `.env` would give.
 fn interpolate(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
@@ -43,7 +44,13 @@ fn interpolate(s: &str) -> String {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').expect("closed ${…}") + start;
         let inner = &rest[start + 2..end];
-        out.push_str(inner.split_once(":-").map_or("", |(_, d)| d));
+        match (inner.split_once(":-"), inner.split_once(":?")) {
+            (Some((_, default)), _) => out.push_str(default),
+            (None, Some((var, _))) => {
+                out.push_str(&format!("{}-0123456789abcdef", var.to_lowercase()))
+            }
+            (None, None) => {}
+        }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -107,6 +114,20 @@ fn settings_of(name: &str, service: &Yaml) -> Settings {
 #[test]
 fn compose_file_matches_the_code() {
     let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    // No secret has a default: compose refuses to start until the operator sets it.
+    for var in [
+        "POSTGRES_PASSWORD",
+        "COURIER_SERVICE_SECRET",
+        "COURIER_BROKER_HOOK_SECRET",
+        "MINIO_ROOT_PASSWORD",
+    ] {
+        assert!(!text.contains(&format!("{var}:-")), "{var} has a default");
+        assert!(
+            text.contains(&format!("${{{var}:?")),
+            "{var} is not required"
+        );
+    }
+    assert!(!text.contains("change-me"));
     let doc = merged(&YamlLoader::load_from_str(&text).unwrap()[0]);
     let services = doc["services"].as_hash().expect("services");
     let names: BTreeSet<&str> = services.keys().filter_map(Yaml::as_str).collect();

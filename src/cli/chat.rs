@@ -48,7 +48,7 @@ fn hhmm(ms: i64) -> String {
 
 fn text_of(content: &Content) -> String {
     match content {
-        Content::Text { text } => text.clone(),
+        Content::Text { text } => super::printable(text),
         Content::Deleted {} => "(deleted)".into(),
         other => format!("[{}]", other.kind()),
     }

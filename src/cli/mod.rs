@@ -284,6 +284,23 @@ pub async fn user_ids(api: &Api, token: &str, usernames: &[String]) -> anyhow::R
 }
 
 /// One line about a conversation: its id, what to call it, unread count.
+/// Text from other users as the terminal should show it: control characters (escape
+/// sequences that would move the cursor, retitle the window or rewrite earlier lines) and
+/// bidirectional overrides (which reorder what follows) are shown escaped, not obeyed.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            let shown: Box<dyn Iterator<Item = char>> = if c.is_control() || bidi {
+                Box::new(c.escape_unicode())
+            } else {
+                Box::new(std::iter::once(c))
+            };
+            shown
+        })
+        .collect()
+}
+
 pub fn describe(c: &Conversation, me: &UserId, names: &BTreeMap<UserId, String>) -> String {
     let others: Vec<&str> = c
         .members
@@ -292,7 +309,7 @@ pub fn describe(c: &Conversation, me: &UserId, names: &BTreeMap<UserId, String>)
         .map(|u| names.get(u).map_or(u.as_str(), String::as_str))
         .collect();
     let title = match &c.title {
-        Some(t) => format!("{t} ({})", others.join(", ")),
+        Some(t) => format!("{} ({})", printable(t), others.join(", ")),
         None => others.join(", "),
     };
     let unread = if c.unread > 0 {

@@ -10,8 +10,26 @@ use tokio::time::Instant;
 /// Above this many entries a map drops what no longer matters before growing further.
 const PRUNE_AT: usize = 100_000;
 
-/// (conversation, version, page).
-type PageKey = (ConvId, u64, String);
+/// Most bytes of history pages this process keeps; past it, expired pages go, then all.
+const PAGES_BYTES: usize = 64 << 20;
+
+/// One conversation's cached page: its version, name, bytes and expiry.
+type Page = (u64, String, CachedPage, Instant);
+
+/// The cached pages (one per conversation) and their total size.
+#[derive(Default)]
+struct Pages {
+    by_conv: HashMap<ConvId, Page>,
+    bytes: usize,
+}
+
+impl Pages {
+    fn remove(&mut self, conv: &ConvId) {
+        if let Some((_, _, bytes, _)) = self.by_conv.remove(conv) {
+            self.bytes -= bytes.len();
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Memory {
@@ -20,8 +38,8 @@ pub struct Memory {
     presence: Mutex<PresenceMap>,
     /// Conversation → version, bumped on every change.
     versions: Mutex<HashMap<ConvId, u64>>,
-    /// (conversation, version, page) → bytes and expiry.
-    pages: Mutex<HashMap<PageKey, (CachedPage, Instant)>>,
+    /// Conversation → its newest page, as of a version.
+    pages: Mutex<Pages>,
 }
 
 impl Memory {
@@ -82,9 +100,12 @@ impl Memory {
             .unwrap_or(0);
         let pages = self.pages.lock().expect("pages lock");
         let hit = pages
-            .get(&(conv.clone(), version, page.to_owned()))
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(bytes, _)| bytes.clone());
+            .by_conv
+            .get(conv)
+            .filter(|(v, name, _, expires)| {
+                *v == version && name == page && *expires > Instant::now()
+            })
+            .map(|(_, _, bytes, _)| bytes.clone());
         (hit, version)
     }
 
@@ -98,10 +119,19 @@ impl Memory {
     ) {
         let now = Instant::now();
         let mut pages = self.pages.lock().expect("pages lock");
-        if pages.len() > PRUNE_AT / 10 {
-            pages.retain(|_, (_, expires)| *expires > now);
+        pages.remove(conv);
+        if pages.bytes + bytes.len() > PAGES_BYTES || pages.by_conv.len() >= PRUNE_AT {
+            pages.by_conv.retain(|_, (_, _, _, expires)| *expires > now);
+            pages.bytes = pages.by_conv.values().map(|(_, _, b, _)| b.len()).sum();
+            if pages.bytes + bytes.len() > PAGES_BYTES || pages.by_conv.len() >= PRUNE_AT {
+                // Still full of fresh pages: it is only a cache.
+                *pages = Pages::default();
+            }
         }
-        pages.insert((conv.clone(), version, page.to_owned()), (bytes, now + ttl));
+        pages.bytes += bytes.len();
+        pages
+            .by_conv
+            .insert(conv.clone(), (version, page.to_owned(), bytes, now + ttl));
     }
 
     pub fn conversation_changed(&self, conv: &ConvId) {
@@ -111,10 +141,7 @@ impl Memory {
             .expect("versions lock")
             .entry(conv.clone())
             .or_default() += 1;
-        self.pages
-            .lock()
-            .expect("pages lock")
-            .retain(|(c, _, _), _| c != conv);
+        self.pages.lock().expect("pages lock").remove(conv);
     }
 }
 
@@ -144,5 +171,26 @@ mod tests {
             assert_eq!(m.take("k", &rate, 10_000), 0);
         }
         assert!(m.take("k", &rate, 10_000) > 0);
+    }
+
+    #[tokio::test]
+    async fn the_page_cache_keeps_one_page_per_conversation_within_its_bytes() {
+        let m = Memory::default();
+        let ttl = Duration::from_secs(60);
+        let conv = |n: usize| ConvId::from_trusted(format!("c{n}"));
+        // A conversation's newer page replaces its older one; a change drops it.
+        m.cache_page(&conv(0), 0, "top", vec![1; 10], ttl);
+        m.cache_page(&conv(0), 0, "top", vec![2; 10], ttl);
+        assert_eq!(m.cached_page(&conv(0), "top"), (Some(vec![2; 10]), 0));
+        assert_eq!(m.pages.lock().unwrap().bytes, 10);
+        m.conversation_changed(&conv(0));
+        assert_eq!(m.cached_page(&conv(0), "top"), (None, 1));
+        assert_eq!(m.pages.lock().unwrap().bytes, 0);
+        // Many big pages never hold more than the cap.
+        let page = 1 << 20;
+        for n in 0..(PAGES_BYTES / page) * 3 {
+            m.cache_page(&conv(n), 0, "top", vec![0; page], ttl);
+            assert!(m.pages.lock().unwrap().bytes <= PAGES_BYTES);
+        }
     }
 }

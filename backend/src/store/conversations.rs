@@ -20,6 +20,10 @@ use std::collections::{BTreeSet, HashMap};
 
 pub const MAX_GROUP_MEMBERS: usize = 1000;
 pub const MAX_HISTORY_PAGE: u64 = 200;
+/// The newest messages of a conversation kept in the history cache (see `Store::history`).
+const CACHED_PAGE: u64 = 50;
+/// The cache's name for that page.
+const TOP_PAGE: &str = "top";
 
 fn kind_str(kind: ConvKind) -> &'static str {
     match kind {
@@ -582,25 +586,31 @@ impl Store {
     ) -> Result<(Vec<Message>, Option<i64>)> {
         membership(&self.db, conv, user).await?;
         let limit = limit.clamp(1, MAX_HISTORY_PAGE);
-        // The newest page (what opening a chat shows) is cached, undecorated, until the
-        // conversation's messages change.
-        let key = format!("top:{limit}");
-        let (hit, version) = match before {
-            None => self.shared.cached_page(conv, &key).await,
-            Some(_) => (None, None),
+        // The newest [`CACHED_PAGE`] messages (what opening a chat shows) are cached,
+        // undecorated, until the conversation's messages change: one page per conversation,
+        // whatever the limits asked, which smaller pages are cut from.
+        let cacheable = before.is_none() && limit <= CACHED_PAGE;
+        let (hit, version) = match cacheable {
+            true => self.shared.cached_page(conv, TOP_PAGE).await,
+            false => (None, None),
         };
         let cached = hit.and_then(|b| serde_json::from_slice::<(Vec<Message>, bool)>(&b).ok());
-        let (mut msgs, more) = match cached {
+        let (mut msgs, mut more) = match cached {
             Some(page) => page,
-            None => {
-                let page = self.history_rows(conv, before, limit).await?;
+            None if cacheable => {
+                let page = self.history_rows(conv, None, CACHED_PAGE).await?;
                 if let Some(version) = version {
                     let bytes = serde_json::to_vec(&page).expect("messages serialise");
-                    self.shared.cache_page(conv, version, &key, bytes).await;
+                    self.shared.cache_page(conv, version, TOP_PAGE, bytes).await;
                 }
                 page
             }
+            None => self.history_rows(conv, before, limit).await?,
         };
+        if msgs.len() as u64 > limit {
+            msgs.truncate(limit as usize);
+            more = true;
+        }
         decorate(&self.db, user, &mut msgs).await?;
         let next = if more {
             msgs.last().map(|m| m.seq)

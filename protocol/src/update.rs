@@ -112,6 +112,9 @@ pub enum MemberAction {
     Created,
     Added,
     Removed,
+    /// `users` became admins: the group's last admin left, and its longest-standing member
+    /// takes over (`by` is the admin who left).
+    Promoted,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

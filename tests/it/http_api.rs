@@ -2,11 +2,16 @@
 
 use crate::helpers::{spawn_app, Db};
 use courier_client::protocol::http::ConvKind;
+use courier_client::protocol::update::MemberAction;
 use courier_client::protocol::{ErrorCode, UpdateBody};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-crate::on_both_databases!(accounts_and_errors, conversations_members_and_history);
+crate::on_both_databases!(
+    accounts_and_errors,
+    conversations_members_and_history,
+    listing_works_for_a_user_in_ten_thousand_conversations
+);
 
 async fn accounts_and_errors(db: Db) {
     let app = spawn_app(db).await;
@@ -93,6 +98,22 @@ async fn accounts_and_errors(db: Db) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// `POST /v1/conversations/{conv}/members` as the device with `token`: status and body.
+async fn add_members(
+    api: &courier_client::Api,
+    conv: &courier_client::protocol::ConvId,
+    token: &str,
+    members: serde_json::Value,
+) -> (StatusCode, Vec<u8>) {
+    let path = format!("/conversations/{conv}/members");
+    api.raw(
+        api.request(Method::POST, &path, Some(token))
+            .json(&json!({ "members": members })),
+    )
+    .await
+    .unwrap()
+}
+
 async fn conversations_members_and_history(db: Db) {
     let app = spawn_app(db).await;
     for u in ["alice", "bob", "carol", "dave"] {
@@ -136,29 +157,15 @@ async fn conversations_members_and_history(db: Db) {
     assert!(matches!(created.body, UpdateBody::Member { .. }));
 
     // Only admins change members.
-    let (status, _) = api
-        .raw(
-            api.request(
-                Method::POST,
-                &format!("/conversations/{}/members", g.id),
-                Some(b.token()),
-            )
-            .json(&json!({"members":[c.session.user]})),
-        )
-        .await
-        .unwrap();
+    let (status, _) = add_members(api, &g.id, b.token(), json!([c.session.user])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = api
-        .raw(
-            api.request(
-                Method::POST,
-                &format!("/conversations/{}/members", g.id),
-                Some(a.token()),
-            )
-            .json(&json!({"members":[c.session.user, d.session.user]})),
-        )
-        .await
-        .unwrap();
+    let (status, body) = add_members(
+        api,
+        &g.id,
+        a.token(),
+        json!([c.session.user, d.session.user]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     c.next_update(|u| matches!(&u.body, UpdateBody::Member { conv, .. } if *conv == g.id))
         .await;
@@ -221,4 +228,106 @@ async fn conversations_members_and_history(db: Db) {
         .unwrap();
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(api.conversations(c.token()).await.unwrap().is_empty());
+
+    // The last admin leaving hands the group to its longest-standing member (bob), who hears
+    // it on his stream and can manage the group.
+    let (status, _) = api
+        .raw(api.request(
+            Method::DELETE,
+            &format!("/conversations/{}/members/{}", g.id, a.session.user),
+            Some(a.token()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mut b = b;
+    let promoted = b
+        .next_update(|u| {
+            matches!(&u.body, UpdateBody::Member { conv, action: MemberAction::Promoted, .. }
+                if *conv == g.id)
+        })
+        .await;
+    let UpdateBody::Member { users, by, .. } = promoted.body else {
+        unreachable!()
+    };
+    assert_eq!(
+        (users, by),
+        (vec![b.session.user.clone()], a.session.user.clone())
+    );
+    let list = api.conversations(b.token()).await.unwrap();
+    let group = list.iter().find(|x| x.id == g.id).unwrap();
+    assert_eq!(group.admins, vec![b.session.user.clone()]);
+    let (status, _) = add_members(api, &g.id, b.token(), json!([d.session.user])).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A user in 10 000 conversations, each with a message from the other member, lists them all
+/// with their newest message and unread count (no statement grows past what SQLite or
+/// PostgreSQL take). The rows go straight into the database: 10 000 conversations over HTTP
+/// would be what is measured instead.
+async fn listing_works_for_a_user_in_ten_thousand_conversations(db: Db) {
+    use backend::entity::{conversations, members, messages};
+    use courier_client::protocol::update::Content;
+    use sea_orm::{EntityTrait, Set};
+    const N: usize = 10_000;
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let alice = app.session("alice", "phone").await;
+    let bob = app.session("bob", "phone").await;
+    let conn = sea_orm::Database::connect(&app.settings.database_url)
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&Content::Text { text: "hi".into() }).unwrap();
+    let ids: Vec<usize> = (0..N).collect();
+    for chunk in ids.chunks(500) {
+        let conv = |i: usize| format!("cbulk{i:05}");
+        conversations::Entity::insert_many(chunk.iter().map(|&i| conversations::ActiveModel {
+            id: Set(conv(i)),
+            kind: Set("group".into()),
+            title: Set(Some(format!("group {i}"))),
+            direct_key: Set(None),
+            created_by: Set(alice.user.to_string()),
+            last_seq: Set(1),
+            created_at: Set(i as i64),
+        }))
+        .exec(&conn)
+        .await
+        .unwrap();
+        members::Entity::insert_many(chunk.iter().flat_map(|&i| {
+            [(&alice.user, "admin"), (&bob.user, "member")].map(|(u, role)| members::ActiveModel {
+                conv_id: Set(conv(i)),
+                user_id: Set(u.to_string()),
+                role: Set(role.into()),
+                delivered_seq: Set(0),
+                read_seq: Set(0),
+                joined_at: Set(0),
+            })
+        }))
+        .exec(&conn)
+        .await
+        .unwrap();
+        messages::Entity::insert_many(chunk.iter().map(|&i| messages::ActiveModel {
+            id: Set(format!("mbulk{i:05}")),
+            conv_id: Set(conv(i)),
+            seq: Set(1),
+            sender_id: Set(bob.user.to_string()),
+            device_id: Set(bob.device.to_string()),
+            cmid: Set(format!("bulk{i}")),
+            kind: Set("text".into()),
+            content: Set(text.clone()),
+            reply_to: Set(None),
+            forward_of: Set(None),
+            created_at: Set(i as i64),
+            edited_at: Set(None),
+            deleted_at: Set(None),
+        }))
+        .exec(&conn)
+        .await
+        .unwrap();
+    }
+    let listed = app.api.conversations(&alice.token).await.unwrap();
+    assert_eq!(listed.len(), N);
+    assert!(listed
+        .iter()
+        .all(|c| c.unread == 1 && c.last_message.as_ref().is_some_and(|m| m.seq == 1)));
 }

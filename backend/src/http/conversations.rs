@@ -100,7 +100,7 @@ pub async fn remove_member(
 ) -> Result<StatusCode> {
     let who =
         UserId::parse(&user).ok_or_else(|| Error::client(ErrorCode::NotFound, "no such member"))?;
-    if let Some(out) = state
+    for out in state
         .store
         .remove_member(&conv_id(&id)?, &me.user, &who)
         .await?

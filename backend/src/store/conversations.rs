@@ -57,6 +57,33 @@ fn others(all: &[UserId], me: &UserId) -> Vec<UserId> {
         .collect()
 }
 
+/// When `conv` has members but no admin, makes the one who joined first (then by id) its
+/// admin and returns them.
+async fn promote_if_leaderless<C: ConnectionTrait>(
+    db: &C,
+    conv: &ConvId,
+) -> Result<Option<UserId>> {
+    let all = members::Entity::find()
+        .filter(members::Column::ConvId.eq(conv.as_str()))
+        .order_by_asc(members::Column::JoinedAt)
+        .order_by_asc(members::Column::UserId)
+        .all(db)
+        .await?;
+    if all.iter().any(|m| m.role == "admin") {
+        return Ok(None);
+    }
+    let Some(heir) = all.into_iter().next() else {
+        return Ok(None);
+    };
+    members::Entity::update_many()
+        .col_expr(members::Column::Role, "admin".into())
+        .filter(members::Column::ConvId.eq(conv.as_str()))
+        .filter(members::Column::UserId.eq(heir.user_id.as_str()))
+        .exec(db)
+        .await?;
+    Ok(Some(UserId::from_trusted(heir.user_id)))
+}
+
 pub async fn member_ids<C: ConnectionTrait>(db: &C, conv: &ConvId) -> Result<Vec<UserId>> {
     Ok(members::Entity::find()
         .filter(members::Column::ConvId.eq(conv.as_str()))
@@ -351,26 +378,23 @@ impl Store {
         convs: &[conversations::Model],
         user: &UserId,
     ) -> Result<HashMap<String, Message>> {
-        let mut which = Condition::any();
-        let mut any = false;
-        for c in convs.iter().filter(|c| c.last_seq > 0) {
-            which = which.add(
-                Condition::all()
-                    .add(messages::Column::ConvId.eq(c.id.as_str()))
-                    .add(messages::Column::Seq.eq(c.last_seq)),
-            );
-            any = true;
+        let with_messages: Vec<&conversations::Model> =
+            convs.iter().filter(|c| c.last_seq > 0).collect();
+        let mut msgs = Vec::new();
+        // Chunks keep the statement inside SQLite's expression depth (1 000) and bound values.
+        for chunk in with_messages.chunks(400) {
+            let mut which = Condition::any();
+            for c in chunk {
+                which = which.add(
+                    Condition::all()
+                        .add(messages::Column::ConvId.eq(c.id.as_str()))
+                        .add(messages::Column::Seq.eq(c.last_seq)),
+                );
+            }
+            for row in messages::Entity::find().filter(which).all(&self.db).await? {
+                msgs.push(message_from_row(row)?);
+            }
         }
-        if !any {
-            return Ok(HashMap::new());
-        }
-        let mut msgs = messages::Entity::find()
-            .filter(which)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(message_from_row)
-            .collect::<Result<Vec<_>>>()?;
         decorate(&self.db, user, &mut msgs).await?;
         Ok(msgs.into_iter().map(|m| (m.conv.to_string(), m)).collect())
     }
@@ -528,13 +552,15 @@ impl Store {
         Ok((self.conversation(conv, by).await?, out))
     }
 
-    /// Removes a member: admins remove anyone, any member may remove themself (leave).
+    /// Removes a member: admins remove anyone, any member may remove themself (leave). When
+    /// that leaves a group with members but no admin, its longest-standing member becomes one
+    /// (announced after the removal), so a group can always still be managed.
     pub async fn remove_member(
         &self,
         conv: &ConvId,
         by: &UserId,
         who: &UserId,
-    ) -> Result<Option<Outgoing>> {
+    ) -> Result<Vec<Outgoing>> {
         let txn = self.db.begin().await?;
         if by != who {
             self.require_admin_group(&txn, conv, by).await?;
@@ -561,8 +587,9 @@ impl Store {
         members::Entity::delete_by_id((conv.to_string(), who.to_string()))
             .exec(&txn)
             .await?;
-        let entry = Entry {
-            ts: now_ms(),
+        let now = now_ms();
+        let removed = Entry {
+            ts: now,
             body: UpdateBody::Member {
                 conv: conv.clone(),
                 action: MemberAction::Removed,
@@ -571,9 +598,26 @@ impl Store {
             },
         };
         // The removed user hears about it too, then nothing more from this conversation.
-        let to: Vec<Appended> = append(&txn, &existing, &entry).await?;
+        let mut out = vec![Outgoing::new(
+            &removed,
+            append(&txn, &existing, &removed).await?,
+        )];
+        if let Some(heir) = promote_if_leaderless(&txn, conv).await? {
+            let promoted = Entry {
+                ts: now,
+                body: UpdateBody::Member {
+                    conv: conv.clone(),
+                    action: MemberAction::Promoted,
+                    users: vec![heir],
+                    by: who.clone(),
+                },
+            };
+            let remaining: Vec<UserId> = existing.into_iter().filter(|u| u != who).collect();
+            let to: Vec<Appended> = append(&txn, &remaining, &promoted).await?;
+            out.push(Outgoing::new(&promoted, to));
+        }
         txn.commit().await?;
-        Ok(Some(Outgoing::new(&entry, to)))
+        Ok(out)
     }
 
     /// History, newest first: messages with `seq < before` (all when `before` is None).

@@ -216,3 +216,68 @@ async fn sign_ups_and_log_ins_are_limited_per_address_account_and_overall() {
     // Other accounts are untouched.
     three.log_in("ben", PASSWORD, "x", "t").await.unwrap();
 }
+
+/// Downloads per user (originals, derivatives and file info alike) and users added to groups
+/// per user adding them (at creation and later) have buckets of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn downloads_and_group_adds_have_buckets_per_user() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.limits
+            .set(Limit::Download, per_minute(2))
+            .set(Limit::GroupAdd, per_minute(3));
+    })
+    .await;
+    app.users(&["alice", "bob", "carol", "dave", "erin"]).await;
+    let alice = app.tcp_device("alice", "phone").await;
+    let bob = app.tcp_device("bob", "phone").await;
+    let api = &app.api;
+    let file = api
+        .upload(alice.token(), PNG.to_vec(), Some("a.png"))
+        .await
+        .unwrap();
+    let get = |token: String, path: String| async move {
+        let (status, _) = api
+            .raw(api.request(reqwest::Method::GET, &path, Some(&token)))
+            .await
+            .unwrap();
+        status
+    };
+    let original = format!("/media/{}", file.id);
+    let info = format!("/media/{}/info", file.id);
+    assert!(get(alice.token().into(), original.clone())
+        .await
+        .is_success());
+    assert!(get(alice.token().into(), info.clone()).await.is_success());
+    assert_eq!(get(alice.token().into(), original.clone()).await, 429);
+    // bob's bucket is his own (the file is not his to see: 404, not 429).
+    assert_eq!(get(bob.token().into(), original).await, 404);
+
+    // Group adds: two at creation, one more later; the next is refused.
+    let mut ids = Vec::new();
+    for name in ["carol", "dave", "erin"] {
+        ids.push(app.session(name, "x").await.user);
+    }
+    let [carol, dave, erin] = <[_; 3]>::try_from(ids).unwrap();
+    let g = api
+        .create_group(alice.token(), "g", &[bob.session.user.clone(), carol])
+        .await
+        .unwrap();
+    let add = |who: &courier_client::protocol::UserId| {
+        let path = format!("/conversations/{}/members", g.id);
+        let request = api
+            .request(reqwest::Method::POST, &path, Some(alice.token()))
+            .json(&serde_json::json!({ "members": [who] }));
+        async move { api.raw(request).await.unwrap().0 }
+    };
+    assert!(add(&dave).await.is_success());
+    assert_eq!(add(&erin).await, 429);
+    // Creating a group counts too: alice's bucket is empty, bob's is his own.
+    retry_after_ms(
+        &api.create_group(alice.token(), "h", std::slice::from_ref(&erin))
+            .await
+            .unwrap_err(),
+    );
+    api.create_group(bob.token(), "bob's", &[erin])
+        .await
+        .unwrap();
+}

@@ -2,10 +2,11 @@
 
 use super::{ApiJson, AppState, Authed};
 use crate::error::{Error, Result};
+use crate::shared::Limit;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use protocol::http::{AddMembers, Conversation, HistoryPage, NewConversation};
+use protocol::http::{AddMembers, ConvKind, Conversation, HistoryPage, NewConversation};
 use protocol::{ConvId, ErrorCode, UserId};
 use serde::Deserialize;
 
@@ -19,6 +20,13 @@ pub async fn create(
     Authed(me): Authed,
     ApiJson(body): ApiJson<NewConversation>,
 ) -> Result<(StatusCode, Json<Conversation>)> {
+    if body.kind == ConvKind::Group {
+        let others = body.members.iter().filter(|u| **u != me.user).count();
+        let limits = &state.store.shared;
+        limits
+            .limit_n(Limit::GroupAdd, me.user.as_str(), others)
+            .await?;
+    }
     let (conv, created) = state
         .store
         .create_conversation(&me.user, body.kind, &body.members, body.title)
@@ -82,6 +90,10 @@ pub async fn add_members(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddMembers>,
 ) -> Result<Json<Conversation>> {
+    let limits = &state.store.shared;
+    limits
+        .limit_n(Limit::GroupAdd, me.user.as_str(), body.members.len())
+        .await?;
     let (conv, out) = state
         .store
         .add_members(&conv_id(&id)?, &me.user, &body.members)

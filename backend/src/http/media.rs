@@ -263,6 +263,11 @@ pub async fn info(
     Authed(me): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<MediaFile>> {
+    state
+        .store
+        .shared
+        .limit(Limit::Download, me.user.as_str())
+        .await?;
     Ok(Json(info_of(&state, &me.user, &id).await?))
 }
 
@@ -319,6 +324,11 @@ pub async fn derived(
     Path((id, which)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    state
+        .store
+        .shared
+        .limit(Limit::Download, me.user.as_str())
+        .await?;
     let (_, blob) = state.store.file_for(&me.user, &id).await?;
     let key = match which.as_str() {
         "thumb" => blob.thumb_key,
@@ -348,6 +358,11 @@ pub async fn download(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    state
+        .store
+        .shared
+        .limit(Limit::Download, me.user.as_str())
+        .await?;
     let (file, blob) = state.store.file_for(&me.user, &id).await?;
     serve(
         &state,

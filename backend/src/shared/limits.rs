@@ -62,6 +62,10 @@ pub enum Limit {
     Typing,
     /// Uploads started (simple and resumable), per user.
     Upload,
+    /// Media downloads (originals, derivatives, file info), per user.
+    Download,
+    /// Users added to groups (at creation or later), per user adding them.
+    GroupAdd,
     /// Log-in attempts per client address (IPv6: per /64).
     Login,
     /// Log-in attempts per username, from anywhere.
@@ -73,7 +77,7 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 13] = [
+    pub const ALL: [Limit; 15] = [
         Limit::Send,
         Limit::Ack,
         Limit::Read,
@@ -83,6 +87,8 @@ impl Limit {
         Limit::React,
         Limit::Typing,
         Limit::Upload,
+        Limit::Download,
+        Limit::GroupAdd,
         Limit::Login,
         Limit::LoginAccount,
         Limit::Signup,
@@ -100,6 +106,8 @@ impl Limit {
             Limit::React => "react",
             Limit::Typing => "typing",
             Limit::Upload => "upload",
+            Limit::Download => "download",
+            Limit::GroupAdd => "group_add",
             Limit::Login => "login",
             Limit::LoginAccount => "login_account",
             Limit::Signup => "signup",
@@ -122,6 +130,8 @@ impl Limit {
             Limit::React => Rate::new(60, 60),
             Limit::Typing => Rate::new(30, 60),
             Limit::Upload => Rate::new(60, 60),
+            Limit::Download => Rate::new(600, 60),
+            Limit::GroupAdd => Rate::new(200, 3600),
             Limit::Login => Rate::new(20, 60),
             Limit::LoginAccount => Rate::new(10, 60),
             Limit::Signup => Rate::new(30, 3600),

@@ -104,7 +104,19 @@ impl Shared {
 
     /// [`Shared::take`] as a typed error: `rate_limited` with `details.retry_after_ms`.
     pub async fn limit(&self, limit: Limit, key: &str) -> crate::error::Result<()> {
-        self.take(limit, key).await.map_err(|wait| {
+        self.limit_n(limit, key, 1).await
+    }
+
+    /// [`Shared::limit`] for `n` actions at once (all refused once one is over the limit).
+    pub async fn limit_n(&self, limit: Limit, key: &str, n: usize) -> crate::error::Result<()> {
+        let mut taken = Ok(());
+        for _ in 0..n {
+            taken = self.take(limit, key).await;
+            if taken.is_err() {
+                break;
+            }
+        }
+        taken.map_err(|wait| {
             let ms = wait.as_millis().max(1) as u64;
             protocol::ErrorBody::new(
                 protocol::ErrorCode::RateLimited,

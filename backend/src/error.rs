@@ -25,6 +25,7 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Client(body) => body.code,
+            Self::Db(e) if is_nul_refused(e) => ErrorCode::BadRequest,
             Self::Db(e) if is_unavailable(e) => ErrorCode::Unavailable,
             Self::Db(_) | Self::Internal(_) => ErrorCode::Internal,
         }
@@ -34,6 +35,12 @@ impl Error {
     pub fn body(&self) -> ErrorBody {
         match self {
             Self::Client(body) => body.clone(),
+            // Request bodies are checked for NUL before any write; a path or query value that
+            // carries one reaches PostgreSQL, which refuses it: the client's mistake.
+            Self::Db(e) if is_nul_refused(e) => ErrorBody::new(
+                ErrorCode::BadRequest,
+                "text may not contain the NUL character (\\u0000)",
+            ),
             other => {
                 tracing::error!(error = %other, "request failed");
                 let code = other.code();
@@ -53,6 +60,12 @@ impl From<ErrorBody> for Error {
     fn from(body: ErrorBody) -> Self {
         Self::Client(body)
     }
+}
+
+/// PostgreSQL refusing a NUL byte in text (SQLSTATE 22021).
+fn is_nul_refused(e: &DbErr) -> bool {
+    let text = e.to_string();
+    text.contains("invalid byte sequence for encoding") && text.contains("0x00")
 }
 
 fn is_unavailable(e: &DbErr) -> bool {

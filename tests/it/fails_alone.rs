@@ -52,6 +52,26 @@ async fn a_nul_is_refused_before_any_batch(db: Db) {
         assert_eq!(msg.seq, seq);
     }
 
+    // HTTP paths and queries: a NUL there is the client's mistake too (PostgreSQL refuses it,
+    // SQLite finds nothing), never a server error.
+    for path in [
+        "/media/f%00x".to_owned(),
+        "/media/f%00x/info".to_owned(),
+        format!("/conversations/{conv}%00/messages"),
+        "/users?names=a%00b".to_owned(),
+    ] {
+        let (status, body) = app
+            .api
+            .raw(app.api.request(reqwest::Method::GET, &path, Some(&a.token)))
+            .await
+            .unwrap();
+        assert!(
+            !status.is_server_error(),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
     // HTTP bodies: a sign-up and a group title.
     assert_eq!(
         refused(app.api.sign_up("ev\u{0}il", "long enough password").await),

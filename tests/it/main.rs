@@ -19,6 +19,7 @@ mod delivery;
 mod edge_abuse;
 mod fails_alone;
 mod fault;
+mod flood;
 mod helpers;
 mod http_api;
 mod http_limits;

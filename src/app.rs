@@ -65,10 +65,10 @@ impl App {
             role != Role::MediaWorker,
             "--role media-worker runs with courier::worker"
         );
+        settings.check_secrets()?;
         if role != Role::All {
             settings.check_split_role()?;
         }
-        settings.check_secrets()?;
         let http = match role.serves_http() {
             true => Some(bind(settings.http, "HTTP", "--http").await?),
             false => None,

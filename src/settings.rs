@@ -320,7 +320,6 @@ impl Settings {
     }
 
     pub fn check_split_role(&self) -> anyhow::Result<()> {
-        self.check_secrets()?;
         let mut missing = Vec::new();
         if !self.database_url.starts_with("postgres") {
             missing.push(

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs `settings.media_jobs` job runners until `shutdown`.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    settings.check_secrets()?;
     settings.check_split_role()?;
     let secret = settings.service_secret.clone().expect("checked");
     let (host, port) = broker_address(&settings)?;

@@ -3,7 +3,7 @@
 //! but its bucket's worth (or, publishing faster than it reads its answers, is disconnected),
 //! while another user's sends, made meanwhile, are each answered and delivered in order.
 
-use crate::helpers::{spawn_app_with, Db, WAIT};
+use crate::helpers::{spawn_app_with, Db, RawDevice};
 use backend::shared::Limits;
 use courier_client::protocol::UpdateBody;
 use serde_json::json;
@@ -19,46 +19,21 @@ async fn a_flooding_device_does_not_stop_another_users_sends(db: Db) {
     let mut bob = app.tcp_device("bob", "phone").await;
     let conv = app.direct(&alice, &bob).await;
     let mallory = app.session("mallory", "script").await;
-    let port = app.addrs.mqtt.port();
+    let mut flooder = RawDevice::connect(&app, &mallory).await;
     let flood = tokio::spawn(async move {
-        use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-        let id = mallory.device.to_string();
-        let mut o = MqttOptions::new(id.clone(), "127.0.0.1", port);
-        o.set_credentials(id, mallory.token.clone())
-            .set_inflight(500);
-        let (client, mut events) = AsyncClient::new(o, 500);
-        let base = format!("u/{}/d/{}", mallory.user, mallory.device);
-        client
-            .subscribe(format!("{base}/rsp"), QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::spawn(async move {
-            for n in 0..FLOOD {
-                let body = json!({"id": n, "after": 0, "limit": 500}).to_string();
-                let topic = format!("{base}/req/sync");
-                if client
-                    .publish(topic, QoS::AtLeastOnce, false, body)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
+        let requests: Vec<(&str, serde_json::Value)> = (0..FLOOD)
+            .map(|n| ("sync", json!({"id": n, "after": 0, "limit": 500})))
+            .collect();
+        let _publisher = flooder.publish_all(&requests);
         // (answers, rate_limited, disconnected)
         let (mut answers, mut limited) = (0, 0);
         while answers < FLOOD {
-            match tokio::time::timeout(WAIT, events.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                    answers += 1;
-                    let a: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
-                    if a["error"]["code"] == "rate_limited" {
-                        limited += 1;
-                    }
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return (answers, limited, true),
-                Err(_) => panic!("the flooder heard nothing for {WAIT:?}"),
+            let Some(a) = flooder.next_answer().await else {
+                return (answers, limited, true);
+            };
+            answers += 1;
+            if a["error"]["code"] == "rate_limited" {
+                limited += 1;
             }
         }
         (answers, limited, false)

@@ -421,33 +421,51 @@ impl RawDevice {
         &mut self,
         requests: &[(&str, serde_json::Value)],
     ) -> Vec<serde_json::Value> {
-        use rumqttc::{Event as V4Event, Packet, QoS};
-        let publisher = {
-            let c = self.client.clone();
-            let all: Vec<(String, String)> = requests
-                .iter()
-                .map(|(op, body)| (format!("{}/req/{op}", self.base), body.to_string()))
-                .collect();
-            tokio::spawn(async move {
-                for (topic, body) in all {
-                    c.publish(topic, QoS::AtLeastOnce, false, body)
-                        .await
-                        .unwrap();
-                }
-            })
-        };
+        let publisher = self.publish_all(requests);
         let mut answers = Vec::new();
         while answers.len() < requests.len() {
-            let ev = tokio::time::timeout(WAIT, self.events.poll())
-                .await
-                .expect("an answer")
-                .expect("connected");
-            if let V4Event::Incoming(Packet::Publish(p)) = ev {
-                answers.push(serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap());
-            }
+            answers.push(self.next_answer().await.expect("connected"));
         }
         publisher.await.unwrap();
         answers
+    }
+
+    /// Publishes each `(op, body)` in order from a task of its own, stopping if the
+    /// connection goes.
+    pub fn publish_all(
+        &self,
+        requests: &[(&str, serde_json::Value)],
+    ) -> tokio::task::JoinHandle<()> {
+        let c = self.client.clone();
+        let all: Vec<(String, String)> = requests
+            .iter()
+            .map(|(op, body)| (format!("{}/req/{op}", self.base), body.to_string()))
+            .collect();
+        tokio::spawn(async move {
+            for (topic, body) in all {
+                let qos = rumqttc::QoS::AtLeastOnce;
+                if c.publish(topic, qos, false, body).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// The next answer on `rsp`; `None` once the connection is gone.
+    pub async fn next_answer(&mut self) -> Option<serde_json::Value> {
+        use rumqttc::{Event as V4Event, Packet};
+        loop {
+            match tokio::time::timeout(WAIT, self.events.poll())
+                .await
+                .expect("an answer")
+            {
+                Ok(V4Event::Incoming(Packet::Publish(p))) => {
+                    return Some(serde_json::from_slice(&p.payload).unwrap())
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 
 use crate::ClientError;
 use protocol::http::{
-    ConvKind, Conversation, HistoryPage, LogIn, NewConversation, Session, SignUp, SignedUp,
+    AccountSettings, ConvKind, Conversation, GroupAdds, HistoryPage, LogIn, NewConversation,
+    Session, SettingsChange, SignUp, SignedUp,
 };
 use protocol::{ConvId, ErrorBody, UserId};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -118,6 +119,37 @@ impl Api {
     }
 
     /// The caller's active devices.
+    /// The caller's account settings.
+    pub async fn settings(&self, token: &str) -> Result<AccountSettings, ClientError> {
+        self.call(self.req(Method::GET, "/me/settings", Some(token)))
+            .await
+    }
+
+    /// Changes the caller's account settings (the fields set in `change`).
+    pub async fn change_settings(
+        &self,
+        token: &str,
+        change: &SettingsChange,
+    ) -> Result<AccountSettings, ClientError> {
+        self.call(
+            self.req(Method::PATCH, "/me/settings", Some(token))
+                .json(change),
+        )
+        .await
+    }
+
+    /// Who may add the caller to groups.
+    pub async fn set_group_adds(
+        &self,
+        token: &str,
+        group_adds: GroupAdds,
+    ) -> Result<AccountSettings, ClientError> {
+        let change = SettingsChange {
+            group_adds: Some(group_adds),
+        };
+        self.change_settings(token, &change).await
+    }
+
     pub async fn devices(
         &self,
         token: &str,
@@ -243,6 +275,16 @@ impl Api {
     pub async fn conversations(&self, token: &str) -> Result<Vec<Conversation>, ClientError> {
         self.call(self.req(Method::GET, "/conversations", Some(token)))
             .await
+    }
+
+    /// One of the caller's conversations.
+    pub async fn conversation(
+        &self,
+        token: &str,
+        conv: &ConvId,
+    ) -> Result<Conversation, ClientError> {
+        let path = format!("/conversations/{conv}");
+        self.call(self.req(Method::GET, &path, Some(token))).await
     }
 
     pub async fn history(

@@ -10,6 +10,7 @@ mod m20261122_000004_create_uploads;
 mod m20261122_000005_create_media_jobs;
 mod m20261203_000006_add_upload_keep_metadata;
 mod m20261204_000007_create_invites;
+mod m20261204_000008_add_user_group_adds;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_create_media_jobs::Migration),
             Box::new(m20261203_000006_add_upload_keep_metadata::Migration),
             Box::new(m20261204_000007_create_invites::Migration),
+            Box::new(m20261204_000008_add_user_group_adds::Migration),
         ]
     }
 }

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     NotFound,
     /// The caller is not allowed to do this (e.g. not a group admin).
     Forbidden,
+    /// A group add names users whose settings refuse adds from the caller (`details.users`).
+    ConsentRequired,
     /// `ack` names an update past the head of the user's log.
     AckAhead,
     /// `edit` or `delete` for everyone after the edit window closed.
@@ -63,6 +65,7 @@ impl ErrorCode {
             Self::NotMember => "not_member",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
+            Self::ConsentRequired => "consent_required",
             Self::AckAhead => "ack_ahead",
             Self::TooLate => "too_late",
             Self::CursorExpired => "cursor_expired",

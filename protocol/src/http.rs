@@ -164,6 +164,53 @@ pub struct PushNotice {
     pub ts: i64,
 }
 
+/// Who may add a user to a group (`group_adds` in `/v1/me/settings`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupAdds {
+    /// Anyone who knows the user's id.
+    Everyone,
+    /// Contacts only: users sharing a direct conversation with this user that this user
+    /// started or has written in. The default.
+    #[default]
+    Contacts,
+    /// Nobody: this user joins groups only by creating them.
+    Nobody,
+}
+
+impl GroupAdds {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Everyone => "everyone",
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+        }
+    }
+
+    /// The stored value; anything unknown reads as the default.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "everyone" => Self::Everyone,
+            "nobody" => Self::Nobody,
+            _ => Self::Contacts,
+        }
+    }
+}
+
+/// The caller's account settings (`GET /v1/me/settings`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountSettings {
+    pub group_adds: GroupAdds,
+}
+
+/// `PATCH /v1/me/settings`: the fields to change; absent ones stay.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_adds: Option<GroupAdds>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AddMembers {
     pub members: Vec<UserId>,

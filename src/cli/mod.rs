@@ -11,7 +11,7 @@ pub mod chat;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use client::protocol::http::{Conversation, Session};
+use client::protocol::http::{Conversation, GroupAdds, Session};
 use client::protocol::{ConvId, ErrorCode, UserId};
 use client::Api;
 use std::collections::BTreeMap;
@@ -50,6 +50,14 @@ pub enum UserCommand {
         /// An invite code, where the server takes sign-ups by invitation (`courier invite`)
         #[arg(long)]
         invite: Option<String>,
+    },
+    /// Who may add you to groups: everyone, contacts (users you share a direct conversation
+    /// with that you started or wrote in; the default) or nobody. Without a value, shows it
+    GroupAdds {
+        #[arg(value_parser = ["everyone", "contacts", "nobody"])]
+        who: Option<String>,
+        #[command(flatten)]
+        account: Account,
     },
 }
 
@@ -119,6 +127,18 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 .sign_up_invited(&username, &password, invite.as_deref())
                 .await?;
             println!("user {username} created ({id})");
+            Ok(())
+        }
+        UserCommand::GroupAdds { who, account } => {
+            let (api, s) = session(&account).await?;
+            let settings = match who {
+                Some(who) => {
+                    let group_adds = GroupAdds::parse(&who);
+                    api.set_group_adds(&s.token, group_adds).await?
+                }
+                None => api.settings(&s.token).await?,
+            };
+            println!("group adds: {}", settings.group_adds.as_str());
             Ok(())
         }
     }

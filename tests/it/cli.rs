@@ -1,5 +1,6 @@
-//! The terminal client, as a user runs it: `courier user add`, `login`, `device list|revoke`,
-//! `conv create|list` and two `courier chat` processes talking through a real server.
+//! The terminal client, as a user runs it: `courier user add|group-adds`, `login`,
+//! `device list|revoke`, `conv create|list` and two `courier chat` processes talking through a
+//! real server.
 
 use crate::binary::courier;
 use crate::helpers::{spawn_app, Db, TestApp};
@@ -167,6 +168,42 @@ async fn two_terminals_talk() {
         let after = run(c(), &["device", "list", "-u", "bob"]);
         assert!(!after.contains(&bob_device), "{after}");
         assert_eq!(after.lines().count(), 1, "a fresh device: {after}");
+
+        // Groups: bob wrote to alice, so alice may add him; carol, a stranger, must say so.
+        run(c(), &["user", "add", "carol"]);
+        run(
+            c(),
+            &[
+                "conv",
+                "create",
+                "-u",
+                "alice",
+                "--group",
+                "Team",
+                "--members",
+                "bob",
+            ],
+        );
+        let strangers = [
+            "conv",
+            "create",
+            "-u",
+            "alice",
+            "--group",
+            "T",
+            "--members",
+            "carol",
+        ];
+        let refused = c().args(strangers).output().unwrap();
+        assert!(!refused.status.success());
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(why.contains("consent_required"), "{why}");
+        let shown = run(c(), &["user", "group-adds", "-u", "carol"]);
+        assert_eq!(shown.trim(), "group adds: contacts");
+        let set = run(c(), &["user", "group-adds", "everyone", "-u", "carol"]);
+        assert_eq!(set.trim(), "group adds: everyone");
+        run(c(), &strangers);
+        assert!(run(c(), &["conv", "list", "-u", "carol"]).contains("T"));
     });
 }
 

@@ -209,6 +209,9 @@ async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
         app.user(&name).await;
         devices.push(app.tcp_device(&name, "phone").await);
     }
+    for d in &devices[1..] {
+        app.accept_group_adds(d.token()).await;
+    }
     let others: Vec<UserId> = devices[1..]
         .iter()
         .map(|d| d.session.user.clone())

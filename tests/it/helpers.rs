@@ -1,7 +1,7 @@
 //! `spawn_app` and friends: a fresh server per test and helpers to drive it.
 
 use courier::{Addrs, App, Settings};
-use courier_client::protocol::http::Session;
+use courier_client::protocol::http::{GroupAdds, Session};
 use courier_client::protocol::{ConvId, Update, UpdateBody};
 use courier_client::{Api, Client, ClientOptions, Event};
 use sea_orm::ConnectionTrait;
@@ -282,14 +282,26 @@ impl TestApp {
             .id
     }
 
-    /// A group `title` made by `owner` with the users of `members`.
+    /// A group `title` made by `owner` with the users of `members`, who first let anyone add
+    /// them to groups (the default is contacts only).
     pub async fn group(&self, owner: &Device, title: &str, members: &[&Device]) -> ConvId {
+        for m in members {
+            self.accept_group_adds(m.token()).await;
+        }
         let users: Vec<_> = members.iter().map(|d| d.session.user.clone()).collect();
         self.api
             .create_group(owner.token(), title, &users)
             .await
             .expect("create group")
             .id
+    }
+
+    /// The token's user lets anyone add them to groups.
+    pub async fn accept_group_adds(&self, token: &str) {
+        self.api
+            .set_group_adds(token, GroupAdds::Everyone)
+            .await
+            .expect("accept group adds from everyone");
     }
 
     pub async fn session(&self, name: &str, device: &str) -> Session {

@@ -124,6 +124,9 @@ async fn conversations_members_and_history(db: Db) {
     let mut c = app.tcp_device("carol", "phone").await;
     let d = app.tcp_device("dave", "phone").await;
     let api = &app.api;
+    for member in [&b, &c, &d] {
+        app.accept_group_adds(member.token()).await;
+    }
 
     // Direct conversations are one per pair, whoever creates them.
     let d1 = api.create_direct(a.token(), &b.session.user).await.unwrap();

@@ -20,6 +20,7 @@ mod edge_abuse;
 mod fails_alone;
 mod fault;
 mod flood;
+mod group_consent;
 mod helpers;
 mod http_api;
 mod http_limits;

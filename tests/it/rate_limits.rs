@@ -255,8 +255,11 @@ async fn downloads_and_group_adds_have_buckets_per_user() {
     // Group adds: two at creation, one more later; the next is refused.
     let mut ids = Vec::new();
     for name in ["carol", "dave", "erin"] {
-        ids.push(app.session(name, "x").await.user);
+        let session = app.session(name, "x").await;
+        app.accept_group_adds(&session.token).await;
+        ids.push(session.user);
     }
+    app.accept_group_adds(bob.token()).await;
     let [carol, dave, erin] = <[_; 3]>::try_from(ids).unwrap();
     let g = api
         .create_group(alice.token(), "g", &[bob.session.user.clone(), carol])

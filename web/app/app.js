@@ -113,6 +113,7 @@ function showMain() {
   $("login").hidden = true;
   $("main").hidden = false;
   $("me-name").textContent = state.me.username;
+  state.api.settings().then((s) => ($("group-adds").value = s.group_adds), () => {});
   renderList();
   document.addEventListener("visibilitychange", markRead);
   claimConnection(false);
@@ -143,6 +144,17 @@ function elsewhere(yes) {
 }
 
 $("use-here").addEventListener("click", () => claimConnection(true));
+
+$("group-adds").addEventListener("change", async (ev) => {
+  const select = ev.target;
+  try {
+    const s = await state.api.changeSettings({ group_adds: select.value });
+    select.value = s.group_adds;
+  } catch {
+    // Offline or refused: show what the server still has.
+    state.api.settings().then((s) => (select.value = s.group_adds), () => {});
+  }
+});
 
 function startClient() {
   // Served over HTTPS, the page may only open wss://: same host and port, TLS in front.
@@ -787,7 +799,10 @@ $("dialog-form").addEventListener("submit", async (ev) => {
     renderList();
     openConv(c.id);
   } catch (e) {
-    $("dialog-error").textContent = e.message;
+    $("dialog-error").textContent =
+      e.code === "consent_required"
+        ? `${e.details.users.map(nameOf).join(", ")} can't be added by you: they accept groups from their contacts only (someone they started a chat with or wrote to), or from nobody.`
+        : e.message;
   }
 });
 

@@ -113,6 +113,16 @@ export class Api {
     return this.request("GET", `/v1/users?${q}`);
   }
 
+  /** 🔒 The caller's account settings: `{ group_adds }`. */
+  settings() {
+    return this.request("GET", "/v1/me/settings");
+  }
+
+  /** 🔒 Changes account settings (the fields given) and returns them all. */
+  changeSettings(change) {
+    return this.request("PATCH", "/v1/me/settings", change);
+  }
+
   /** 🔒 The caller's active devices. */
   devices() {
     return this.request("GET", "/v1/devices");

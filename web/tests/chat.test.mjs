@@ -1,7 +1,7 @@
 // The web chat in headless Chromium, as two people use it: two browser contexts sign up, talk,
-// watch ticks go ✓ → ✓✓ → blue, see typing and presence, make a group, send a photo and see its
-// thumbnail, scroll back through history, and lose the network and come back without losing
-// or duplicating a message.
+// watch ticks go ✓ → ✓✓ → blue, see typing and presence, make a group (a stranger must consent
+// first), send a photo and see its thumbnail, scroll back through history, and lose the
+// network and come back without losing or duplicating a message.
 //
 // Run by `cargo test` (tests/it/web.rs), which starts the server and sets:
 //   COURIER_URL        the server's HTTP address
@@ -269,6 +269,16 @@ try {
   await a.getByTestId("new-group").click();
   await a.getByTestId("group-title").fill("Weekend");
   await a.getByTestId("people").fill("bob, carol");
+  await a.getByTestId("dialog-ok").click();
+  // bob wrote to alice, so she is his contact; carol never met her and must agree first.
+  await until("carol must consent", async () => (await a.getByTestId("dialog-error").textContent()).includes("carol can't be added"));
+  if ((await a.getByTestId("dialog-error").textContent()).includes("bob")) throw new Error("bob was refused too");
+  await until("carol's default", async () => (await c.getByTestId("group-adds").inputValue()) === "contacts");
+  const saved = c.waitForResponse((r) => r.url().endsWith("/v1/me/settings") && r.request().method() === "PATCH");
+  await c.getByTestId("group-adds").selectOption("everyone");
+  if (!(await saved).ok()) throw new Error("carol's setting was not saved");
+  await c.reload();
+  await until("carol's choice is kept", async () => (await c.getByTestId("group-adds").inputValue()) === "everyone");
   await a.getByTestId("dialog-ok").click();
   await until("the group open", async () => (await a.getByTestId("chat-title").textContent()) === "Weekend");
   await typeAndSend(a, "who is in?");

@@ -13,6 +13,8 @@ pub struct Model {
     /// The log was trimmed up to and including this useq.
     pub log_floor: i64,
     pub created_at: i64,
+    /// Who may add this user to groups: `everyone`, `contacts` or `nobody`.
+    pub group_adds: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,7 +19,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         }
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Unauthorized | BadCredentials => StatusCode::UNAUTHORIZED,
-        NotMember | Forbidden | TooLate => StatusCode::FORBIDDEN,
+        NotMember | Forbidden | ConsentRequired | TooLate => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         UsernameTaken | AckAhead | CursorExpired => StatusCode::CONFLICT,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -65,6 +65,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         match Json::<Value>::from_request(req, state).await {
             Ok(Json(v)) => {
+                // Every body is an object; serde would take an array for a struct too.
+                if !v.is_object() {
+                    let body =
+                        ErrorBody::new(ErrorCode::BadRequest, "the body must be a JSON object");
+                    return Err(body.into());
+                }
                 protocol::envelope::check_storable(&v)?;
                 serde_json::from_value(v)
                     .map(Self)

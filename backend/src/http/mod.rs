@@ -60,6 +60,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
     let v1 = Router::new()
         .route("/users", post(users::sign_up).get(users::lookup))
         .route("/sessions", post(users::log_in))
+        .route(
+            "/me/settings",
+            get(users::settings).patch(users::change_settings),
+        )
         .route("/broker/auth", post(broker_hooks::authenticate))
         .route("/broker/superuser", post(broker_hooks::superuser))
         .route("/broker/acl", post(broker_hooks::authorize))

@@ -1,7 +1,8 @@
 //! `POST /v1/users` (sign up), `GET /v1/users?names=…|ids=…` (look users up) and
-//! `POST /v1/sessions` (log in, registering a device).
+//! `POST /v1/sessions` (log in, registering a device), `/v1/me/settings` (the caller's
+//! account settings).
 
-use super::{ApiJson, AppState};
+use super::{ApiJson, AppState, Authed};
 use crate::error::Result;
 use crate::shared::{address_key, Limit};
 use axum::extract::ConnectInfo;
@@ -9,7 +10,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use protocol::http::{
-    LogIn, MqttEndpoints, Session, SignUp, SignedUp, UserName, USER_LOOKUP_LIMIT,
+    AccountSettings, LogIn, MqttEndpoints, Session, SettingsChange, SignUp, SignedUp, UserName,
+    USER_LOOKUP_LIMIT,
 };
 use std::net::SocketAddr;
 
@@ -132,4 +134,21 @@ pub async fn lookup(
             .map(|(user, username)| UserName { user, username })
             .collect(),
     ))
+}
+
+/// `GET /v1/me/settings`
+pub async fn settings(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+) -> Result<Json<AccountSettings>> {
+    Ok(Json(state.store.account_settings(&me.user).await?))
+}
+
+/// `PATCH /v1/me/settings`: changes the fields given.
+pub async fn change_settings(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    ApiJson(change): ApiJson<SettingsChange>,
+) -> Result<Json<AccountSettings>> {
+    Ok(Json(state.store.change_settings(&me.user, change).await?))
 }

@@ -9,7 +9,7 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
-use protocol::http::MAX_DEVICES;
+use protocol::http::{AccountSettings, GroupAdds, SettingsChange, MAX_DEVICES};
 use protocol::{DeviceId, ErrorCode, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -115,6 +115,7 @@ impl Store {
             last_useq: Set(0),
             log_floor: Set(0),
             created_at: Set(now_ms()),
+            group_adds: Set(GroupAdds::default().as_str().to_owned()),
         };
         let txn = self.db.begin().await?;
         if let (Signup::Invite, Some(code)) = (signup, invite) {
@@ -331,6 +332,38 @@ impl Store {
             .count(&self.db)
             .await?;
         Ok(found == distinct.len() as u64)
+    }
+}
+
+impl Store {
+    /// `user`'s account settings.
+    pub async fn account_settings(&self, user: &UserId) -> Result<AccountSettings> {
+        let group_adds = users::Entity::find_by_id(user.as_str())
+            .select_only()
+            .column(users::Column::GroupAdds)
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::client(ErrorCode::Unauthorized, "no such user"))?;
+        Ok(AccountSettings {
+            group_adds: GroupAdds::parse(&group_adds),
+        })
+    }
+
+    /// Applies `change` to `user`'s settings and returns them all.
+    pub async fn change_settings(
+        &self,
+        user: &UserId,
+        change: SettingsChange,
+    ) -> Result<AccountSettings> {
+        if let Some(group_adds) = change.group_adds {
+            users::Entity::update_many()
+                .col_expr(users::Column::GroupAdds, Expr::value(group_adds.as_str()))
+                .filter(users::Column::Id.eq(user.as_str()))
+                .exec(&self.db)
+                .await?;
+        }
+        self.account_settings(user).await
     }
 }
 

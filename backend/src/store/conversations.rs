@@ -4,12 +4,12 @@
 use super::changes::decorate;
 use super::log::{append, message_from_row, Appended, Entry, Outgoing};
 use super::{rows, Store};
-use crate::entity::{conversations, hidden_messages, members, messages};
+use crate::entity::{conversations, hidden_messages, members, messages, users};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::util::{new_id, now_ms};
-use protocol::http::{ConvKind, Conversation, MemberReceipt, Presence, PRESENCE_LIMIT};
+use protocol::http::{ConvKind, Conversation, GroupAdds, MemberReceipt, Presence, PRESENCE_LIMIT};
 use protocol::update::MemberAction;
-use protocol::{ConvId, ErrorCode, Message, UpdateBody, UserId};
+use protocol::{ConvId, ErrorBody, ErrorCode, Message, UpdateBody, UserId};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -117,6 +117,90 @@ pub(super) async fn members_of<'a, C: ConnectionTrait>(
     Ok(members_of)
 }
 
+/// Refuses, with `not_found`, users that do not exist and, with `consent_required`
+/// (`details.users`), users whose `group_adds` setting does not let `by` add them:
+/// `nobody`, or `contacts` without a direct conversation with `by` that they started or
+/// wrote in (a conversation `by` opened and only `by` wrote in is no relationship).
+async fn check_may_add<C: ConnectionTrait>(db: &C, by: &UserId, users_in: &[UserId]) -> Result<()> {
+    let targets: BTreeSet<&str> = users_in
+        .iter()
+        .map(UserId::as_str)
+        .filter(|u| *u != by.as_str())
+        .collect();
+    let found = users::Entity::find()
+        .select_only()
+        .columns([users::Column::Id, users::Column::GroupAdds])
+        .filter(users::Column::Id.is_in(targets.iter().copied()))
+        .into_tuple::<(String, String)>()
+        .all(db)
+        .await?;
+    if found.len() != targets.len() {
+        return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
+    }
+    let mut refused = Vec::new();
+    let mut ask = Vec::new();
+    for (user, setting) in found {
+        match GroupAdds::parse(&setting) {
+            GroupAdds::Everyone => {}
+            GroupAdds::Nobody => refused.push(user),
+            GroupAdds::Contacts => ask.push(user),
+        }
+    }
+    if !ask.is_empty() {
+        let contacts = contacts_among(db, by, &ask).await?;
+        refused.extend(ask.into_iter().filter(|u| !contacts.contains(u)));
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    refused.sort();
+    Err(ErrorBody::new(
+        ErrorCode::ConsentRequired,
+        "these users accept group adds only from their contacts, or from nobody",
+    )
+    .with_details(serde_json::json!({ "users": refused }))
+    .into())
+}
+
+/// Those of `users` who count `by` as a contact: they share a direct conversation that the
+/// user started or has written in.
+async fn contacts_among<C: ConnectionTrait>(
+    db: &C,
+    by: &UserId,
+    users: &[String],
+) -> Result<BTreeSet<String>> {
+    #[derive(Serialize)]
+    struct Pair<'a> {
+        /// The direct conversation's key.
+        k: String,
+        /// The user asked about.
+        u: &'a str,
+    }
+    const SQL: &str = "SELECT j.value->>'u' FROM {rows} \
+        JOIN conversations c ON c.direct_key = j.value->>'k' \
+        WHERE c.created_by = j.value->>'u' OR EXISTS (SELECT 1 FROM messages m \
+            WHERE m.conv_id = c.id AND m.sender_id = j.value->>'u')";
+    let pairs: Vec<Pair> = users
+        .iter()
+        .map(|u| {
+            let (a, b) = if u.as_str() < by.as_str() {
+                (u.as_str(), by.as_str())
+            } else {
+                (by.as_str(), u.as_str())
+            };
+            Pair {
+                k: format!("{a}:{b}"),
+                u,
+            }
+        })
+        .collect();
+    let mut contacts = BTreeSet::new();
+    for row in db.query_all_raw(rows::over(db, SQL, &pairs)).await? {
+        contacts.insert(row.try_get_by_index::<String>(0)?);
+    }
+    Ok(contacts)
+}
+
 impl Store {
     /// Creates a conversation; a direct one that already exists for the pair is returned as is.
     /// Returns the conversation and, when it was created, the `member` updates to deliver.
@@ -158,8 +242,12 @@ impl Store {
                 None
             }
         };
-        if !self.user_exists(&all).await? {
-            return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
+        match kind {
+            ConvKind::Group => check_may_add(&self.db, creator, &all).await?,
+            ConvKind::Direct if !self.user_exists(&all).await? => {
+                return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
+            }
+            ConvKind::Direct => {}
         }
         if let Some(key) = &direct_key {
             if let Some(existing) = self.find_direct(key).await? {
@@ -497,9 +585,6 @@ impl Store {
         if new.is_empty() {
             return Err(Error::client(ErrorCode::BadRequest, "`members` is empty"));
         }
-        if !self.user_exists(new).await? {
-            return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
-        }
         let txn = self.db.begin().await?;
         self.require_admin_group(&txn, conv, by).await?;
         let existing = member_ids(&txn, conv).await?;
@@ -510,6 +595,7 @@ impl Store {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        check_may_add(&txn, by, &added).await?;
         if existing.len() + added.len() > MAX_GROUP_MEMBERS {
             return Err(Error::client(
                 ErrorCode::BadRequest,

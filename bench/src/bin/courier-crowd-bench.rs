@@ -76,6 +76,7 @@ async fn seed(url: &str, n: usize) -> anyhow::Result<()> {
             password_hash: Set("not a password".into()),
             last_useq: Set(0),
             log_floor: Set(0),
+            group_adds: Set("contacts".into()),
             created_at: Set(now),
         }))
         .exec(&db)

@@ -15,6 +15,7 @@ pub mod process;
 mod workload;
 
 use crate::helpers::{fresh_postgres, Db};
+use courier_client::protocol::http::GroupAdds;
 use courier_client::protocol::{ConvId, MsgId};
 use courier_client::Api;
 use process::{Mosquitto, PgCluster, Server};
@@ -154,6 +155,11 @@ async fn survive(db: Db, fault: Fault) {
     }
     let user = |i: usize| sessions[i * 2].1.user.clone();
     let token = sessions[0].1.token.clone();
+    for i in 1..=3 {
+        api.set_group_adds(&sessions[i * 2].1.token, GroupAdds::Everyone)
+            .await
+            .unwrap();
+    }
     let group = api
         .create_group(&token, "all", &[user(1), user(2), user(3)])
         .await

@@ -223,6 +223,10 @@ impl App {
             store: objects,
             spool: s.data_dir.join("spool"),
             max_upload: s.max_upload_size,
+            quota: backend::store::gc::Usage {
+                bytes: s.quota_bytes,
+                files: s.quota_files,
+            },
             jobs: Arc::new(tokio::sync::Notify::new()),
         };
         let runner = backend::jobs::Runner::new(
@@ -256,7 +260,7 @@ impl App {
                 })
             }),
         };
-        tasks.spawn(expire_uploads(
+        tasks.spawn(backend::gc::run(
             state.clone(),
             s.upload_expiry,
             shutdown.clone(),
@@ -372,23 +376,6 @@ async fn trim_logs(store: Store, retention: Duration, every: Duration, stop: Can
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "log trimming failed; will retry"),
-        }
-    }
-}
-
-/// Drops unfinished resumable uploads older than `expiry`, checking every quarter of it
-/// (at most hourly).
-async fn expire_uploads(state: AppState, expiry: Duration, stop: CancellationToken) {
-    let every = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        match backend::http::uploads::expire(&state, expiry).await {
-            Ok(n) if n > 0 => tracing::info!(uploads = n, "expired unfinished uploads"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "expiring uploads failed; will retry"),
         }
     }
 }

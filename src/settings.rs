@@ -69,7 +69,15 @@ pub struct ServeArgs {
         global = true
     )]
     pub max_upload_size: Option<u64>,
-    /// Unfinished resumable uploads are dropped after this long [default: 24h]
+    /// Storage each user may hold, in bytes: their files plus unfinished uploads
+    /// [default: 2147483648 (2 GiB)]
+    #[arg(long = "quota-bytes", env = "COURIER_QUOTA_BYTES", global = true)]
+    pub quota_bytes: Option<u64>,
+    /// Files each user may hold [default: 20000]
+    #[arg(long = "quota-files", env = "COURIER_QUOTA_FILES", global = true)]
+    pub quota_files: Option<u64>,
+    /// Unfinished resumable uploads are dropped after this long, and so are files no message
+    /// carries [default: 24h]
     #[arg(long = "upload-expiry", env = "COURIER_UPLOAD_EXPIRY", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub upload_expiry: Option<Duration>,
@@ -371,6 +379,8 @@ pub struct Settings {
     pub max_packet_size: usize,
     pub max_request_size: usize,
     pub max_upload_size: u64,
+    pub quota_bytes: u64,
+    pub quota_files: u64,
     pub upload_expiry: Duration,
     pub connect_timeout: Duration,
     pub http_limits: HttpLimits,
@@ -414,6 +424,8 @@ impl std::fmt::Debug for Settings {
             .field("max_packet_size", &self.max_packet_size)
             .field("max_request_size", &self.max_request_size)
             .field("max_upload_size", &self.max_upload_size)
+            .field("quota_bytes", &self.quota_bytes)
+            .field("quota_files", &self.quota_files)
             .field("upload_expiry", &self.upload_expiry)
             .field("connect_timeout", &self.connect_timeout)
             .field("http_limits", &self.http_limits)
@@ -520,6 +532,8 @@ impl Settings {
                 .max_upload_size
                 .or(f.max_upload_size)
                 .unwrap_or(100 * 1024 * 1024),
+            quota_bytes: a.quota_bytes.or(f.quota_bytes).unwrap_or(2 << 30),
+            quota_files: a.quota_files.or(f.quota_files).unwrap_or(20_000),
             upload_expiry: a
                 .upload_expiry
                 .or(f.upload_expiry)

@@ -72,6 +72,14 @@ fn is_unavailable(e: &DbErr) -> bool {
     matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
 }
 
+/// A foreign-key violation (a row referred to was deleted concurrently).
+pub fn is_foreign_key_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}
+
 /// A unique-constraint violation (a concurrent duplicate insert).
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(

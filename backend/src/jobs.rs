@@ -173,7 +173,7 @@ impl Runner {
             let started = std::time::Instant::now();
             let outcome = self.process(&job).await;
             let result = match &outcome {
-                Outcome::Done(d) => self.store.job_done(&job.sha256, d).await,
+                Outcome::Done(d) => self.store.job_done(&job, d).await,
                 Outcome::Poisoned(why) => {
                     tracing::info!(sha256 = %job.sha256, why, "media file refused by processing");
                     self.store.job_failed(&job.sha256, why, true, None).await
@@ -237,15 +237,15 @@ impl Runner {
             ..Default::default()
         };
         if main == Task::Image {
-            derived.thumb_key = Some(derived_key(&job.sha256, "thumb.webp"));
-            derived.preview_key = Some(derived_key(&job.sha256, "preview.jpg"));
+            derived.thumb_key = Some(derived_key(&job.storage_key, "thumb.webp"));
+            derived.preview_key = Some(derived_key(&job.storage_key, "preview.jpg"));
         }
         if main == Task::Video {
-            derived.poster_key = Some(derived_key(&job.sha256, "poster.jpg"));
+            derived.poster_key = Some(derived_key(&job.storage_key, "poster.jpg"));
             // The 480p preview: without one (too long for the budget, an encoder problem)
             // the file is still ready, with its poster and facts.
             derived.preview_key = match self.task(job, Task::VideoPreview, &input, work).await {
-                Ok(_) => Some(derived_key(&job.sha256, "preview.mp4")),
+                Ok(_) => Some(derived_key(&job.storage_key, "preview.mp4")),
                 Err(Outcome::Retry(why)) => return Outcome::Retry(why),
                 Err(_) => {
                     tracing::info!(sha256 = %job.sha256, "no video preview made");
@@ -290,7 +290,7 @@ impl Runner {
                 JobError::Transient(why) => Outcome::Retry(why),
             })?;
         for (name, mime) in task.outputs() {
-            let key = derived_key(&job.sha256, name);
+            let key = derived_key(&job.storage_key, name);
             self.blobs
                 .put_file(&key, &out_dir.join(name), mime)
                 .await
@@ -300,7 +300,10 @@ impl Runner {
     }
 }
 
-/// Where a blob's derivative lives: `derived/ab/<sha256>/<name>`.
-pub fn derived_key(sha256: &str, name: &str) -> String {
-    format!("derived/{}/{sha256}/{name}", &sha256[..2])
+/// Where the derivative `name` of the blob stored at `storage_key` lives: beside it under
+/// `derived/` (`blobs/ab/cd/<sha256>.<unique>` → `derived/ab/cd/<sha256>.<unique>/<name>`),
+/// so each stored copy's derivatives are its own.
+pub fn derived_key(storage_key: &str, name: &str) -> String {
+    let blob = storage_key.strip_prefix("blobs/").unwrap_or(storage_key);
+    format!("derived/{blob}/{name}")
 }

@@ -15,6 +15,7 @@ pub mod edge;
 pub mod engine;
 pub mod entity;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

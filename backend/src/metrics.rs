@@ -73,6 +73,17 @@ pub fn media_job(kind: &str, outcome: &'static str, took: Duration) {
         .record(took.as_secs_f64());
 }
 
+pub fn collected(c: &crate::gc::Collected) {
+    for (what, n) in [
+        ("upload", c.uploads),
+        ("file", c.files),
+        ("blob", c.blobs),
+        ("object", c.objects),
+    ] {
+        metrics::counter!("courier_storage_collected_total", "what" => what).increment(n);
+    }
+}
+
 pub fn push_notice(outcome: &'static str) {
     metrics::counter!("courier_push_notices_total", "outcome" => outcome).increment(1);
 }
@@ -95,6 +106,13 @@ pub async fn sample(
                 metrics::gauge!("courier_media_jobs_queued").set(jobs as f64);
             }
             Err(e) => tracing::debug!(error = %e, "queue depths not sampled"),
+        }
+        match store.stored().await {
+            Ok((bytes, doomed)) => {
+                metrics::gauge!("courier_storage_bytes").set(bytes as f64);
+                metrics::gauge!("courier_storage_doomed_objects").set(doomed as f64);
+            }
+            Err(e) => tracing::debug!(error = %e, "storage not sampled"),
         }
         let errors = store
             .shared

@@ -3,7 +3,7 @@
 use crate::ClientError;
 use protocol::http::{
     AccountSettings, ConvKind, Conversation, GroupAdds, HistoryPage, LogIn, NewConversation,
-    Session, SettingsChange, SignUp, SignedUp,
+    Session, SettingsChange, SignUp, SignedUp, StorageUse,
 };
 use protocol::{ConvId, ErrorBody, UserId};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -136,6 +136,12 @@ impl Api {
                 .json(change),
         )
         .await
+    }
+
+    /// What the caller stores, against their quota.
+    pub async fn storage(&self, token: &str) -> Result<StorageUse, ClientError> {
+        self.call(self.req(Method::GET, "/me/storage", Some(token)))
+            .await
     }
 
     /// Who may add the caller to groups.

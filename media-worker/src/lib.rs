@@ -29,10 +29,12 @@ pub use s3::{S3Config, S3Store};
 pub use sniff::{sniff, Detected, MediaClass};
 pub use task::{Facts, Job, Task};
 
-/// The object key of a blob with this SHA-256 (hex): `blobs/ab/cd/abcd…`.
-pub fn blob_key(sha256_hex: &str) -> String {
+/// The object key of a blob with this SHA-256 (hex): `blobs/ab/cd/abcd….<unique>`. Each
+/// stored copy has a key of its own, so deleting a collected blob's object can never take
+/// the bytes of a newer blob of the same content.
+pub fn blob_key(sha256_hex: &str, unique: &str) -> String {
     format!(
-        "blobs/{}/{}/{sha256_hex}",
+        "blobs/{}/{}/{sha256_hex}.{unique}",
         &sha256_hex[..2],
         &sha256_hex[2..4]
     )

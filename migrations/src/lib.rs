@@ -11,6 +11,7 @@ mod m20261122_000005_create_media_jobs;
 mod m20261203_000006_add_upload_keep_metadata;
 mod m20261204_000007_create_invites;
 mod m20261204_000008_add_user_group_adds;
+mod m20261204_000009_create_doomed_objects;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_add_upload_keep_metadata::Migration),
             Box::new(m20261204_000007_create_invites::Migration),
             Box::new(m20261204_000008_add_user_group_adds::Migration),
+            Box::new(m20261204_000009_create_doomed_objects::Migration),
         ]
     }
 }

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     RateLimited,
     /// An upload whose bytes are not a type Courier accepts (detected from the bytes).
     UnsupportedMedia,
+    /// An upload that would take the user past their storage quota (`details`: `used_bytes`,
+    /// `used_files`, `quota_bytes`, `quota_files`).
+    QuotaExceeded,
     /// HTTP: no or bad bearer token.
     Unauthorized,
     /// HTTP: wrong username or password.
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::CursorExpired => "cursor_expired",
             Self::RateLimited => "rate_limited",
             Self::UnsupportedMedia => "unsupported_media",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::Unauthorized => "unauthorized",
             Self::BadCredentials => "bad_credentials",
             Self::UsernameTaken => "username_taken",

@@ -203,6 +203,17 @@ pub struct AccountSettings {
     pub group_adds: GroupAdds,
 }
 
+/// What the caller stores, against their quota (`GET /v1/me/storage`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageUse {
+    /// Bytes in the caller's files and unfinished uploads.
+    pub used_bytes: u64,
+    /// The caller's files and unfinished uploads.
+    pub used_files: u64,
+    pub quota_bytes: u64,
+    pub quota_files: u64,
+}
+
 /// `PATCH /v1/me/settings`: the fields to change; absent ones stay.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -237,6 +237,11 @@ impl TestApp {
     /// The server's data directory (SQLite file, local object store).
     /// Uploaded contents (not derivatives) in the object store, S3 or local.
     pub fn stored_blobs(&self) -> usize {
+        self.stored_objects("blobs")
+    }
+
+    /// Objects under `dir` (`blobs`, `derived`) of the object store, S3 or local.
+    pub fn stored_objects(&self, dir: &str) -> usize {
         fn walk(p: &std::path::Path) -> usize {
             std::fs::read_dir(p)
                 .map(|d| {
@@ -252,7 +257,13 @@ impl TestApp {
                 })
                 .unwrap_or(0)
         }
-        walk(&self.objects_dir.join("blobs"))
+        walk(&self.objects_dir.join(dir))
+    }
+
+    /// This server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.addrs.http);
+        reqwest::get(url).await.unwrap().text().await.unwrap()
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

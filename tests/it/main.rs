@@ -40,5 +40,6 @@ mod s3_storage;
 mod scale_out;
 mod server;
 mod signup;
+mod storage;
 mod uploads;
 mod web;

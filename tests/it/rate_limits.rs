@@ -14,7 +14,7 @@ use std::time::Duration;
 const PASSWORD: &str = "correct horse battery";
 
 /// A 1×1 PNG.
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\xdac\xfc\xcf\xc0\xf0\x1f\0\x05\x05\x02\x02\xa2\xb0\xf7\xe9\0\0\0\0IEND\xaeB`\x82";
+const PNG: &[u8] = crate::media::PNG;
 
 fn per_minute(count: u32) -> Option<Rate> {
     Some(Rate {

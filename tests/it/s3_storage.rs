@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use std::time::Duration;
 
 /// A 1×1 PNG.
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\xdac\xfc\xcf\xc0\xf0\x1f\0\x05\x05\x02\x02\xa2\xb0\xf7\xe9\0\0\0\0IEND\xaeB`\x82";
+const PNG: &[u8] = crate::media::PNG;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn downloads_redirect_to_short_lived_signed_urls() {

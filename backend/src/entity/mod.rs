@@ -3,6 +3,7 @@
 pub mod blobs;
 pub mod conversations;
 pub mod devices;
+pub mod doomed_objects;
 pub mod files;
 pub mod hidden_messages;
 pub mod invites;

@@ -17,7 +17,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         BadJson | BadRequest | UnknownOp | InvalidMessage | UnsupportedKind => {
             StatusCode::BAD_REQUEST
         }
-        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        PayloadTooLarge | QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
         Unauthorized | BadCredentials => StatusCode::UNAUTHORIZED,
         NotMember | Forbidden | ConsentRequired | TooLate => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,

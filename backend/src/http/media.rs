@@ -8,7 +8,9 @@
 use super::{AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
-use crate::store::media::{media_file, NewFile};
+use crate::store::gc::Usage;
+use crate::store::media::{media_file, Added, NewFile};
+use crate::store::Store;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -19,7 +21,7 @@ use media_worker::blob::{ByteRange, Object};
 use media_worker::sniff::SNIFF_BYTES;
 use media_worker::{blob_key, sniff, strip, BlobStore};
 use protocol::http::MediaFile;
-use protocol::ErrorCode;
+use protocol::{ErrorBody, ErrorCode, UserId};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,8 +35,39 @@ pub struct Media {
     pub spool: PathBuf,
     /// Largest upload, in bytes.
     pub max_upload: u64,
+    /// What each user may hold.
+    pub quota: Usage,
     /// Wakes the processing jobs runner when a job is queued.
     pub jobs: Arc<tokio::sync::Notify>,
+}
+
+impl Media {
+    /// `owner`'s usage, if one more file of `bytes` fits their quota; `quota_exceeded`
+    /// otherwise.
+    pub async fn within_quota(&self, store: &Store, owner: &UserId, bytes: u64) -> Result<Usage> {
+        let used = store.usage(owner).await?;
+        if used.files < self.quota.files && used.bytes.saturating_add(bytes) <= self.quota.bytes {
+            return Ok(used);
+        }
+        Err(self.over_quota(used))
+    }
+
+    /// The `quota_exceeded` refusal for a user who has `used`.
+    pub fn over_quota(&self, used: Usage) -> Error {
+        let message = format!(
+            "over your storage quota ({} bytes in {} files; quota {} bytes, {} files): \
+             files no message carries are removed after a day, deleted messages free theirs",
+            used.bytes, used.files, self.quota.bytes, self.quota.files
+        );
+        ErrorBody::new(ErrorCode::QuotaExceeded, message)
+            .with_details(serde_json::json!({
+                "used_bytes": used.bytes,
+                "used_files": used.files,
+                "quota_bytes": self.quota.bytes,
+                "quota_files": self.quota.files,
+            }))
+            .into()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -101,6 +134,9 @@ pub async fn upload(
     if declared.is_some_and(|n| n > media.max_upload) {
         return Err(too_large());
     }
+    let used = media
+        .within_quota(&state.store, &me.user, declared.unwrap_or(0))
+        .await?;
     tokio::fs::create_dir_all(&media.spool).await.map_err(io)?;
     let spooled = Spooled {
         path: media.spool.join(crate::util::new_id('s')),
@@ -115,6 +151,12 @@ pub async fn upload(
         size += chunk.len() as u64;
         if size > media.max_upload {
             return Err(too_large());
+        }
+        if used.bytes + size > media.quota.bytes {
+            return Err(media.over_quota(Usage {
+                bytes: used.bytes + size,
+                ..used
+            }));
         }
         if head.len() < SNIFF_BYTES {
             let take = (SNIFF_BYTES - head.len()).min(chunk.len());
@@ -183,32 +225,46 @@ pub(super) async fn ingest(
         stripped = out;
         path = &stripped.path;
     }
-    let key = blob_key(&sha256);
-    if !state.store.blob_stored(&sha256).await? {
-        state
-            .media
-            .store
-            .put_file(&key, path, detected.mime)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
+    let new = NewFile {
+        sha256,
+        size,
+        detected,
+        name,
+    };
+    // Bytes already stored are not written again: the file joins their blob. Otherwise (or
+    // when that blob is collected meanwhile) they go to a key of their own first; a few
+    // rounds at most, since each collection needs the blob unreferenced.
+    let mut stored: Option<String> = None;
+    for _ in 0..4 {
+        match state.store.add_file(owner, &new, stored.as_deref()).await? {
+            Added::File { file, queued, kept } => {
+                if let (Some(key), false) = (&stored, kept) {
+                    // Someone stored the same bytes first: this copy is not needed.
+                    if let Err(e) = state.media.store.delete(key).await {
+                        tracing::warn!(error = %e, key, "an unneeded copy was not deleted");
+                    }
+                }
+                if queued {
+                    state.media.jobs.notify_one();
+                }
+                return Ok(*file);
+            }
+            Added::NeedsBytes if stored.is_none() => {
+                let key = blob_key(&new.sha256, &crate::util::new_id('o'));
+                state
+                    .media
+                    .store
+                    .put_file(&key, path, detected.mime)
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                stored = Some(key);
+            }
+            Added::NeedsBytes => {}
+        }
     }
-    let (file, queued) = state
-        .store
-        .add_file(
-            owner,
-            NewFile {
-                sha256,
-                size,
-                detected,
-                name,
-                storage_key: key,
-            },
-        )
-        .await?;
-    if queued {
-        state.media.jobs.notify_one();
-    }
-    Ok(file)
+    Err(Error::Internal(
+        "the upload's blob kept being collected".into(),
+    ))
 }
 
 /// Writes `from` (an image of type `mime`) to `to` without its metadata; returns the copy's

@@ -64,6 +64,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/me/settings",
             get(users::settings).patch(users::change_settings),
         )
+        .route("/me/storage", get(users::storage))
         .route("/broker/auth", post(broker_hooks::authenticate))
         .route("/broker/superuser", post(broker_hooks::superuser))
         .route("/broker/acl", post(broker_hooks::authorize))

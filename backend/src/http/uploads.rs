@@ -168,6 +168,10 @@ pub async fn create(
         ));
     }
     let (name, keep_metadata) = upload_metadata(&headers)?;
+    state
+        .media
+        .within_quota(&state.store, &me.user, length)
+        .await?;
     let upload = state
         .store
         .create_upload(&me.user, length, name, keep_metadata)
@@ -366,8 +370,8 @@ pub async fn terminate(
     Ok(tus(StatusCode::NO_CONTENT, &[]))
 }
 
-/// Drops unfinished uploads older than `expiry` (their rows and spooled bytes); returns how
-/// many went.
+/// Drops uploads older than `expiry`: unfinished ones with their spooled bytes, and the
+/// records of finished ones; returns how many went.
 pub async fn expire(state: &AppState, expiry: std::time::Duration) -> Result<usize> {
     let cutoff = crate::util::now_ms() - expiry.as_millis() as i64;
     let mut gone = 0;

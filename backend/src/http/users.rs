@@ -1,6 +1,6 @@
 //! `POST /v1/users` (sign up), `GET /v1/users?names=…|ids=…` (look users up) and
 //! `POST /v1/sessions` (log in, registering a device), `/v1/me/settings` (the caller's
-//! account settings).
+//! account settings) and `/v1/me/storage` (what they store, against their quota).
 
 use super::{ApiJson, AppState, Authed};
 use crate::error::Result;
@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use protocol::http::{
-    AccountSettings, LogIn, MqttEndpoints, Session, SettingsChange, SignUp, SignedUp, UserName,
-    USER_LOOKUP_LIMIT,
+    AccountSettings, LogIn, MqttEndpoints, Session, SettingsChange, SignUp, SignedUp, StorageUse,
+    UserName, USER_LOOKUP_LIMIT,
 };
 use std::net::SocketAddr;
 
@@ -151,4 +151,19 @@ pub async fn change_settings(
     ApiJson(change): ApiJson<SettingsChange>,
 ) -> Result<Json<AccountSettings>> {
     Ok(Json(state.store.change_settings(&me.user, change).await?))
+}
+
+/// `GET /v1/me/storage`: what the caller stores, against their quota.
+pub async fn storage(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+) -> Result<Json<StorageUse>> {
+    let used = state.store.usage(&me.user).await?;
+    let quota = state.media.quota;
+    Ok(Json(StorageUse {
+        used_bytes: used.bytes,
+        used_files: used.files,
+        quota_bytes: quota.bytes,
+        quota_files: quota.files,
+    }))
 }

@@ -5,6 +5,7 @@
 //! a `media` update.
 
 use super::conversations::member_ids;
+use super::gc::doom;
 use super::log::{append, Entry, Outgoing};
 use super::Store;
 use crate::entity::{blobs, files, media_jobs, message_files};
@@ -103,9 +104,11 @@ impl Store {
     }
 
     /// The job made `derived`: the blob is ready. Returns the `media` updates to publish.
-    pub async fn job_done(&self, sha256: &str, derived: &Derived) -> Result<Vec<Outgoing>> {
+    /// If the blob was collected while the job ran, what it made is doomed instead.
+    pub async fn job_done(&self, job: &Claimed, derived: &Derived) -> Result<Vec<Outgoing>> {
+        let sha256 = job.sha256.as_str();
         let txn = self.db.begin().await?;
-        blobs::Entity::update_many()
+        let updated = blobs::Entity::update_many()
             .col_expr(blobs::Column::Status, Expr::value("ready"))
             .col_expr(
                 blobs::Column::Width,
@@ -129,8 +132,20 @@ impl Store {
                 Expr::value(derived.poster_key.clone()),
             )
             .filter(blobs::Column::Sha256.eq(sha256))
+            .filter(blobs::Column::StorageKey.eq(job.storage_key.as_str()))
             .exec(&txn)
             .await?;
+        if updated.rows_affected == 0 {
+            // The job's blob is gone (a new blob of the same bytes has a job of its own).
+            let made = [
+                &derived.thumb_key,
+                &derived.preview_key,
+                &derived.poster_key,
+            ];
+            doom(&txn, made.into_iter().flatten().cloned()).await?;
+            txn.commit().await?;
+            return Ok(vec![]);
+        }
         self.end_job(&txn, sha256, "done", None).await?;
         let out = announce(&txn, sha256, "ready", derived).await?;
         txn.commit().await?;

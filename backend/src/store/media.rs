@@ -5,7 +5,7 @@
 use super::conversations::membership;
 use super::Store;
 use crate::entity::{blobs, files, media_jobs, message_files, uploads};
-use crate::error::{Error, Result};
+use crate::error::{is_foreign_key_violation, Error, Result};
 use crate::util::{new_id, now_ms};
 use media_worker::{Detected, MediaClass};
 use protocol::http::MediaFile;
@@ -13,13 +13,26 @@ use protocol::{ConvId, ErrorCode, FileId, UserId};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
-/// A finished upload, hashed and typed, whose bytes are in the object store.
+/// A finished upload, hashed and typed.
 pub struct NewFile {
     pub sha256: String,
     pub size: u64,
     pub detected: Detected,
     pub name: Option<String>,
-    pub storage_key: String,
+}
+
+/// What [`Store::add_file`] did.
+pub enum Added {
+    /// The file is recorded; `queued` if a processing job was queued for a new blob, and
+    /// `kept` if the blob is the one whose bytes were just stored (else they are not needed).
+    File {
+        file: Box<MediaFile>,
+        queued: bool,
+        kept: bool,
+    },
+    /// No blob of this content exists (any more): store the bytes and call again with their
+    /// key.
+    NeedsBytes,
 }
 
 pub fn media_file(f: &files::Model, b: &blobs::Model) -> MediaFile {
@@ -48,46 +61,59 @@ fn processed(class: MediaClass) -> bool {
 }
 
 impl Store {
-    /// Whether bytes with this SHA-256 are stored already (then they need not be written).
-    pub async fn blob_stored(&self, sha256: &str) -> Result<bool> {
-        Ok(blobs::Entity::find_by_id(sha256)
-            .one(&self.db)
-            .await?
-            .is_some())
-    }
-
-    /// Records an upload: the blob if it is new, and a file of `owner`'s pointing at it.
-    /// A new blob that needs derivatives gets a processing job in the same transaction.
-    /// Returns the file and whether a job was queued.
-    pub async fn add_file(&self, owner: &UserId, new: NewFile) -> Result<(MediaFile, bool)> {
+    /// Records an upload as a file of `owner`'s pointing at the blob of its content. With
+    /// `stored`, the object key its bytes were just written to, a new blob is made if there
+    /// is none (with a processing job if it needs derivatives, in the same transaction).
+    /// Without, the file joins the existing blob, or the answer is [`Added::NeedsBytes`];
+    /// so too when the blob is collected while this runs.
+    pub async fn add_file(
+        &self,
+        owner: &UserId,
+        new: &NewFile,
+        stored: Option<&str>,
+    ) -> Result<Added> {
         let now = now_ms();
         let class = new.detected.class;
         let txn = self.db.begin().await?;
-        let blob = blobs::Model {
-            sha256: new.sha256.clone(),
-            size: new.size as i64,
-            mime: new.detected.mime.to_owned(),
-            class: class.as_str().to_owned(),
-            storage_key: new.storage_key,
-            created_at: now,
-            status: if processed(class) { "pending" } else { "none" }.to_owned(),
-            width: None,
-            height: None,
-            duration_ms: None,
-            thumb_key: None,
-            preview_key: None,
-            poster_key: None,
-            failure: None,
-        };
-        let inserted = blobs::Entity::insert(blobs::ActiveModel::from(blob))
-            .on_conflict(
-                OnConflict::column(blobs::Column::Sha256)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-        let queued = inserted == 1 && processed(class);
+        let mut queued = false;
+        match stored {
+            Some(key) => {
+                let blob = blobs::Model {
+                    sha256: new.sha256.clone(),
+                    size: new.size as i64,
+                    mime: new.detected.mime.to_owned(),
+                    class: class.as_str().to_owned(),
+                    storage_key: key.to_owned(),
+                    created_at: now,
+                    status: if processed(class) { "pending" } else { "none" }.to_owned(),
+                    width: None,
+                    height: None,
+                    duration_ms: None,
+                    thumb_key: None,
+                    preview_key: None,
+                    poster_key: None,
+                    failure: None,
+                };
+                let inserted = blobs::Entity::insert(blobs::ActiveModel::from(blob))
+                    .on_conflict(
+                        OnConflict::column(blobs::Column::Sha256)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await?;
+                queued = inserted == 1 && processed(class);
+            }
+            None => {
+                let exists = blobs::Entity::find_by_id(new.sha256.as_str())
+                    .one(&txn)
+                    .await?
+                    .is_some();
+                if !exists {
+                    return Ok(Added::NeedsBytes);
+                }
+            }
+        }
         if queued {
             media_jobs::Entity::insert(media_jobs::ActiveModel {
                 sha256: Set(new.sha256.clone()),
@@ -106,22 +132,32 @@ impl Store {
         let file = files::Model {
             id: new_id('f'),
             owner_id: owner.to_string(),
-            sha256: new.sha256,
-            name: new.name,
+            sha256: new.sha256.clone(),
+            name: new.name.clone(),
             mime: new.detected.mime.to_owned(),
-            class: new.detected.class.as_str().to_owned(),
+            class: class.as_str().to_owned(),
             size: new.size as i64,
             created_at: now,
         };
-        files::Entity::insert(files::ActiveModel::from(file.clone()))
+        // The blob may be collected between the check above and this insert (PostgreSQL):
+        // its foreign key then refuses the file.
+        match files::Entity::insert(files::ActiveModel::from(file.clone()))
             .exec_without_returning(&txn)
-            .await?;
+            .await
+        {
+            Err(e) if is_foreign_key_violation(&e) => return Ok(Added::NeedsBytes),
+            other => other?,
+        };
         let blob = blobs::Entity::find_by_id(file.sha256.as_str())
             .one(&txn)
             .await?
             .ok_or_else(|| Error::Internal("blob vanished".into()))?;
         txn.commit().await?;
-        Ok((media_file(&file, &blob), queued))
+        Ok(Added::File {
+            kept: stored == Some(blob.storage_key.as_str()),
+            file: Box::new(media_file(&file, &blob)),
+            queued,
+        })
     }
 
     /// The file and its blob, if `user` may see it; `not_found` otherwise.
@@ -207,13 +243,13 @@ impl Store {
         Ok(())
     }
 
-    /// Unfinished uploads created before `cutoff` (Unix ms), at most `limit`.
+    /// Uploads created before `cutoff` (Unix ms), at most `limit`: unfinished ones, and the
+    /// records of finished ones (their files stay, while a message carries them).
     pub async fn stale_uploads(&self, cutoff: i64, limit: u64) -> Result<Vec<String>> {
         use sea_orm::{QueryOrder, QuerySelect};
         Ok(uploads::Entity::find()
             .select_only()
             .column(uploads::Column::Id)
-            .filter(uploads::Column::FileId.is_null())
             .filter(uploads::Column::CreatedAt.lt(cutoff))
             .order_by_asc(uploads::Column::CreatedAt)
             .limit(limit)

@@ -142,12 +142,17 @@ impl Store {
             .iter()
             .flat_map(|j| j.content.attachments().iter().map(|a| a.file.as_str()))
             .collect();
+        // On PostgreSQL share-locked for the batch, so storage collection cannot delete a
+        // file between this read and the batch's commit (see `store::gc`).
         let files_by_id: HashMap<String, files::Model> = if file_ids.is_empty() {
             HashMap::new()
         } else {
-            files::Entity::find()
-                .filter(files::Column::Id.is_in(file_ids.iter().copied()))
-                .all(db)
+            let mut q =
+                files::Entity::find().filter(files::Column::Id.is_in(file_ids.iter().copied()));
+            if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+                q = q.lock_shared();
+            }
+            q.all(db)
                 .await?
                 .into_iter()
                 .map(|f| (f.id.clone(), f))

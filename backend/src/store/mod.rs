@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod batch;
 pub mod changes;
 pub mod conversations;
+pub mod gc;
 pub mod invites;
 pub mod jobs;
 pub mod log;

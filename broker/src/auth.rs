@@ -3,6 +3,7 @@
 
 use crate::acl::Identity;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 /// Why a CONNECT was refused; each maps to a CONNACK code for 3.1.1 and for 5.
@@ -19,10 +20,12 @@ pub enum Refusal {
 pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Identity, Refusal>> + Send + 'a>>;
 
 pub trait Authenticator: Send + Sync + 'static {
+    /// `peer`: the client's address, where known (a broker's hook may not say).
     fn authenticate<'a>(
         &'a self,
         client_id: &'a str,
         username: &'a str,
         password: &'a str,
+        peer: Option<IpAddr>,
     ) -> AuthFuture<'a>;
 }

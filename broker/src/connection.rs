@@ -59,10 +59,10 @@ enum End {
 
 pub async fn serve(io: Transport, peer: SocketAddr, shared: Arc<Shared>) {
     let span = info_span!("mqtt", %peer, client_id = field::Empty, v = field::Empty);
-    serve_inner(io, shared).instrument(span).await
+    serve_inner(io, peer, shared).instrument(span).await
 }
 
-async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
+async fn serve_inner(mut io: Transport, peer: SocketAddr, shared: Arc<Shared>) {
     let mut buf = BytesMut::new();
     // The steps before and after serving are boxed: only the serving loop's state stays in
     // every idle connection's task (memory per idle device).
@@ -98,6 +98,7 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
 
     let identity = match Box::pin(authenticate(
         &shared,
+        peer,
         &connect.client_id,
         login,
         will.as_ref(),
@@ -194,6 +195,7 @@ async fn serve_inner(mut io: Transport, shared: Arc<Shared>) {
 /// Checks the credentials and the Last Will; the CONNACK code on refusal.
 async fn authenticate(
     shared: &Shared,
+    peer: SocketAddr,
     client_id: &str,
     login: Option<rumqttd::protocol::Login>,
     will: Option<&LastWill>,
@@ -203,9 +205,12 @@ async fn authenticate(
         (_, true) => return Err(ConnectReturnCode::ClientIdentifierNotValid),
         (None, _) => return Err(ConnectReturnCode::BadUserNamePassword),
         (Some(login), _) => {
-            let auth = shared
-                .auth
-                .authenticate(client_id, &login.username, &login.password);
+            let auth = shared.auth.authenticate(
+                client_id,
+                &login.username,
+                &login.password,
+                Some(peer.ip()),
+            );
             match timeout(shared.config.connect_timeout, auth).await {
                 Ok(Ok(identity)) => identity,
                 Ok(Err(Refusal::BadCredentials)) => {

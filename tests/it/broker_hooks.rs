@@ -276,4 +276,67 @@ async fn hooks_are_off_without_a_secret() {
     );
 }
 
-on_both_databases!(hooks_apply_the_brokers_rules);
+on_both_databases!(
+    service_logins_are_limited_per_address,
+    hooks_apply_the_brokers_rules
+);
+
+/// The service identity's secret cannot be guessed at speed: every login as it spends from
+/// the client address's bucket, on Courier's own broker and through the hooks (EMQX's
+/// `peerhost`), and an address over its limit is refused even with the right secret while
+/// other addresses and devices are not.
+async fn service_logins_are_limited_per_address(setup: Setup) {
+    let app = spawn_app_with(setup, |s| {
+        s.broker_hook_secret = Some(HOOK_SECRET.into());
+        s.service_secret = Some(SERVICE_SECRET.into());
+        s.limits.apply("service_login=5/1h").unwrap();
+    })
+    .await;
+    app.user("alice").await;
+    let alice = app.session("alice", "phone").await;
+    let mqtt = |password: &str| {
+        let mut o = rumqttc::v5::MqttOptions::new("impostor", "127.0.0.1", app.addrs.mqtt.port());
+        o.set_credentials("courier-backend", password);
+        let (_c, mut el) = rumqttc::v5::AsyncClient::new(o, 10);
+        async move {
+            match el.poll().await {
+                Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => format!("{code:?}"),
+                Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(
+                    _,
+                ))) => "accepted".to_owned(),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    assert_eq!(mqtt(SERVICE_SECRET).await, "accepted");
+    for _ in 0..4 {
+        assert_eq!(mqtt("guess").await, "BadUserNamePassword");
+    }
+    assert_eq!(
+        mqtt(SERVICE_SECRET).await,
+        "NotAuthorized",
+        "over the limit"
+    );
+    // Devices log in as ever.
+    let mut o =
+        rumqttc::v5::MqttOptions::new(alice.device.as_str(), "127.0.0.1", app.addrs.mqtt.port());
+    o.set_credentials(alice.device.as_str(), alice.token.as_str());
+    let (_c, mut el) = rumqttc::v5::AsyncClient::new(o, 10);
+    assert!(matches!(
+        el.poll().await,
+        Ok(rumqttc::v5::Event::Incoming(
+            rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_)
+        ))
+    ));
+
+    // Through the hooks, per the address the broker reports.
+    let login = |password: &str, peer: &str| json!({"clientid": "x", "username": "courier-backend", "password": password, "peerhost": peer});
+    for _ in 0..5 {
+        let (result, _) = verdict(&app, "auth", login("guess", "203.0.113.7")).await;
+        assert_eq!(result, "deny");
+    }
+    let (result, _) = verdict(&app, "auth", login(SERVICE_SECRET, "203.0.113.7")).await;
+    assert_eq!(result, "deny", "over the limit");
+    let (result, _) = verdict(&app, "auth", login(SERVICE_SECRET, "203.0.113.8")).await;
+    assert_eq!(result, "allow", "another address has its own bucket");
+}

@@ -1,10 +1,12 @@
 //! Who may connect to Courier's edge: devices by id + token (checked against the database),
 //! backends and other trusted services by the service secret.
 
+use crate::shared::{address_key, Limit};
 use crate::store::accounts::TokenCheck;
 use crate::store::Store;
 use crate::util::constant_time_eq;
 use broker::{AuthFuture, Authenticator, Identity, Refusal};
+use std::net::IpAddr;
 
 /// The MQTT username of Courier's backend (and other trusted services).
 pub const SERVICE_USERNAME: &str = "courier-backend";
@@ -20,9 +22,26 @@ impl Authenticator for DeviceAuthenticator {
         client_id: &'a str,
         username: &'a str,
         password: &'a str,
+        peer: Option<IpAddr>,
     ) -> AuthFuture<'a> {
         Box::pin(async move {
             if username == SERVICE_USERNAME {
+                // Every attempt spends from its address's bucket, right or wrong: the secret
+                // cannot be guessed at speed, and backends connect rarely.
+                let from = peer.map_or_else(|| "unknown".to_owned(), address_key);
+                if self
+                    .store
+                    .shared
+                    .limit(Limit::ServiceLogin, &from)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        from,
+                        "service logins from this address are over their limit"
+                    );
+                    return Err(Refusal::NotAuthorized);
+                }
                 return if !self.service_secret.is_empty()
                     && constant_time_eq(password.as_bytes(), self.service_secret.as_bytes())
                 {

@@ -11,9 +11,9 @@
 //! hook (`auth_on_register`, `auth_on_publish`, `auth_on_subscribe`, and their `_m5` forms),
 //! the answer is `{"result":"ok"}` or `{"result":{"error":"not_allowed"}}`.
 //!
-//! Requests are JSON. Fields: `clientid`, `username`, `password` (auth); `topic` and either
-//! `action` (`publish`/`subscribe`, EMQX) or `acc` (1 read, 2 write, 3 both, 4 subscribe,
-//! go-auth) for authorisation. The caller must present the hook secret (`--broker-hook-secret`)
+//! Requests are JSON. Fields: `clientid`, `username`, `password` and optionally `peerhost`
+//! (auth); `topic` and either `action` (`publish`/`subscribe`, EMQX) or `acc` (1 read, 2 write,
+//! 3 both, 4 subscribe, go-auth) for authorisation. The caller must present the hook secret (`--broker-hook-secret`)
 //! as `Authorization: Bearer <secret>`, or as `User-Agent: courier-hook/<secret>` for
 //! mosquitto-go-auth, which can set no other header (`auth_opt_http_user_agent`), or as a
 //! `?secret=` query parameter for VerneMQ, whose webhooks send no configurable header. Without
@@ -45,6 +45,10 @@ pub struct AuthRequest {
     username: String,
     #[serde(default)]
     password: String,
+    /// The client's address (EMQX: `"peerhost": "${peerhost}"`), for the service identity's
+    /// login limit.
+    #[serde(default)]
+    peerhost: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -129,7 +133,15 @@ pub async fn authenticate(
 ) -> Result<Json<Verdict>> {
     let hooks = hooks(&state, &headers, None)?;
     Ok(
-        match connect(hooks, &req.clientid, &req.username, &req.password).await? {
+        match connect(
+            hooks,
+            &req.clientid,
+            &req.username,
+            &req.password,
+            req.peerhost.as_deref(),
+        )
+        .await?
+        {
             Some(identity) => Verdict::allow(identity == Identity::Service),
             None => Verdict::deny("bad credentials or revoked device"),
         },
@@ -143,8 +155,14 @@ async fn connect(
     clientid: &str,
     username: &str,
     password: &str,
+    peer: Option<&str>,
 ) -> Result<Option<Identity>> {
-    match hooks.auth.authenticate(clientid, username, password).await {
+    let peer = peer.and_then(|p| p.parse().ok());
+    match hooks
+        .auth
+        .authenticate(clientid, username, password, peer)
+        .await
+    {
         Ok(identity) => Ok(Some(identity)),
         Err(broker::Refusal::Unavailable) => Err(Error::client(
             ErrorCode::Unavailable,
@@ -236,6 +254,8 @@ pub struct VerneRequest {
     topic: Option<String>,
     #[serde(default)]
     topics: Vec<VerneTopic>,
+    #[serde(default)]
+    peer_addr: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -260,9 +280,15 @@ pub async fn vernemq(
     let allowed = match hook.trim_end_matches("_m5") {
         "auth_on_register" => {
             let password = req.password.as_deref().unwrap_or_default();
-            connect(hooks, &req.client_id, username, password)
-                .await?
-                .is_some()
+            connect(
+                hooks,
+                &req.client_id,
+                username,
+                password,
+                req.peer_addr.as_deref(),
+            )
+            .await?
+            .is_some()
         }
         "auth_on_publish" => {
             let topic = req.topic.as_deref().unwrap_or_default();

@@ -74,10 +74,13 @@ pub enum Limit {
     Signup,
     /// Sign-ups from everyone together: each costs an Argon2id hash.
     SignupAll,
+    /// Connections as the service identity (the backends' own MQTT login) per client
+    /// address, so its secret cannot be guessed at speed.
+    ServiceLogin,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 15] = [
+    pub const ALL: [Limit; 16] = [
         Limit::Send,
         Limit::Ack,
         Limit::Read,
@@ -93,6 +96,7 @@ impl Limit {
         Limit::LoginAccount,
         Limit::Signup,
         Limit::SignupAll,
+        Limit::ServiceLogin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +116,7 @@ impl Limit {
             Limit::LoginAccount => "login_account",
             Limit::Signup => "signup",
             Limit::SignupAll => "signup_all",
+            Limit::ServiceLogin => "service_login",
         }
     }
 
@@ -136,6 +141,7 @@ impl Limit {
             Limit::LoginAccount => Rate::new(10, 60),
             Limit::Signup => Rate::new(30, 3600),
             Limit::SignupAll => Rate::new(100, 60),
+            Limit::ServiceLogin => Rate::new(30, 60),
         }
     }
 

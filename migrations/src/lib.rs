@@ -12,6 +12,7 @@ mod m20261203_000006_add_upload_keep_metadata;
 mod m20261204_000007_create_invites;
 mod m20261204_000008_add_user_group_adds;
 mod m20261204_000009_create_doomed_objects;
+mod m20261204_000010_add_media_job_owner;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000007_create_invites::Migration),
             Box::new(m20261204_000008_add_user_group_adds::Migration),
             Box::new(m20261204_000009_create_doomed_objects::Migration),
+            Box::new(m20261204_000010_add_media_job_owner::Migration),
         ]
     }
 }

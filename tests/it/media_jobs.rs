@@ -3,13 +3,14 @@
 //! access rule, the same bytes are never processed twice, and a hostile file fails its own job
 //! while the worker goes on.
 
-use crate::helpers::{spawn_app, Device, Setup};
+use crate::helpers::{spawn_app, Db, Device, Setup};
 use courier_client::protocol::http::MediaFile;
 use courier_client::protocol::{FileId, UpdateBody};
 use reqwest::{Method, StatusCode};
 use std::io::Cursor;
+use std::time::Duration;
 
-crate::on_both_databases!(;
+crate::on_both_databases!(one_users_uploads_do_not_hold_up_anothers;
     with_s3: photos_get_thumbnails_and_hostile_files_fail_alone,
     videos_get_posters_and_voice_notes_durations
 );
@@ -320,4 +321,55 @@ async fn videos_get_posters_and_voice_notes_durations(setup: Setup) {
     let a = send_file(&alice, &mut bob, &conv, "voice", &note.id).await;
     assert_eq!(a.status.as_deref(), Some("ready"));
     assert!(a.duration_ms.is_some_and(|d| (1900..=2200).contains(&d)));
+}
+
+/// Media jobs are shared between users: six photos alice queues at once do not go ahead of
+/// the one bob queues just after; his is made second or third, not seventh.
+async fn one_users_uploads_do_not_hold_up_anothers(db: Db) {
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let alice = app.session("alice", "phone").await;
+    let bob = app.session("bob", "phone").await;
+    let mut files: Vec<(&str, FileId)> = Vec::new();
+    for i in 0..6 {
+        let f: MediaFile = app
+            .api
+            .upload(&alice.token, jpeg(1200 + i, 900), None)
+            .await
+            .unwrap();
+        files.push(("alice", f.id));
+    }
+    let f: MediaFile = app
+        .api
+        .upload(&bob.token, jpeg(1200, 901), None)
+        .await
+        .unwrap();
+    files.push(("bob", f.id));
+    let mut order: Vec<&str> = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(120);
+    while order.len() < files.len() {
+        assert!(
+            std::time::Instant::now() < end,
+            "jobs never finished: {order:?}"
+        );
+        for (who, id) in &files {
+            let token = if *who == "alice" {
+                &alice.token
+            } else {
+                &bob.token
+            };
+            let (_, _, body) = fetch(&app, token, &format!("/media/{id}/info")).await;
+            let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if info["status"] != "pending" && !order.contains(&id.as_str()) {
+                order.push(id.as_str());
+                eprintln!("{who}'s {id}: {}", info["status"]);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bobs = order
+        .iter()
+        .position(|id| *id == files[6].1.as_str())
+        .unwrap();
+    assert!(bobs <= 2, "bob's job came {} of 7", bobs + 1);
 }

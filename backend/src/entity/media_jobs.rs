@@ -1,5 +1,6 @@
 //! Table `media_jobs`. Durable processing jobs, one per blob that needs derivatives.
-//! `state`: `queued`, `running` (leased until `locked_until`), `done` or `failed`.
+//! `state`: `queued`, `running` (leased until `locked_until`), `done` or `failed`. Jobs are
+//! claimed by `fair_at`, at most [`crate::store::jobs::RUNNING_PER_USER`] of a user's at once.
 
 use sea_orm::entity::prelude::*;
 
@@ -17,6 +18,10 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Who uploaded the bytes (the first uploader), for fair shares.
+    pub owner_id: String,
+    /// The job's place in line (Unix ms): its owner's previous job's plus a job's share.
+    pub fair_at: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

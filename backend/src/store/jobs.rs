@@ -20,6 +20,13 @@ use sea_orm::{
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// Jobs of one user that run at once, over every worker.
+pub const RUNNING_PER_USER: u64 = 2;
+
+/// How far apart a user's queued jobs are placed in line (ms): a user who queues many jobs
+/// at once has the later ones behind jobs other users queue up to this much later per job.
+pub const JOB_SHARE_MS: i64 = 2_000;
+
 /// What processing made for a blob.
 #[derive(Clone, Debug, Default)]
 pub struct Derived {
@@ -56,10 +63,16 @@ impl Store {
         Ok((log, jobs))
     }
 
-    /// Leases the oldest due job for `lease`, if any.
+    /// Leases the due job first in line for `lease`, if any, skipping users who have
+    /// [`RUNNING_PER_USER`] jobs running: one user's uploads cannot take every worker, and
+    /// queue behind other users' by [`JOB_SHARE_MS`] each.
     pub async fn claim_job(&self, lease: Duration) -> Result<Option<Claimed>> {
         let now = now_ms();
         let txn = self.db.begin().await?;
+        let busy_owner = format!(
+            "(SELECT COUNT(*) FROM media_jobs r WHERE r.owner_id = media_jobs.owner_id \
+             AND r.state = 'running' AND r.locked_until >= {now}) < {RUNNING_PER_USER}"
+        );
         let mut q = media_jobs::Entity::find()
             .filter(media_jobs::Column::State.is_in(["queued", "running"]))
             .filter(media_jobs::Column::RunAfter.lte(now))
@@ -68,7 +81,8 @@ impl Store {
                     .add(media_jobs::Column::LockedUntil.is_null())
                     .add(media_jobs::Column::LockedUntil.lt(now)),
             )
-            .order_by_asc(media_jobs::Column::RunAfter)
+            .filter(Expr::cust(busy_owner))
+            .order_by_asc(media_jobs::Column::FairAt)
             .limit(1);
         if txn.get_database_backend() == DbBackend::Postgres {
             q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);

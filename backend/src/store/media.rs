@@ -3,6 +3,7 @@
 //! holding a message that carries it. Anyone else is told it does not exist.
 
 use super::conversations::membership;
+use super::jobs::JOB_SHARE_MS;
 use super::Store;
 use crate::entity::{blobs, files, media_jobs, message_files, uploads};
 use crate::error::{is_foreign_key_violation, Error, Result};
@@ -11,7 +12,9 @@ use media_worker::{Detected, MediaClass};
 use protocol::http::MediaFile;
 use protocol::{ConvId, ErrorCode, FileId, UserId};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
 
 /// A finished upload, hashed and typed.
 pub struct NewFile {
@@ -53,6 +56,21 @@ pub fn media_file(f: &files::Model, b: &blobs::Model) -> MediaFile {
         poster: b.poster_key.is_some(),
         failure: b.failure.clone(),
     }
+}
+
+/// A new job's place in line for `owner`: now, or a job's share after their last job still
+/// in line, whichever is later.
+async fn fair_place<C: ConnectionTrait>(db: &C, owner: &UserId, now: i64) -> Result<i64> {
+    let last: Option<i64> = media_jobs::Entity::find()
+        .select_only()
+        .column_as(media_jobs::Column::FairAt.max(), "last")
+        .filter(media_jobs::Column::OwnerId.eq(owner.as_str()))
+        .filter(media_jobs::Column::State.is_in(["queued", "running"]))
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
+    Ok(last.map_or(now, |l| (l + JOB_SHARE_MS).max(now)))
 }
 
 /// Whether Courier processes this class (images, videos, audio; not documents).
@@ -115,7 +133,10 @@ impl Store {
             }
         }
         if queued {
+            let fair_at = fair_place(&txn, owner, now).await?;
             media_jobs::Entity::insert(media_jobs::ActiveModel {
+                owner_id: Set(owner.to_string()),
+                fair_at: Set(fair_at),
                 sha256: Set(new.sha256.clone()),
                 class: Set(class.as_str().to_owned()),
                 state: Set("queued".to_owned()),

@@ -13,6 +13,7 @@ mod m20261204_000007_create_invites;
 mod m20261204_000008_add_user_group_adds;
 mod m20261204_000009_create_doomed_objects;
 mod m20261204_000010_add_media_job_owner;
+mod m20261204_000011_widen_blob_ids;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_add_user_group_adds::Migration),
             Box::new(m20261204_000009_create_doomed_objects::Migration),
             Box::new(m20261204_000010_add_media_job_owner::Migration),
+            Box::new(m20261204_000011_widen_blob_ids::Migration),
         ]
     }
 }

@@ -65,7 +65,15 @@ async fn uploads_are_typed_deduplicated_and_guarded(setup: Setup) {
     assert_eq!(a.name.as_deref(), Some("holiday.pdf"));
     assert_eq!(app.stored_blobs(), 1);
 
-    // The same bytes from someone else: a file of their own, no new object.
+    // The same bytes again from alice: a file of its own, no new object.
+    let again = app
+        .api
+        .upload(&alice.token, PNG.to_vec(), Some("again.png"))
+        .await
+        .unwrap();
+    assert_ne!(a.id, again.id);
+    assert_eq!(app.stored_blobs(), 1, "stored once");
+    // From someone else: stored for them, so that nothing tells bob alice has these bytes.
     let b = app
         .api
         .upload(&bob.token, PNG.to_vec(), None)
@@ -73,7 +81,7 @@ async fn uploads_are_typed_deduplicated_and_guarded(setup: Setup) {
         .unwrap();
     assert_ne!(a.id, b.id);
     assert_eq!(a.sha256, b.sha256);
-    assert_eq!(app.stored_blobs(), 1, "stored once");
+    assert_eq!(app.stored_blobs(), 2);
 
     // Refused: unknown types, oversize uploads, bad names, no token.
     let elf = b"\x7FELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
@@ -98,7 +106,7 @@ async fn uploads_are_typed_deduplicated_and_guarded(setup: Setup) {
         code(app.api.upload("not-a-token", PNG.to_vec(), None).await),
         ErrorCode::Unauthorized
     );
-    assert_eq!(app.stored_blobs(), 1, "refusals store nothing");
+    assert_eq!(app.stored_blobs(), 2, "refusals store nothing");
     let spool = app.data_dir().join("spool");
     let leftovers = std::fs::read_dir(&spool)
         .unwrap()

@@ -195,13 +195,37 @@ async fn photos_get_thumbnails_and_hostile_files_fail_alone(setup: Setup) {
     let (s, ..) = fetch(&app, &carol.token, &format!("/media/{}/thumb", photo.id)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    // The same bytes again: ready at once, nothing processed twice.
+    // The same bytes again from alice: ready at once, nothing processed twice.
     let again: MediaFile = app
         .api
-        .upload(bob.token(), photo_bytes, None)
+        .upload(alice.token(), photo_bytes.clone(), None)
         .await
         .unwrap();
     assert_eq!((again.status.as_str(), again.thumb), ("ready", true));
+    // From carol, who guesses what alice has: the answer of any new upload, and a job of her
+    // own; nothing tells her that alice stored these bytes.
+    let guess: MediaFile = app
+        .api
+        .upload(&carol.token, photo_bytes, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (guess.status.as_str(), guess.thumb, guess.width),
+        ("pending", false, None)
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, _, body) = fetch(&app, &carol.token, &format!("/media/{}/info", guess.id)).await;
+        let info: MediaFile = serde_json::from_slice(&body).unwrap();
+        if info.status == "ready" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "carol's copy was never processed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn videos_get_posters_and_voice_notes_durations(setup: Setup) {

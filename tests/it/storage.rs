@@ -178,8 +178,8 @@ async fn unsent_files_are_collected_with_their_objects(setup: Setup) {
         assert_eq!((s, body), (StatusCode::OK, text("kept", 300)));
     }
 
-    // The same bytes again: bob's file joins the kept blob; no second object stays.
-    let again = upload(&app, bob.token(), text("kept", 300)).await;
+    // The same bytes again from alice: the file joins the kept blob; no second object stays.
+    let again = upload(&app, alice.token(), text("kept", 300)).await;
     assert_eq!(again.sha256, kept.sha256);
     assert_eq!(app.stored_blobs(), 1);
     // Bytes whose blob was collected are stored anew, under a key of their own.

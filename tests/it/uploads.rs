@@ -204,10 +204,10 @@ async fn tus_upload_resumes_and_completes(setup: Setup) {
     assert_eq!(header(&r, "upload-offset"), content.len().to_string());
     assert_eq!(header(&r, "courier-file-id"), file_id);
 
-    // The same bytes again, by simple upload: no new object.
+    // The same bytes again from alice, by simple upload: no new object.
     let objects = || app.stored_blobs();
     let before = objects();
-    app.api.upload(b, content.clone(), None).await.unwrap();
+    app.api.upload(a, content.clone(), None).await.unwrap();
     assert_eq!(objects(), before);
 
     // Termination.

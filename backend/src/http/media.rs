@@ -9,7 +9,7 @@ use super::{AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
 use crate::store::gc::Usage;
-use crate::store::media::{media_file, Added, NewFile};
+use crate::store::media::{content_sha, media_file, Added, NewFile};
 use crate::store::Store;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -404,7 +404,7 @@ pub async fn derived(
         Some("mp4") => "video/mp4",
         _ => "image/jpeg",
     };
-    let etag = format!("{}-{which}", blob.sha256);
+    let etag = format!("{}-{which}", content_sha(&blob.sha256));
     serve(&state, &key, mime, None, &etag, &headers).await
 }
 
@@ -425,7 +425,7 @@ pub async fn download(
         &blob.storage_key,
         &file.mime,
         Some(blob.size as u64),
-        &blob.sha256,
+        content_sha(&blob.sha256),
         &headers,
     )
     .await

@@ -38,13 +38,26 @@ pub enum Added {
     NeedsBytes,
 }
 
+/// The id of the blob that `owner`'s uploads of content `sha256` share: `<sha256>.<owner>`.
+/// Bytes are shared only between one user's uploads, so nothing about an upload (its answer,
+/// its processing, its timing) can tell whether someone else stored the same bytes.
+pub fn blob_id(sha256: &str, owner: &UserId) -> String {
+    format!("{sha256}.{owner}")
+}
+
+/// The content's SHA-256 in a blob id (the whole id, for blobs stored before ids named
+/// their owner).
+pub fn content_sha(blob_id: &str) -> &str {
+    blob_id.split('.').next().unwrap_or(blob_id)
+}
+
 pub fn media_file(f: &files::Model, b: &blobs::Model) -> MediaFile {
     MediaFile {
         id: FileId::from_trusted(f.id.clone()),
         mime: f.mime.clone(),
         class: f.class.clone(),
         size: f.size as u64,
-        sha256: f.sha256.clone(),
+        sha256: content_sha(&f.sha256).to_owned(),
         name: f.name.clone(),
         created_at: f.created_at,
         status: b.status.clone(),
@@ -92,12 +105,13 @@ impl Store {
     ) -> Result<Added> {
         let now = now_ms();
         let class = new.detected.class;
+        let blob_id = blob_id(&new.sha256, owner);
         let txn = self.db.begin().await?;
         let mut queued = false;
         match stored {
             Some(key) => {
                 let blob = blobs::Model {
-                    sha256: new.sha256.clone(),
+                    sha256: blob_id.clone(),
                     size: new.size as i64,
                     mime: new.detected.mime.to_owned(),
                     class: class.as_str().to_owned(),
@@ -123,7 +137,7 @@ impl Store {
                 queued = inserted == 1 && processed(class);
             }
             None => {
-                let exists = blobs::Entity::find_by_id(new.sha256.as_str())
+                let exists = blobs::Entity::find_by_id(blob_id.as_str())
                     .one(&txn)
                     .await?
                     .is_some();
@@ -137,7 +151,7 @@ impl Store {
             media_jobs::Entity::insert(media_jobs::ActiveModel {
                 owner_id: Set(owner.to_string()),
                 fair_at: Set(fair_at),
-                sha256: Set(new.sha256.clone()),
+                sha256: Set(blob_id.clone()),
                 class: Set(class.as_str().to_owned()),
                 state: Set("queued".to_owned()),
                 attempts: Set(0),
@@ -153,7 +167,7 @@ impl Store {
         let file = files::Model {
             id: new_id('f'),
             owner_id: owner.to_string(),
-            sha256: new.sha256.clone(),
+            sha256: blob_id,
             name: new.name.clone(),
             mime: new.detected.mime.to_owned(),
             class: class.as_str().to_owned(),

@@ -49,6 +49,38 @@ pub fn ensure_courier_binary() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A release `courier serve` on free ports with its data in `data_dir`, `rate` as its
+/// `--rate` setting and `extra` arguments, quiet but for errors, once it is ready.
+pub struct Served {
+    pub proc: Proc,
+    pub http: u16,
+    pub mqtt: u16,
+}
+
+pub async fn serve_courier(
+    data_dir: &std::path::Path,
+    rate: &str,
+    extra: &[&str],
+) -> anyhow::Result<Served> {
+    ensure_courier_binary()?;
+    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
+    let child = Command::new(courier_binary())
+        .arg("serve")
+        .args(extra)
+        .args(["--rate", rate])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
+        .args(["--mqtt-ws", &format!("127.0.0.1:{ws}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let proc = Proc(child);
+    crate::wait_ready(&format!("127.0.0.1:{http}")).await?;
+    Ok(Served { proc, http, mqtt })
+}
+
 pub async fn wait_port(port: u16) -> anyhow::Result<()> {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -86,8 +86,19 @@ impl Codec {
         }
     }
 
-    /// One whole packet from `buf`, or `None` until more bytes arrive.
+    /// One whole packet from `buf`, or `None` until more bytes arrive. Packets only a server
+    /// sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) are refused: clients do not send them, and
+    /// rumqttd's MQTT 5 reader panics on a CONNACK or UNSUBACK with a body (found by the
+    /// `mqtt_edge` fuzz target).
     pub fn read(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, CodecError> {
+        if let Some(&first) = buf.first() {
+            if matches!(first >> 4, 2 | 9 | 11 | 13) {
+                let kind = first >> 4;
+                return Err(CodecError::Malformed(format!(
+                    "packet type {kind} is sent by servers only"
+                )));
+            }
+        }
         let result = match self.version {
             Version::V311 => self.v4.read_mut(buf, self.max_packet),
             Version::V5 => self.v5.read_mut(buf, self.max_packet),
@@ -297,6 +308,23 @@ mod tests {
         assert!(matches!(sniff(&[0x30, 0]), Err(CodecError::NotConnect)));
         let v3 = [0x10, 14, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3];
         assert!(matches!(sniff(&v3), Err(CodecError::UnsupportedLevel(3))));
+    }
+
+    #[test]
+    fn server_only_packets_are_refused_not_panicked_on() {
+        // CONNACK and UNSUBACK with a body: rumqttd's MQTT 5 reader has no arm for them.
+        for bytes in [
+            &[0x20u8, 2, 0, 0][..],
+            &[0xB0, 2, 0, 1],
+            &[0x90, 2, 0, 1],
+            &[0xD0, 0],
+        ] {
+            for version in [Version::V311, Version::V5] {
+                let mut buf = BytesMut::from(bytes);
+                let read = Codec::new(version, 4096).read(&mut buf);
+                assert!(matches!(read, Err(CodecError::Malformed(_))), "{bytes:?}");
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod acl;
 pub mod auth;
 pub mod codec;
 mod connection;
+pub mod fuzzing;
 pub mod hub;
 mod listener;
 pub mod outbox;

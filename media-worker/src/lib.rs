@@ -12,6 +12,7 @@
 pub mod blob;
 mod ffjpeg;
 pub mod fixtures;
+pub mod fuzzing;
 pub mod image;
 pub mod isolate;
 mod jpeg_dc;

@@ -6,6 +6,7 @@
 //! `docs/protocol.md` describes the same contract in prose; keep the two in step.
 
 pub mod envelope;
+pub mod fuzzing;
 pub mod http;
 pub mod ids;
 pub mod ops;

@@ -20,6 +20,7 @@ mod edge_abuse;
 mod fails_alone;
 mod fault;
 mod flood;
+mod fuzz_corpus;
 mod group_consent;
 mod helpers;
 mod http_api;

@@ -14,12 +14,11 @@
 //! Needs `cargo build --release --bins`.
 
 use bench::load::{run_pairs, Workload};
-use bench::process::{courier_binary, ensure_courier_binary, free_port, Proc};
+use bench::process::{ensure_courier_binary, serve_courier};
 use broker::codec::raw;
 use clap::Parser;
 use client::Api;
 use sea_orm::{ActiveValue::Set, EntityTrait};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -147,21 +146,9 @@ async fn main() -> anyhow::Result<()> {
         args.devices,
         seeded.elapsed().as_secs_f64()
     );
-    let (http, mqtt, ws) = (free_port(), free_port(), free_port());
-    let child = Command::new(courier_binary())
-        .arg("serve")
-        .args(["--database-url", &db])
-        .args(["--rate", &backend::shared::Limits::all_off_setting()])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--mqtt", &format!("127.0.0.1:{mqtt}")])
-        .args(["--mqtt-ws", &format!("127.0.0.1:{ws}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let server = Proc(child);
-    bench::wait_ready(&format!("127.0.0.1:{http}")).await?;
+    let rate = backend::shared::Limits::all_off_setting();
+    let served = serve_courier(dir.path(), &rate, &["--database-url", &db]).await?;
+    let (server, http, mqtt) = (served.proc, served.http, served.mqtt);
     let api = Api::new(format!("http://127.0.0.1:{http}"));
     let workload = |tag: &str| Workload {
         pairs: args.pairs,

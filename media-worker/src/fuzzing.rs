@@ -1,6 +1,6 @@
 //! Media parsing as fuzz targets (`fuzz/fuzz_targets/`, and the corpus replay in
 //! `tests/it/fuzz_corpus.rs`). Sniffing and metadata stripping run in the server process on
-//! every upload; the JPEG DC decoder and image decoding run in a job's confined process.
+//! every upload; image decoding runs in a job's confined process.
 //! Panics are the failures, and so is a stripped copy that is larger than its input, or one
 //! that a second strip would change.
 
@@ -30,13 +30,6 @@ pub fn stripping(data: &[u8]) {
             strip(detected.mime, &mut Cursor::new(&out), &mut twice).expect("strips again");
             assert!(twice == out, "a second strip removed more");
         }
-    }
-}
-
-/// The 1/8-scale JPEG decoder.
-pub fn jpeg_dc(data: &[u8]) {
-    if let Ok(Some((w, h, rgb))) = crate::jpeg_dc::decode_rgb(data) {
-        assert_eq!(rgb.len() as u64, u64::from(w) * u64::from(h) * 3);
     }
 }
 

@@ -9,7 +9,7 @@
 //! not enforce `max_alloc` by itself. A hostile file fails its own job with an error; it
 //! neither aborts the process nor takes unbounded memory.
 
-use crate::{ffjpeg, jpeg_dc, jpeg_markers, MediaError};
+use crate::{ffjpeg, jpeg_markers, MediaError};
 use fast_image_resize as fr;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use std::io::Cursor;
@@ -115,8 +115,8 @@ fn thumbnail(src: &Pixels) -> Result<Vec<u8>, MediaError> {
 ///
 /// JPEGs are decoded shrunk in the DCT domain (1/2, 1/4 or 1/8) to the smallest size that
 /// still covers `want` on its longest side — what makes a 12 MP photo's thumbnail cheap —
-/// from the DC coefficients alone at 1/8 ([`jpeg_dc`]), else with FFmpeg's decoder
-/// ([`ffjpeg`]; `jpeg-decoder` when FFmpeg refuses), and the size returned is the original's. Other formats are decoded whole.
+/// with FFmpeg's decoder ([`ffjpeg`]; `jpeg-decoder` when FFmpeg refuses), and the size
+/// returned is the original's. Other formats are decoded whole.
 fn decode(path: &Path, limits: &ImageLimits, want: u32) -> Result<Decoded, MediaError> {
     let reader = ImageReader::open(path)?
         .with_guessed_format()
@@ -211,19 +211,7 @@ fn decode_jpeg_scaled(
         .and_then(image::metadata::Orientation::from_exif_chunk)
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let lowres = ffjpeg::lowres_for(w, h, want);
-    let dc_only = if lowres == 3 {
-        // 1/8 is all that is needed: the DC coefficients alone give it.
-        jpeg_dc::decode_rgb(bytes).unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "DC-only decoding failed; using FFmpeg");
-            None
-        })
-    } else {
-        None
-    };
-    let decoded = match dc_only {
-        Some(decoded) => Ok(decoded),
-        None => ffjpeg::decode_rgb(bytes, lowres),
-    };
+    let decoded = ffjpeg::decode_rgb(bytes, lowres);
     let (sw, sh, rgb) = match decoded {
         Ok(decoded) => decoded,
         Err(e) => {
@@ -406,11 +394,10 @@ mod tests {
     }
 
     #[test]
-    fn a_large_photos_thumbnail_comes_from_its_dc_coefficients_oriented() {
+    fn a_large_photos_thumbnail_comes_from_an_eighth_scale_decode_oriented() {
         let dir = tempfile::tempdir().unwrap();
-        // 2 600 px wide: 1/8 (325 px) still covers 320, so the DC-only path decodes it.
+        // 2 600 px wide: 1/8 (325 px) still covers 320, so it is decoded at 1/8.
         let jpeg = rotated_jpeg(2600, 1400);
-        assert!(jpeg_dc::decode_rgb(&jpeg).unwrap().is_some());
         let thumb = thumbnail_of(
             &write(dir.path(), "big.jpg", &jpeg),
             &ImageLimits::default(),

@@ -15,7 +15,6 @@ pub mod fixtures;
 pub mod fuzzing;
 pub mod image;
 pub mod isolate;
-mod jpeg_dc;
 mod jpeg_markers;
 pub mod s3;
 pub mod sandbox;

@@ -41,11 +41,6 @@ fn strip() {
 }
 
 #[test]
-fn jpeg_dc() {
-    replay("jpeg_dc", media_worker::fuzzing::jpeg_dc);
-}
-
-#[test]
 fn image() {
     replay("image", media_worker::fuzzing::image);
 }

@@ -31,10 +31,26 @@ impl Pages {
     }
 }
 
+/// Bucket → GCRA theoretical arrival time (ms), pruned of spent buckets when it grows past
+/// `prune_at`, which then doubles over what stayed: however many buckets are live, a check
+/// costs amortised O(1).
+struct Buckets {
+    tat: HashMap<String, u64>,
+    prune_at: usize,
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Self {
+            tat: HashMap::new(),
+            prune_at: PRUNE_AT,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Memory {
-    /// Bucket → GCRA theoretical arrival time (ms).
-    buckets: Mutex<HashMap<String, u64>>,
+    buckets: Mutex<Buckets>,
     presence: Mutex<PresenceMap>,
     /// Conversation → version, bumped on every change.
     versions: Mutex<HashMap<ConvId, u64>>,
@@ -47,15 +63,18 @@ impl Memory {
     pub fn take(&self, bucket: &str, rate: &Rate, now: i64) -> u64 {
         let now = now.max(0) as u64;
         let mut buckets = self.buckets.lock().expect("bucket lock");
-        if buckets.len() > PRUNE_AT {
-            buckets.retain(|_, tat| *tat > now);
+        if buckets.tat.len() > buckets.prune_at {
+            buckets.tat.retain(|_, tat| *tat > now);
+            buckets.prune_at = PRUNE_AT.max(2 * buckets.tat.len());
         }
-        let tat = buckets.get(bucket).copied().unwrap_or(now).max(now);
+        let tat = buckets.tat.get(bucket).copied().unwrap_or(now).max(now);
         let allowed_from = tat.saturating_sub(rate.tolerance_ms());
         if now < allowed_from {
             return allowed_from - now;
         }
-        buckets.insert(bucket.to_owned(), tat + rate.interval_ms());
+        buckets
+            .tat
+            .insert(bucket.to_owned(), tat + rate.interval_ms());
         0
     }
 

@@ -157,6 +157,10 @@ fn jpeg(input: &mut impl BufRead, out: &mut impl Write) -> io::Result<()> {
         if first && marker != SOI {
             return Err(bad("no start-of-image marker"));
         }
+        if !first && marker == SOI {
+            // Found by the `strip` fuzz target: copied, it made a file the walker refuses.
+            return Err(bad("a second start-of-image marker"));
+        }
         first = false;
         sink.clear();
         let keep: Option<&[u8]> = match marker {
@@ -187,6 +191,9 @@ fn jpeg(input: &mut impl BufRead, out: &mut impl Write) -> io::Result<()> {
             APP2 if payload.starts_with(b"ICC_PROFILE\0") => Some(&payload),
             APP14 if payload.starts_with(b"Adobe") => Some(&payload),
             0xE0..=0xEF | COM => None,
+            // A restart (or TEM) marker outside a scan has no length to write back; found by
+            // the `strip` fuzz target, which made a copy the walker then refused.
+            0x01 | 0xD0..=0xD7 => return Err(bad("a stand-alone marker outside a scan")),
             _ => Some(&payload),
         };
         if let Some(payload) = keep {

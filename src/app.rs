@@ -15,8 +15,9 @@ use backend::http::AppState;
 use backend::jobs::JobConfig;
 use backend::publisher::Publisher;
 use backend::push::{PushConfig, Pusher};
-use backend::shared::Shared;
+use backend::shared::{Limit, Shared};
 use backend::{db, Engine, EngineConfig, Store};
+use broker::pace::Pacing;
 use broker::{Broker, BrokerConfig};
 use media_worker::{BlobStore, LocalStore, S3Store};
 use std::net::SocketAddr;
@@ -134,6 +135,10 @@ impl App {
                 let broker_config = BrokerConfig {
                     max_packet_size: s.max_packet_size,
                     connect_timeout: s.connect_timeout,
+                    device_pacing: s.limits.get(Limit::Packets).map(|r| Pacing {
+                        count: r.count,
+                        per: r.per,
+                    }),
                     ..Default::default()
                 };
                 let broker = Broker::start(broker_config, auth, shutdown.clone());

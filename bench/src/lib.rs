@@ -68,3 +68,23 @@ pub async fn wait_ready(http: &str) -> anyhow::Result<()> {
     }
     anyhow::bail!("courier never became ready")
 }
+
+/// `n` different camera-sized photos (1600×1200 JPEG), made with the ffmpeg tool in `dir`.
+pub fn photos(dir: &std::path::Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let path = dir.join(format!("photo{i}.jpg"));
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "testsrc2=size=1600x1200:rate=1,noise=alls={}",
+                10 + i
+            ))
+            .args(["-frames:v", "1", "-q:v", "3"])
+            .arg(&path)
+            .status()?;
+        anyhow::ensure!(status.success(), "ffmpeg could not make a photo");
+        out.push(std::fs::read(&path)?);
+    }
+    Ok(out)
+}

@@ -40,13 +40,7 @@ impl Stats {
     pub fn report(&self, name: &str, elapsed: Duration) {
         let mut l = self.latencies_us.lock().unwrap();
         l.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if l.is_empty() {
-                return f64::NAN;
-            }
-            let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
-            l[i] as f64 / 1000.0
-        };
+        let pct = |p: f64| percentile_ms(&l, p);
         let secs = elapsed.as_secs_f64();
         println!(
             "{name:<28} sent {:>8}  received {:>8}  {:>9.0} msg/s  latency ms p50 {:>7.2}  p99 {:>7.2}  p999 {:>7.2}  max {:>7.2}",
@@ -59,6 +53,15 @@ impl Stats {
             pct(1.0),
         );
     }
+}
+
+/// The `p` quantile (0..=1) of `sorted` microseconds, in milliseconds (NaN when empty).
+pub fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1000.0
 }
 
 pub fn stamp(epoch: Instant, size: usize) -> String {
@@ -89,7 +92,7 @@ impl Workload {
 /// One device as a plain MQTT 3.1.1 client over TCP — the generator does no more work per
 /// message than the Mosquitto baseline's clients: no SDK, no ordering buffer, no presence.
 /// Subscribed to its `rsp` and `in` at QoS 1 (as the SDK subscribes) once this returns.
-async fn device(s: &Session) -> anyhow::Result<(AsyncClient, EventLoop, String)> {
+pub async fn device(s: &Session) -> anyhow::Result<(AsyncClient, EventLoop, String)> {
     let (host, port) = s
         .mqtt
         .tcp

@@ -15,6 +15,8 @@ pub enum Refusal {
     NotAuthorized,
     /// The credential store cannot be reached (3.1.1: 3, 5: 0x88).
     Unavailable,
+    /// The device connects more often than it may (3.1.1: 3, 5: 0x9F): try again later.
+    TooOften,
 }
 
 pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Identity, Refusal>> + Send + 'a>>;

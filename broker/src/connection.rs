@@ -14,6 +14,7 @@ use crate::codec::{
 };
 use crate::hub::{Out, Peer, Registration};
 use crate::outbox::{Close, Msg, Outbox};
+use crate::pace::Pace;
 use crate::transport::Transport;
 use crate::upstream::{Inbound, Kind};
 use crate::Shared;
@@ -157,6 +158,12 @@ async fn serve_inner(mut io: Transport, peer: SocketAddr, shared: Arc<Shared>) {
         awaiting_rel: Vec::new(),
         will,
         wbuf: BytesMut::new(),
+        pace: match identity {
+            Identity::Device { .. } if shared.config.device_pacing.is_some() => {
+                Some(Pace::new(Instant::now()))
+            }
+            _ => None,
+        },
     };
     let connack_props = (conn.codec.version == Version::V5).then(|| ConnAckProperties {
         max_packet_size: Some(shared.config.max_packet_size as u32),
@@ -217,6 +224,9 @@ async fn authenticate(
                     return Err(ConnectReturnCode::BadUserNamePassword)
                 }
                 Ok(Err(Refusal::NotAuthorized)) => return Err(ConnectReturnCode::NotAuthorized),
+                Ok(Err(Refusal::TooOften)) => {
+                    return Err(ConnectReturnCode::ConnectionRateExceeded)
+                }
                 Ok(Err(Refusal::Unavailable)) | Err(_) => {
                     return Err(ConnectReturnCode::ServiceUnavailable)
                 }
@@ -238,6 +248,10 @@ async fn refuse(io: &mut Transport, codec: &Codec, code: ConnectReturnCode) {
     let code = match (codec.version, code) {
         (Version::V5, ConnectReturnCode::ServiceUnavailable) => {
             ConnectReturnCode::ServerUnavailable
+        }
+        // 3.1.1 has no "rate exceeded": "server unavailable" also says "try again later".
+        (Version::V311, ConnectReturnCode::ConnectionRateExceeded) => {
+            ConnectReturnCode::ServiceUnavailable
         }
         (_, c) => c,
     };
@@ -316,6 +330,8 @@ struct Conn<'a> {
     will: Option<LastWill>,
     /// Encoded packets not yet written.
     wbuf: BytesMut,
+    /// Devices' place against [`crate::BrokerConfig::device_pacing`]; `None` if unpaced.
+    pace: Option<Pace>,
 }
 
 impl Conn<'_> {
@@ -336,7 +352,8 @@ impl Conn<'_> {
             self.fill();
             let (mut reader, mut writer) = io.halves();
             let writing = writer.pending(&self.wbuf);
-            let reading = self.wbuf.len() < WRITE_MAX;
+            let paused = self.paused();
+            let reading = self.wbuf.len() < WRITE_MAX && paused.is_none();
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => {
@@ -362,6 +379,12 @@ impl Conn<'_> {
                         return end;
                     }
                 }
+                _ = sleep_until(paused.unwrap_or(deadline)), if paused.is_some() => {
+                    // Its next packet is due: the ones already read first.
+                    if let Some(end) = Box::pin(self.packets(&mut rbuf, io)).await {
+                        return end;
+                    }
+                }
                 _ = sleep_until(deadline), if !grace.is_zero() => {
                     debug!("keep-alive expired");
                     let bye = self.bye(io, DisconnectReasonCode::KeepAliveTimeout, End::Abnormal);
@@ -374,10 +397,14 @@ impl Conn<'_> {
     /// Handles every whole packet in `rbuf`.
     async fn packets(&mut self, rbuf: &mut BytesMut, io: &mut Transport) -> Option<End> {
         loop {
+            if self.paused().is_some() {
+                break;
+            }
             let front = peek_publish(rbuf);
             match self.codec.read(rbuf) {
                 Ok(None) => break,
                 Ok(Some(packet)) => {
+                    self.count(&packet);
                     if let Some(end) = self.inbound(packet, front).await {
                         // Bounded: a client that stopped reading does not hold the goodbye.
                         let flush = io.write_all(&mut self.wbuf);
@@ -408,6 +435,25 @@ impl Conn<'_> {
             *rbuf = BytesMut::new();
         }
         None
+    }
+
+    /// Until when a paced device's connection is not read, if its burst is spent.
+    fn paused(&self) -> Option<Instant> {
+        let pacing = self.shared.config.device_pacing.as_ref()?;
+        self.pace.as_ref()?.paused_until(pacing, Instant::now())
+    }
+
+    /// Counts a packet that asks for work against the device's pace.
+    fn count(&mut self, packet: &Packet) {
+        let (Some(pacing), Some(pace)) = (&self.shared.config.device_pacing, &mut self.pace) else {
+            return;
+        };
+        if matches!(
+            packet,
+            Packet::Publish(..) | Packet::Subscribe(..) | Packet::Unsubscribe(..)
+        ) {
+            pace.take(pacing, Instant::now());
+        }
     }
 
     /// Moves queued publishes into the write buffer while the client's inflight window and

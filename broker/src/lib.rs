@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod hub;
 mod listener;
 pub mod outbox;
+pub mod pace;
 mod transport;
 pub mod upstream;
 
@@ -56,6 +57,9 @@ pub struct BrokerConfig {
     pub max_inflight: u16,
     /// Longest a persistent session outlives its connection.
     pub max_session_expiry: Duration,
+    /// How fast a device's connection is read (`None`: as fast as it sends). Services are
+    /// never paced.
+    pub device_pacing: Option<pace::Pacing>,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +72,7 @@ impl Default for BrokerConfig {
             outbox_bytes: 4 << 20,
             max_inflight: 64,
             max_session_expiry: Duration::from_secs(24 * 3600),
+            device_pacing: None,
         }
     }
 }

@@ -213,6 +213,10 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                                 .collect(),
                         )),
                     Ok(_) => Step::Skip,
+                    // "Try again later" (the server is busy, or we connect too often).
+                    Err(rumqttc::ConnectionError::ConnectionRefused(
+                        rumqttc::ConnectReturnCode::ServiceUnavailable,
+                    )) => Step::Lost("server unavailable".into()),
                     Err(rumqttc::ConnectionError::ConnectionRefused(code)) =>
                         Step::Refused(format!("{code:?}")),
                     Err(rumqttc::ConnectionError::RequestsDone) => Step::Done,
@@ -252,6 +256,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
             o.set_network_options(no_delay());
             let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 1024);
             tokio::spawn(async move {
+                use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as C;
                 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
                 drive!(el, tx, stop, |event| match event {
                     Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(_))) => Step::Connected,
@@ -268,6 +273,9 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                                 .collect(),
                         )),
                     Ok(_) => Step::Skip,
+                    Err(rumqttc::v5::ConnectionError::ConnectionRefused(
+                        code @ (C::ServerUnavailable | C::ServerBusy | C::ConnectionRateExceeded),
+                    )) => Step::Lost(format!("{code:?}")),
                     Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
                         Step::Refused(format!("{code:?}"))
                     }

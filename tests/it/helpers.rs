@@ -486,7 +486,10 @@ impl RawDevice {
                     return Some(serde_json::from_slice(&p.payload).unwrap())
                 }
                 Ok(_) => {}
-                Err(_) => return None,
+                Err(e) => {
+                    tracing::info!(error = %e, "raw device's connection ended");
+                    return None;
+                }
             }
         }
     }

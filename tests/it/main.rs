@@ -23,6 +23,7 @@ mod flood;
 mod fuzz_corpus;
 mod group_consent;
 mod helpers;
+mod hostile;
 mod http_api;
 mod http_limits;
 mod media;

@@ -284,3 +284,74 @@ async fn downloads_and_group_adds_have_buckets_per_user() {
         .await
         .unwrap();
 }
+
+/// Connecting too often is refused with the "try again later" code of each MQTT version, per
+/// device; heavy HTTP reads have a bucket per user; and a device's packets past its pace are
+/// read no faster than the pace, with every request still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connects_heavy_reads_and_packets_are_paced() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.limits
+            .set(Limit::Connect, per_minute(2))
+            .set(Limit::History, per_minute(2))
+            .set(
+                Limit::Packets,
+                Some(Rate {
+                    count: 10,
+                    per: Duration::from_secs(1),
+                }),
+            );
+    })
+    .await;
+    app.users(&["alice", "bob"]).await;
+    let alice = app.session("alice", "phone").await;
+    let port = app.addrs.mqtt.port();
+    let v4 = |s: &courier_client::protocol::http::Session| {
+        let mut o = rumqttc::MqttOptions::new(s.device.as_str(), "127.0.0.1", port);
+        o.set_credentials(s.device.as_str(), s.token.as_str());
+        let (_c, mut el) = rumqttc::AsyncClient::new(o, 10);
+        async move { format!("{:?}", el.poll().await) }
+    };
+    assert!(v4(&alice).await.contains("ConnAck"));
+    assert!(v4(&alice).await.contains("ConnAck"));
+    assert!(
+        v4(&alice).await.contains("ServiceUnavailable"),
+        "3.1.1: server unavailable"
+    );
+    let mut o = rumqttc::v5::MqttOptions::new(alice.device.as_str(), "127.0.0.1", port);
+    o.set_credentials(alice.device.as_str(), alice.token.as_str());
+    let (_c, mut el) = rumqttc::v5::AsyncClient::new(o, 10);
+    assert!(matches!(
+        el.poll().await,
+        Err(rumqttc::v5::ConnectionError::ConnectionRefused(
+            rumqttc::v5::mqttbytes::v5::ConnectReturnCode::ConnectionRateExceeded
+        ))
+    ));
+    // Another device of hers has its own bucket.
+    let other = app.session("alice", "laptop").await;
+    assert!(v4(&other).await.contains("ConnAck"));
+
+    // Heavy reads: two, then 429, per user.
+    let bob = app.session("bob", "phone").await;
+    app.api.conversations(&bob.token).await.unwrap();
+    app.api.users(&bob.token, &["alice"], &[]).await.unwrap();
+    retry_after_ms(&app.api.conversations(&bob.token).await.unwrap_err());
+    app.api.conversations(&other.token).await.unwrap();
+
+    // Packets: 40 requests at once from a device paced at 10 a second (a burst of 10): all
+    // answered, the last no sooner than the pace allows for the 30 past the burst.
+    let paced = app.session("bob", "tablet").await;
+    let mut device = crate::helpers::RawDevice::connect(&app, &paced).await;
+    let requests: Vec<(&str, serde_json::Value)> = (0..40)
+        .map(|n| ("nope", serde_json::json!({ "id": n })))
+        .collect();
+    let started = std::time::Instant::now();
+    let answers = device.requests(&requests).await;
+    assert_eq!(answers.len(), 40);
+    assert!(answers.iter().all(|a| a["error"]["code"] == "unknown_op"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2_800),
+        "40 packets at 10/s after a burst of 10 took only {took:?}"
+    );
+}

@@ -55,10 +55,17 @@ impl Authenticator for DeviceAuthenticator {
                 return Err(Refusal::NotAuthorized);
             }
             match self.store.check_device_token(username, password).await {
-                Ok(TokenCheck::Valid(d)) => Ok(Identity::Device {
-                    user: d.user.into_string(),
-                    device: d.device.into_string(),
-                }),
+                Ok(TokenCheck::Valid(d)) => {
+                    let over = self.store.shared.limit(Limit::Connect, username).await;
+                    if over.is_err() {
+                        tracing::info!(device = username, "connecting too often");
+                        return Err(Refusal::TooOften);
+                    }
+                    Ok(Identity::Device {
+                        user: d.user.into_string(),
+                        device: d.device.into_string(),
+                    })
+                }
                 Ok(TokenCheck::Revoked) => Err(Refusal::NotAuthorized),
                 Ok(TokenCheck::Invalid) => Err(Refusal::BadCredentials),
                 Err(e) => {

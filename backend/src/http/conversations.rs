@@ -46,6 +46,11 @@ pub async fn list(
     State(state): State<AppState>,
     Authed(me): Authed,
 ) -> Result<Json<Vec<Conversation>>> {
+    state
+        .store
+        .shared
+        .limit(Limit::History, me.user.as_str())
+        .await?;
     Ok(Json(state.store.list_conversations(&me.user).await?))
 }
 
@@ -55,6 +60,11 @@ pub async fn one(
     Authed(me): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>> {
+    state
+        .store
+        .shared
+        .limit(Limit::History, me.user.as_str())
+        .await?;
     Ok(Json(
         state.store.conversation(&conv_id(&id)?, &me.user).await?,
     ))
@@ -73,6 +83,11 @@ pub async fn history(
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<HistoryPage>> {
+    state
+        .store
+        .shared
+        .limit(Limit::History, me.user.as_str())
+        .await?;
     let (messages, next_before) = state
         .store
         .history(&conv_id(&id)?, &me.user, q.before, q.limit.unwrap_or(50))

@@ -102,9 +102,14 @@ pub struct Lookup {
 /// exist, by name.
 pub async fn lookup(
     State(state): State<AppState>,
-    _me: super::Authed,
+    super::Authed(me): super::Authed,
     axum::extract::Query(q): axum::extract::Query<Lookup>,
 ) -> Result<Json<Vec<UserName>>> {
+    state
+        .store
+        .shared
+        .limit(crate::shared::Limit::History, me.user.as_str())
+        .await?;
     let split = |s: &Option<String>| -> Vec<String> {
         s.as_deref()
             .unwrap_or_default()

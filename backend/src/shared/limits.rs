@@ -77,10 +77,19 @@ pub enum Limit {
     /// Connections as the service identity (the backends' own MQTT login) per client
     /// address, so its secret cannot be guessed at speed.
     ServiceLogin,
+    /// MQTT connections per device (right token; a wrong one costs a lookup and gets nothing):
+    /// each connect and disconnect is presence, written and announced.
+    Connect,
+    /// Conversation lists, single conversations, history pages and user lookups over HTTP,
+    /// per user: the reads that cost the database most.
+    History,
+    /// Packets asking for work (PUBLISH, SUBSCRIBE, UNSUBSCRIBE) per device connection, kept
+    /// by Courier's broker itself: past it the connection is read no faster (never refused).
+    Packets,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 16] = [
+    pub const ALL: [Limit; 19] = [
         Limit::Send,
         Limit::Ack,
         Limit::Read,
@@ -97,6 +106,9 @@ impl Limit {
         Limit::Signup,
         Limit::SignupAll,
         Limit::ServiceLogin,
+        Limit::Connect,
+        Limit::History,
+        Limit::Packets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -117,6 +129,9 @@ impl Limit {
             Limit::Signup => "signup",
             Limit::SignupAll => "signup_all",
             Limit::ServiceLogin => "service_login",
+            Limit::Connect => "connect",
+            Limit::History => "history",
+            Limit::Packets => "packets",
         }
     }
 
@@ -142,6 +157,10 @@ impl Limit {
             Limit::Signup => Rate::new(30, 3600),
             Limit::SignupAll => Rate::new(100, 60),
             Limit::ServiceLogin => Rate::new(30, 60),
+            Limit::Connect => Rate::new(20, 60),
+            Limit::History => Rate::new(60, 60),
+            // Every op at its own limit together is ~30 a second.
+            Limit::Packets => Rate::new(100, 2),
         }
     }
 

@@ -1,14 +1,11 @@
 //! Users and devices: sign-up, log-in, token checks, revocation.
 
 use super::invites::{self, Signup};
+use super::passwords;
 use super::Store;
 use crate::entity::{devices, users};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::util::{constant_time_eq, new_id, new_token, now_ms, token_hash};
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
 use protocol::http::{AccountSettings, GroupAdds, SettingsChange, MAX_DEVICES};
 use protocol::{DeviceId, ErrorCode, UserId};
 use sea_orm::sea_query::Expr;
@@ -96,17 +93,7 @@ impl Store {
             ));
         }
         self.admit_sign_up(signup, invite).await?;
-        let password = password.to_owned();
-        // Argon2 is deliberately slow; keep it off the async workers.
-        let hash = tokio::task::spawn_blocking(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let hash = passwords::hash(password.to_owned()).await?;
         let id = new_id('u');
         let user = users::ActiveModel {
             id: Set(id.clone()),
@@ -155,24 +142,7 @@ impl Store {
             .one(&self.db)
             .await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || match stored {
-            Some(stored) => PasswordHash::new(&stored)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false),
-            None => {
-                // Unknown user: spend the same time as a check, so timing does not tell.
-                let salt = SaltString::generate(&mut OsRng);
-                let _ = Argon2::default().hash_password(password.as_bytes(), &salt);
-                false
-            }
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let ok = passwords::verify(password.to_owned(), stored).await?;
         let user = match (user, ok) {
             (Some(user), true) => user,
             _ => return Err(bad()),

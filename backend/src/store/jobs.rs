@@ -69,9 +69,15 @@ impl Store {
     pub async fn claim_job(&self, lease: Duration) -> Result<Option<Claimed>> {
         let now = now_ms();
         let txn = self.db.begin().await?;
-        let busy_owner = format!(
-            "(SELECT COUNT(*) FROM media_jobs r WHERE r.owner_id = media_jobs.owner_id \
-             AND r.state = 'running' AND r.locked_until >= {now}) < {RUNNING_PER_USER}"
+        let postgres = txn.get_database_backend() == DbBackend::Postgres;
+        // Bound values; sea-query numbers PostgreSQL's placeholders, not SQLite's.
+        let (at, cap) = if postgres { ("$1", "$2") } else { ("?", "?") };
+        let busy_owner = Expr::cust_with_values(
+            format!(
+                "(SELECT COUNT(*) FROM media_jobs r WHERE r.owner_id = media_jobs.owner_id \
+                 AND r.state = 'running' AND r.locked_until >= {at}) < {cap}"
+            ),
+            [now, RUNNING_PER_USER as i64],
         );
         let mut q = media_jobs::Entity::find()
             .filter(media_jobs::Column::State.is_in(["queued", "running"]))
@@ -81,10 +87,10 @@ impl Store {
                     .add(media_jobs::Column::LockedUntil.is_null())
                     .add(media_jobs::Column::LockedUntil.lt(now)),
             )
-            .filter(Expr::cust(busy_owner))
+            .filter(busy_owner)
             .order_by_asc(media_jobs::Column::FairAt)
             .limit(1);
-        if txn.get_database_backend() == DbBackend::Postgres {
+        if postgres {
             q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
         let Some(job) = q.one(&txn).await? else {

@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod log;
 pub mod media;
 pub mod messages;
+mod passwords;
 pub mod presence;
 pub mod receipts;
 mod rows;

@@ -68,6 +68,12 @@ fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
+/// One frame of the lavfi source `filter` as a JPEG at quality ~90 (`-q:v 2`).
+fn jpeg_of(filter: &str, out: &Path) {
+    let args = ["-f", "lavfi", "-i", filter, "-frames:v", "1", "-q:v", "2"];
+    media_worker::fixtures::ffmpeg(&args, out);
+}
+
 fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().unwrap();
@@ -82,19 +88,7 @@ fn main() {
 
     // 1. Photo → thumbnail.
     let photo = d.join("photo.jpg");
-    media_worker::fixtures::ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=4000x3000",
-            "-frames:v",
-            "1",
-            "-q:v",
-            "2",
-        ],
-        &photo,
-    );
+    jpeg_of("testsrc2=size=4000x3000", &photo);
     let limits = ImageLimits::default();
     let mut ours = Vec::new();
     let t_ours = time(args.runs, || ours = thumbnail_of(&photo, &limits).unwrap());
@@ -162,6 +156,38 @@ fn main() {
         ms(t_job),
         t_child.map_or("(no release courier binary beside this one)".into(), |t| format!("{:.1} ms", ms(t))),
     );
+
+    // The image job against vipsthumbnail making the same two outputs (320 px WebP q75 and
+    // 1280 px JPEG q80), per photo over BATCH copies, on the pattern photo and on a camera-like
+    // one (sensor noise: ~5 MB, most of its bytes in entropy-coded detail).
+    let noisy = d.join("noisy.jpg");
+    jpeg_of("testsrc2=size=4000x3000,noise=alls=12:allf=t", &noisy);
+    for (name, src) in [("pattern", &photo), ("camera-like", &noisy)] {
+        let copies: Vec<_> = (0..BATCH)
+            .map(|i| {
+                let p = d.join(format!("two{i}.jpg"));
+                std::fs::copy(src, &p).unwrap();
+                p
+            })
+            .collect();
+        let t_vips_two = time(args.runs, || {
+            for (side, out) in [("320", "tn_%s.webp[Q=75]"), ("1280", "pv_%s.jpg[Q=80]")] {
+                run(Command::new("vipsthumbnail")
+                    .args(&copies)
+                    .args(["-s", side, "-o", out]));
+            }
+        }) / BATCH as u32;
+        let t_job = time(args.runs, || {
+            process_image(src, &limits).unwrap();
+        });
+        println!(
+            "12 MP {name} JPEG ({:.1} MB) → 320 px WebP + 1280 px JPEG:\n  courier's image job, in process  {:>7.1} ms\n  vipsthumbnail × 2, each of {BATCH}    {:>7.1} ms   ratio (vips/courier) {:.2}×",
+            size(src) as f64 / 1e6,
+            ms(t_job),
+            ms(t_vips_two),
+            t_vips_two.as_secs_f64() / t_job.as_secs_f64(),
+        );
+    }
 
     // 3. Stripping the original's metadata at upload.
     let camera = d.join("camera.jpg");

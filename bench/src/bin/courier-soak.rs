@@ -16,7 +16,6 @@ use clap::Parser;
 use client::protocol::http::Session;
 use client::protocol::ConvId;
 use client::{Api, Client, ClientOptions};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let (server, http) = (served.proc, served.http);
     let api = Api::new(format!("http://127.0.0.1:{http}"));
     let scratch = tempfile::tempdir()?;
-    let photos = photos(scratch.path())?;
+    let photos = bench::photos(scratch.path(), 30)?;
 
     let mut sessions = Vec::with_capacity(args.users);
     for i in 0..args.users {
@@ -132,13 +131,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep_until((started + Duration::from_secs(60 * m)).into()).await;
         let mut lat = std::mem::take(&mut *minute.latencies_us.lock().unwrap());
         lat.sort_unstable();
-        let pct = |p: f64| {
-            if lat.is_empty() {
-                return f64::NAN;
-            }
-            let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-            lat[i] as f64 / 1000.0
-        };
+        let pct = |p: f64| bench::load::percentile_ms(&lat, p);
         let metrics = metrics(http).await;
         let gauge = |name: &str| {
             metrics
@@ -267,26 +260,6 @@ async fn send_photo(
     drain.abort();
     sent?;
     Ok(())
-}
-
-/// Thirty different camera-sized photos (1600×1200 JPEG), made with the ffmpeg tool.
-fn photos(dir: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    for i in 0..30 {
-        let path = dir.join(format!("photo{i}.jpg"));
-        let status = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(format!(
-                "testsrc2=size=1600x1200:rate=1,noise=alls={}",
-                10 + i
-            ))
-            .args(["-frames:v", "1", "-q:v", "3"])
-            .arg(&path)
-            .status()?;
-        anyhow::ensure!(status.success(), "ffmpeg could not make a photo");
-        out.push(std::fs::read(&path)?);
-    }
-    Ok(out)
 }
 
 async fn metrics(http: u16) -> String {

@@ -442,9 +442,9 @@ async fn publish(
             Attack::Typing => (
                 "typing",
                 QoS::AtMostOnce,
-                format!(r#"{{"conv":"{conv}","on":{}}}"#, n % 2 == 0),
+                format!(r#"{{"conv":"{conv}","on":{}}}"#, n.is_multiple_of(2)),
             ),
-            _ if n % 2 == 0 => ("sync", QoS::AtLeastOnce, "{{{ not json".to_owned()),
+            _ if n.is_multiple_of(2) => ("sync", QoS::AtLeastOnce, "{{{ not json".to_owned()),
             _ => ("nope", QoS::AtLeastOnce, format!(r#"{{"id":{n}}}"#)),
         };
         tally.attempts.fetch_add(1, Ordering::Relaxed);

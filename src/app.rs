@@ -330,7 +330,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         ),
         None => Shared::memory(settings.limits, settings.role == Role::All),
     };
-    Ok(Store::new(db).with_shared(shared))
+    Ok(Store::new(db)
+        .with_shared(shared)
+        .with_token_idle_ttl(settings.token_idle_ttl))
 }
 
 /// The media object store: S3/MinIO when configured (its bucket created if missing), else

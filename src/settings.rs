@@ -81,6 +81,11 @@ pub struct ServeArgs {
     #[arg(long = "upload-expiry", env = "COURIER_UPLOAD_EXPIRY", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub upload_expiry: Option<Duration>,
+    /// A device's token unused for this long stops working (every HTTP request and MQTT
+    /// connect is a use, and a connected device is in use) [default: 90d]
+    #[arg(long = "token-idle-ttl", env = "COURIER_TOKEN_IDLE_TTL", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub token_idle_ttl: Option<Duration>,
     /// Time allowed for the WebSocket handshake and for CONNECT [default: 10s]
     #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
@@ -382,6 +387,7 @@ pub struct Settings {
     pub quota_bytes: u64,
     pub quota_files: u64,
     pub upload_expiry: Duration,
+    pub token_idle_ttl: Duration,
     pub connect_timeout: Duration,
     pub http_limits: HttpLimits,
     pub metrics_listen: Option<SocketAddr>,
@@ -427,6 +433,7 @@ impl std::fmt::Debug for Settings {
             .field("quota_bytes", &self.quota_bytes)
             .field("quota_files", &self.quota_files)
             .field("upload_expiry", &self.upload_expiry)
+            .field("token_idle_ttl", &self.token_idle_ttl)
             .field("connect_timeout", &self.connect_timeout)
             .field("http_limits", &self.http_limits)
             .field("signup", &self.signup)
@@ -538,6 +545,10 @@ impl Settings {
                 .upload_expiry
                 .or(f.upload_expiry)
                 .unwrap_or(Duration::from_secs(24 * 3600)),
+            token_idle_ttl: a
+                .token_idle_ttl
+                .or(f.token_idle_ttl)
+                .unwrap_or(Duration::from_secs(90 * 24 * 3600)),
             connect_timeout: a
                 .connect_timeout
                 .or(f.connect_timeout)

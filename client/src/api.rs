@@ -169,6 +169,30 @@ impl Api {
             .await
     }
 
+    /// Changes the caller's password; every other device of theirs is signed out.
+    pub async fn change_password(
+        &self,
+        token: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<(), ClientError> {
+        let body = protocol::http::PasswordChange {
+            old: old.into(),
+            new: new.into(),
+        };
+        self.no_content(
+            self.req(Method::POST, "/me/password", Some(token))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Signs out every device of the caller's but this one.
+    pub async fn revoke_other_devices(&self, token: &str) -> Result<(), ClientError> {
+        self.no_content(self.req(Method::DELETE, "/devices", Some(token)))
+            .await
+    }
+
     /// Registers where to notify `device` while it is away (`provider`: fcm, apns, …).
     pub async fn set_push_token(
         &self,

@@ -14,6 +14,7 @@ mod m20261204_000008_add_user_group_adds;
 mod m20261204_000009_create_doomed_objects;
 mod m20261204_000010_add_media_job_owner;
 mod m20261204_000011_widen_blob_ids;
+mod m20261204_000012_add_device_used_at;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000009_create_doomed_objects::Migration),
             Box::new(m20261204_000010_add_media_job_owner::Migration),
             Box::new(m20261204_000011_widen_blob_ids::Migration),
+            Box::new(m20261204_000012_add_device_used_at::Migration),
         ]
     }
 }

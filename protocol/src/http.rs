@@ -214,6 +214,14 @@ pub struct StorageUse {
     pub quota_files: u64,
 }
 
+/// `POST /v1/me/password`: the current password and the new one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub old: String,
+    pub new: String,
+}
+
 /// `PATCH /v1/me/settings`: the fields to change; absent ones stay.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -381,6 +381,17 @@ impl Device {
         out
     }
 
+    /// Asserts that the server closes this device's connection within 1.5 s (revoked,
+    /// signed out), then stops the client so that it does not come back.
+    pub async fn expect_closed(&mut self, why: &str) {
+        let events = self.drain_for(Duration::from_millis(1500)).await;
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Disconnected(_))),
+            "{why}: {events:?}"
+        );
+        self.client.disconnect().await;
+    }
+
     pub fn token(&self) -> &str {
         &self.session.token
     }

@@ -41,6 +41,7 @@ mod s3_endpoint;
 mod s3_storage;
 mod scale_out;
 mod server;
+mod sessions;
 mod signup;
 mod storage;
 mod uploads;

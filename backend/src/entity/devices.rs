@@ -17,6 +17,8 @@ pub struct Model {
     /// Connected to the broker, as its last presence event said.
     pub online: bool,
     pub last_seen_at: Option<i64>,
+    /// When its token was last used (renewed at most every [`crate::store::accounts::RENEW_EVERY`]).
+    pub used_at: Option<i64>,
     pub push_provider: Option<String>,
     pub push_token: Option<String>,
 }

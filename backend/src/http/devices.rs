@@ -1,5 +1,6 @@
 //! `GET /v1/devices`: the caller's active devices. `DELETE /v1/devices/{id}`: revoke one of
-//! them; its token stops working and its MQTT connection is closed.
+//! them; its token stops working and its MQTT connection is closed. `DELETE /v1/devices`: the
+//! same for all but the calling one.
 //! `PUT|DELETE /v1/devices/{id}/push`: its push token.
 
 use super::{ApiJson, AppState, Authed};
@@ -27,6 +28,22 @@ pub async fn list(
             })
             .collect(),
     ))
+}
+
+/// `DELETE /v1/devices`: signs out every device of the caller's but this one. 204.
+pub async fn revoke_others(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+) -> Result<StatusCode> {
+    let revoked = state
+        .store
+        .revoke_other_devices(&me.user, &me.device)
+        .await?;
+    state.publisher.directory().invalidate(&me.user);
+    for device in &revoked {
+        state.publisher.kick(device);
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn revoke(

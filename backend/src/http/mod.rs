@@ -65,11 +65,15 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             get(users::settings).patch(users::change_settings),
         )
         .route("/me/storage", get(users::storage))
+        .route("/me/password", post(users::change_password))
         .route("/broker/auth", post(broker_hooks::authenticate))
         .route("/broker/superuser", post(broker_hooks::superuser))
         .route("/broker/acl", post(broker_hooks::authorize))
         .route("/broker/vernemq", post(broker_hooks::vernemq))
-        .route("/devices", get(devices::list))
+        .route(
+            "/devices",
+            get(devices::list).delete(devices::revoke_others),
+        )
         .route("/devices/{id}", delete(devices::revoke))
         .route(
             "/devices/{id}/push",

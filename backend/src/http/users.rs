@@ -1,6 +1,7 @@
 //! `POST /v1/users` (sign up), `GET /v1/users?names=…|ids=…` (look users up) and
 //! `POST /v1/sessions` (log in, registering a device), `/v1/me/settings` (the caller's
-//! account settings) and `/v1/me/storage` (what they store, against their quota).
+//! account settings), `/v1/me/storage` (what they store, against their quota) and
+//! `/v1/me/password` (a new password, signing out the other devices).
 
 use super::{ApiJson, AppState, Authed};
 use crate::error::Result;
@@ -10,8 +11,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use protocol::http::{
-    AccountSettings, LogIn, MqttEndpoints, Session, SettingsChange, SignUp, SignedUp, StorageUse,
-    UserName, USER_LOOKUP_LIMIT,
+    AccountSettings, LogIn, MqttEndpoints, PasswordChange, Session, SettingsChange, SignUp,
+    SignedUp, StorageUse, UserName, USER_LOOKUP_LIMIT,
 };
 use std::net::SocketAddr;
 
@@ -156,6 +157,31 @@ pub async fn change_settings(
     ApiJson(change): ApiJson<SettingsChange>,
 ) -> Result<Json<AccountSettings>> {
     Ok(Json(state.store.change_settings(&me.user, change).await?))
+}
+
+/// `POST /v1/me/password` `{"old","new"}`: changes the password and signs out every other
+/// device; this one keeps working. Guesses of `old` spend the account's log-in bucket. 204.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode> {
+    // `#` is never in a username: the account's own bucket, apart from log-ins by name.
+    let bucket = format!("#{}", me.user);
+    state
+        .store
+        .shared
+        .limit(Limit::LoginAccount, &bucket)
+        .await?;
+    let signed_out = state
+        .store
+        .change_password(&me.user, &me.device, &body.old, &body.new)
+        .await?;
+    state.publisher.directory().invalidate(&me.user);
+    for device in &signed_out {
+        state.publisher.kick(device);
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /v1/me/storage`: what the caller stores, against their quota.

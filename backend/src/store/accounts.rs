@@ -56,10 +56,48 @@ pub struct DeviceAuth {
     pub device: DeviceId,
 }
 
+/// Revokes every active device of `user`'s but `keep`; returns the ones revoked.
+async fn revoke_others<C: ConnectionTrait>(
+    txn: &C,
+    user: &UserId,
+    keep: &DeviceId,
+) -> Result<Vec<DeviceId>> {
+    let others: Vec<String> = devices::Entity::find()
+        .select_only()
+        .column(devices::Column::Id)
+        .filter(devices::Column::UserId.eq(user.as_str()))
+        .filter(devices::Column::Id.ne(keep.as_str()))
+        .filter(devices::Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(txn)
+        .await?;
+    devices::Entity::update_many()
+        .col_expr(devices::Column::RevokedAt, now_ms().into())
+        .filter(devices::Column::Id.is_in(others.iter().map(String::as_str)))
+        .filter(devices::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    Ok(others.into_iter().map(DeviceId::from_trusted).collect())
+}
+
+/// How often a token's last use is written at most: an idle expiry of days needs no write per
+/// request.
+pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub enum TokenCheck {
     Valid(DeviceAuth),
     Revoked,
     Invalid,
+}
+
+fn validate_password(password: &str) -> Result<()> {
+    if !(8..=256).contains(&password.len()) {
+        return Err(Error::client(
+            ErrorCode::BadRequest,
+            "password must be 8-256 bytes",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_username(name: &str) -> Result<()> {
@@ -86,12 +124,7 @@ impl Store {
         invite: Option<&str>,
     ) -> Result<UserId> {
         validate_username(username)?;
-        if !(8..=256).contains(&password.len()) {
-            return Err(Error::client(
-                ErrorCode::BadRequest,
-                "password must be 8-256 bytes",
-            ));
-        }
+        validate_password(password)?;
         self.admit_sign_up(signup, invite).await?;
         let hash = passwords::hash(password.to_owned()).await?;
         let id = new_id('u');
@@ -170,6 +203,7 @@ impl Store {
             revoked_at: Set(None),
             online: Set(false),
             last_seen_at: Set(None),
+            used_at: Set(None),
             push_provider: Set(None),
             push_token: Set(None),
         }
@@ -195,7 +229,7 @@ impl Store {
         if !constant_time_eq(row.token_hash.as_bytes(), token_hash(token).as_bytes()) {
             return Ok(TokenCheck::Invalid);
         }
-        if row.revoked_at.is_some() {
+        if row.revoked_at.is_some() || !self.use_token(&row).await? {
             return Ok(TokenCheck::Revoked);
         }
         Ok(TokenCheck::Valid(DeviceAuth {
@@ -210,12 +244,108 @@ impl Store {
             .await
     }
 
-    /// HTTP bearer token → device.
+    /// HTTP bearer token → device, if the token is in use (see [`Store::use_token`]).
     pub async fn device_by_token(&self, token: &str) -> Result<Option<DeviceAuth>> {
-        self.active_device_where(devices::Column::TokenHash.eq(token_hash(token)))
-            .await
+        let row = devices::Entity::find()
+            .filter(devices::Column::TokenHash.eq(token_hash(token)))
+            .filter(devices::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if !self.use_token(&row).await? {
+            return Ok(None);
+        }
+        Ok(Some(DeviceAuth {
+            user: UserId::from_trusted(row.user_id),
+            device: DeviceId::from_trusted(row.id),
+        }))
     }
 
+    /// A token of `row`'s was just presented. If it went unused for longer than
+    /// [`Store::token_idle_ttl`] the device is revoked and the answer is false; otherwise its
+    /// last use is renewed, written at most every [`RENEW_EVERY`] (or a tenth of the expiry).
+    /// A connected device is in use; its log-in and its last presence count as uses.
+    async fn use_token(&self, row: &devices::Model) -> Result<bool> {
+        let now = now_ms();
+        let ttl = self.token_idle_ttl.as_millis() as i64;
+        let last = [Some(row.created_at), row.last_seen_at, row.used_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0);
+        if !row.online && now.saturating_sub(last) > ttl {
+            devices::Entity::update_many()
+                .col_expr(devices::Column::RevokedAt, now.into())
+                .filter(devices::Column::Id.eq(row.id.as_str()))
+                .filter(devices::Column::RevokedAt.is_null())
+                .exec(&self.db)
+                .await?;
+            tracing::info!(device = row.id, "token expired after going unused");
+            return Ok(false);
+        }
+        let renew = (self.token_idle_ttl / 10).min(RENEW_EVERY).as_millis() as i64;
+        if row
+            .used_at
+            .is_none_or(|used| now.saturating_sub(used) >= renew)
+        {
+            devices::Entity::update_many()
+                .col_expr(devices::Column::UsedAt, Some(now).into())
+                .filter(devices::Column::Id.eq(row.id.as_str()))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Revokes every active device of `user`'s but `keep`; returns the ones revoked.
+    pub async fn revoke_other_devices(
+        &self,
+        user: &UserId,
+        keep: &DeviceId,
+    ) -> Result<Vec<DeviceId>> {
+        let txn = self.db.begin().await?;
+        let revoked = revoke_others(&txn, user, keep).await?;
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Sets `user`'s password to `new` if `old` is the current one, and signs out every other
+    /// device (in the same transaction); returns the devices signed out. A wrong `old` is
+    /// `forbidden` and changes nothing.
+    pub async fn change_password(
+        &self,
+        user: &UserId,
+        keep: &DeviceId,
+        old: &str,
+        new: &str,
+    ) -> Result<Vec<DeviceId>> {
+        validate_password(new)?;
+        let stored = users::Entity::find_by_id(user.as_str())
+            .one(&self.db)
+            .await?
+            .map(|u| u.password_hash);
+        if !passwords::verify(old.to_owned(), stored).await? {
+            return Err(Error::client(
+                ErrorCode::Forbidden,
+                "the old password is wrong",
+            ));
+        }
+        let hash = passwords::hash(new.to_owned()).await?;
+        let txn = self.db.begin().await?;
+        users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(hash))
+            .filter(users::Column::Id.eq(user.as_str()))
+            .exec(&txn)
+            .await?;
+        let revoked = revoke_others(&txn, user, keep).await?;
+        txn.commit().await?;
+        Ok(revoked)
+    }
+}
+
+impl Store {
     async fn active_device_where(
         &self,
         which: sea_orm::sea_query::SimpleExpr,

@@ -37,6 +37,8 @@ pub struct Store {
     pub db: DatabaseConnection,
     /// Presence, rate limits and the history cache (Redis or memory).
     pub shared: Shared,
+    /// A device token unused for longer stops working.
+    pub token_idle_ttl: std::time::Duration,
 }
 
 impl Store {
@@ -46,7 +48,13 @@ impl Store {
         Self {
             db,
             shared: Shared::memory(Limits::default(), false),
+            token_idle_ttl: std::time::Duration::from_secs(90 * 24 * 3600),
         }
+    }
+
+    pub fn with_token_idle_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.token_idle_ttl = ttl;
+        self
     }
 
     pub fn with_shared(mut self, shared: Shared) -> Self {

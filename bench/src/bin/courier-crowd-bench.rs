@@ -91,6 +91,7 @@ async fn seed(url: &str, n: usize) -> anyhow::Result<()> {
             revoked_at: Set(None),
             online: Set(false),
             last_seen_at: Set(None),
+            used_at: Set(None),
             push_provider: Set(None),
             push_token: Set(None),
         }))

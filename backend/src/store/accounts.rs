@@ -214,6 +214,9 @@ impl Store {
             user: UserId::from_trusted(user.id),
             device: DeviceId::from_trusted(device_id),
         };
+        if replaced.is_some() {
+            self.tokens.forget_user(&auth.user);
+        }
         Ok(LoggedIn {
             auth,
             token,
@@ -223,10 +226,13 @@ impl Store {
 
     /// MQTT CONNECT: the device id and its token.
     pub async fn check_device_token(&self, device: &str, token: &str) -> Result<TokenCheck> {
+        // Not through the token cache: a connect is rare, and a device revoked through another
+        // process must not come back on this one's broker for a second.
+        let hash = token_hash(token);
         let Some(row) = devices::Entity::find_by_id(device).one(&self.db).await? else {
             return Ok(TokenCheck::Invalid);
         };
-        if !constant_time_eq(row.token_hash.as_bytes(), token_hash(token).as_bytes()) {
+        if !constant_time_eq(row.token_hash.as_bytes(), hash.as_bytes()) {
             return Ok(TokenCheck::Invalid);
         }
         if row.revoked_at.is_some() || !self.use_token(&row).await? {
@@ -246,8 +252,12 @@ impl Store {
 
     /// HTTP bearer token → device, if the token is in use (see [`Store::use_token`]).
     pub async fn device_by_token(&self, token: &str) -> Result<Option<DeviceAuth>> {
+        let hash = token_hash(token);
+        if let Some(auth) = self.tokens.get(&hash) {
+            return Ok(Some(auth));
+        }
         let row = devices::Entity::find()
-            .filter(devices::Column::TokenHash.eq(token_hash(token)))
+            .filter(devices::Column::TokenHash.eq(hash.as_str()))
             .filter(devices::Column::RevokedAt.is_null())
             .one(&self.db)
             .await?;
@@ -257,10 +267,12 @@ impl Store {
         if !self.use_token(&row).await? {
             return Ok(None);
         }
-        Ok(Some(DeviceAuth {
+        let auth = DeviceAuth {
             user: UserId::from_trusted(row.user_id),
             device: DeviceId::from_trusted(row.id),
-        }))
+        };
+        self.tokens.put(hash, auth.clone());
+        Ok(Some(auth))
     }
 
     /// A token of `row`'s was just presented. If it went unused for longer than
@@ -308,6 +320,7 @@ impl Store {
         let txn = self.db.begin().await?;
         let revoked = revoke_others(&txn, user, keep).await?;
         txn.commit().await?;
+        self.tokens.forget_user(user);
         Ok(revoked)
     }
 
@@ -341,6 +354,7 @@ impl Store {
             .await?;
         let revoked = revoke_others(&txn, user, keep).await?;
         txn.commit().await?;
+        self.tokens.forget_user(user);
         Ok(revoked)
     }
 }
@@ -403,6 +417,7 @@ impl Store {
             .filter(devices::Column::RevokedAt.is_null())
             .exec(&self.db)
             .await?;
+        self.tokens.forget_user(user);
         Ok(result.rows_affected == 1)
     }
 

@@ -26,6 +26,7 @@ mod passwords;
 pub mod presence;
 pub mod receipts;
 mod rows;
+pub mod token_cache;
 pub mod trim;
 
 use crate::shared::{Limits, Shared};
@@ -39,6 +40,8 @@ pub struct Store {
     pub shared: Shared,
     /// A device token unused for longer stops working.
     pub token_idle_ttl: std::time::Duration,
+    /// Tokens checked in the last second.
+    pub tokens: std::sync::Arc<token_cache::TokenCache>,
 }
 
 impl Store {
@@ -49,6 +52,7 @@ impl Store {
             db,
             shared: Shared::memory(Limits::default(), false),
             token_idle_ttl: std::time::Duration::from_secs(90 * 24 * 3600),
+            tokens: Default::default(),
         }
     }
 

@@ -109,7 +109,7 @@ pub async fn lookup(
     state
         .store
         .shared
-        .limit(crate::shared::Limit::History, me.user.as_str())
+        .limit(Limit::History, me.user.as_str())
         .await?;
     let split = |s: &Option<String>| -> Vec<String> {
         s.as_deref()

@@ -357,9 +357,7 @@ impl Store {
         self.tokens.forget_user(user);
         Ok(revoked)
     }
-}
 
-impl Store {
     async fn active_device_where(
         &self,
         which: sea_orm::sea_query::SimpleExpr,

@@ -9,12 +9,13 @@
 use crate::error::{Error, Result};
 use argon2::password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Semaphore;
 
 struct Pool {
     /// One permit per hash that may run.
-    gate: Semaphore,
+    gate: Arc<Semaphore>,
+    permits: usize,
     /// Memory areas of hashes that ran, for the next ones.
     areas: Mutex<Vec<Vec<Block>>>,
 }
@@ -23,8 +24,10 @@ fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let permits = cores.div_ceil(2);
         Pool {
-            gate: Semaphore::new(cores.div_ceil(2)),
+            gate: Arc::new(Semaphore::new(permits)),
+            permits,
             areas: Mutex::default(),
         }
     })
@@ -44,20 +47,30 @@ fn compute(
     area.resize(blocks, Block::default());
     let argon = Argon2::new(algorithm, version, params);
     let done = argon.hash_password_into_with_memory(password, salt, out, &mut area[..blocks]);
-    pool().areas.lock().unwrap().push(area);
+    let mut areas = pool().areas.lock().unwrap();
+    // Never more kept than hashes may run at once.
+    if areas.len() < pool().permits {
+        areas.push(area);
+    }
     done
 }
 
-/// Runs `f` on the blocking pool once a hashing permit is free.
+/// Runs `f` on the blocking pool once a hashing permit is free. The permit goes with `f`: a
+/// request dropped while its hash runs (a client that hangs up) frees nothing early, so no
+/// more hashes run at once than there are permits.
 async fn gated<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let _permit = pool()
+    let permit = pool()
         .gate
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// The PHC string of `password` under a fresh salt, with Argon2id's default parameters.

@@ -76,4 +76,15 @@ mod tests {
         cache.entries.lock().unwrap().get_mut("h3").unwrap().1 -= TTL;
         assert!(cache.get("h3").is_none(), "expired");
     }
+
+    #[test]
+    fn it_never_holds_more_than_its_capacity() {
+        let cache = TokenCache::default();
+        for n in 0..3 * CAPACITY {
+            cache.put(format!("h{n}"), auth("ua", &format!("d{n}")));
+            assert!(cache.entries.lock().unwrap().len() <= CAPACITY);
+        }
+        // The newest is always kept.
+        assert!(cache.get(&format!("h{}", 3 * CAPACITY - 1)).is_some());
+    }
 }

@@ -128,10 +128,7 @@ impl App {
         let mut tasks = tokio::task::JoinSet::new();
         let broker = match mqtt {
             Some((tcp, ws)) => {
-                let auth = Arc::new(DeviceAuthenticator {
-                    store: store.clone(),
-                    service_secret: secret.clone(),
-                });
+                let auth = Arc::new(DeviceAuthenticator::new(store.clone(), secret.clone()));
                 let broker_config = BrokerConfig {
                     max_packet_size: s.max_packet_size,
                     connect_timeout: s.connect_timeout,
@@ -257,10 +254,7 @@ impl App {
             signup: s.signup.into(),
             broker_hooks: s.broker_hook_secret.clone().map(|hook_secret| {
                 Arc::new(BrokerHooks {
-                    auth: DeviceAuthenticator {
-                        store: store.clone(),
-                        service_secret: secret.clone(),
-                    },
+                    auth: DeviceAuthenticator::new(store.clone(), secret.clone()),
                     secret: hook_secret,
                 })
             }),

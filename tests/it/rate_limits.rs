@@ -327,8 +327,20 @@ async fn connects_heavy_reads_and_packets_are_paced() {
             rumqttc::v5::mqttbytes::v5::ConnectReturnCode::ConnectionRateExceeded
         ))
     ));
-    // Another device of hers has its own bucket.
+    // While her phone waits for its bucket, it is refused the same way whatever the token
+    // (from memory, no lookup).
+    let mut wrong = alice.clone();
+    wrong.token = "not-her-token".into();
+    assert!(v4(&wrong).await.contains("ServiceUnavailable"));
+    // Another device of hers has its own bucket, and nobody without its token can spend it:
+    // wrong tokens for its id are refused as bad credentials and lock nothing.
     let other = app.session("alice", "laptop").await;
+    let mut guess = other.clone();
+    guess.token = "guess".into();
+    for _ in 0..5 {
+        let refused = v4(&guess).await;
+        assert!(refused.contains("BadUserNamePassword"), "{refused}");
+    }
     assert!(v4(&other).await.contains("ConnAck"));
 
     // Heavy reads: two, then 429, per user.

@@ -193,6 +193,29 @@ impl Api {
             .await
     }
 
+    /// Blocks `user`: see docs/protocol.md, "Blocking".
+    pub async fn block(
+        &self,
+        token: &str,
+        user: &UserId,
+    ) -> Result<protocol::http::Block, ClientError> {
+        let body = protocol::http::BlockUser { user: user.clone() };
+        self.call(self.req(Method::POST, "/blocks", Some(token)).json(&body))
+            .await
+    }
+
+    /// Lifts the caller's block of `user`.
+    pub async fn unblock(&self, token: &str, user: &UserId) -> Result<(), ClientError> {
+        self.no_content(self.req(Method::DELETE, &format!("/blocks/{user}"), Some(token)))
+            .await
+    }
+
+    /// The users the caller blocked, most recent first.
+    pub async fn blocks(&self, token: &str) -> Result<Vec<protocol::http::Block>, ClientError> {
+        self.call(self.req(Method::GET, "/blocks", Some(token)))
+            .await
+    }
+
     /// Registers where to notify `device` while it is away (`provider`: fcm, apns, …).
     pub async fn set_push_token(
         &self,

@@ -138,6 +138,9 @@ struct Inner {
     device: DeviceId,
     pending: Pending,
     next_id: AtomicU64,
+    /// Tells this client's message ids from an earlier client's of the same device (an app
+    /// restarted): the time it started, in ns, base 36.
+    instance: String,
     timeout: Duration,
     /// The presence topic when the client announces presence.
     presence: Option<String>,
@@ -246,6 +249,7 @@ impl Client {
             device: opts.device.clone(),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            instance: instance_tag(),
             timeout: opts.request_timeout,
             presence: presence.clone(),
         });
@@ -429,8 +433,9 @@ impl Client {
     /// A text message with a fresh client message id.
     pub async fn send_text(&self, conv: &ConvId, text: &str) -> Result<SendResult, ClientError> {
         let cmid = format!(
-            "{}-{}",
+            "{}-{}-{}",
             self.inner.device,
+            self.inner.instance,
             self.inner.next_id.fetch_add(1, Ordering::Relaxed)
         );
         self.send(&text_req(conv, &cmid, text)).await
@@ -543,6 +548,23 @@ impl Client {
 }
 
 /// A `send` request for a text message.
+/// Nanoseconds since the Unix epoch in base 36 (13 characters until the 26th century).
+fn instance_tag() -> String {
+    let mut n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut out = Vec::new();
+    loop {
+        out.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii")
+}
+
 pub fn text_req(conv: &ConvId, cmid: &str, text: &str) -> SendReq {
     serde_json::from_value(json!({ "conv": conv, "cmid": cmid, "kind": "text", "text": text }))
         .expect("valid send request")

@@ -15,6 +15,7 @@ mod m20261204_000009_create_doomed_objects;
 mod m20261204_000010_add_media_job_owner;
 mod m20261204_000011_widen_blob_ids;
 mod m20261204_000012_add_device_used_at;
+mod m20261205_000013_create_blocks;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_add_media_job_owner::Migration),
             Box::new(m20261204_000011_widen_blob_ids::Migration),
             Box::new(m20261204_000012_add_device_used_at::Migration),
+            Box::new(m20261205_000013_create_blocks::Migration),
         ]
     }
 }

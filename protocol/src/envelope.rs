@@ -30,6 +30,9 @@ pub enum ErrorCode {
     Forbidden,
     /// A group add names users whose settings refuse adds from the caller (`details.users`).
     ConsentRequired,
+    /// One of the two users blocked the other: no direct messages, no new direct
+    /// conversation, no group adds between them.
+    Blocked,
     /// `ack` names an update past the head of the user's log.
     AckAhead,
     /// `edit` or `delete` for everyone after the edit window closed.
@@ -69,6 +72,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::ConsentRequired => "consent_required",
+            Self::Blocked => "blocked",
             Self::AckAhead => "ack_ahead",
             Self::TooLate => "too_late",
             Self::CursorExpired => "cursor_expired",

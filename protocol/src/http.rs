@@ -222,6 +222,22 @@ pub struct PasswordChange {
     pub new: String,
 }
 
+/// `POST /v1/blocks`: the user to block.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockUser {
+    pub user: UserId,
+}
+
+/// One entry of `GET /v1/blocks` (also `POST /v1/blocks`'s answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub user: UserId,
+    pub username: String,
+    /// When it was blocked (Unix ms).
+    pub since: i64,
+}
+
 /// `PATCH /v1/me/settings`: the fields to change; absent ones stay.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -138,6 +138,10 @@ pub struct Message {
     /// Set when the message was deleted (then `kind` is `deleted` and the content is gone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<DeleteScope>,
+    /// The viewer blocked the sender: the content is gone for them (`kind` is `deleted`,
+    /// `deleted` is `me`); apps leave the message out. It still takes its `seq`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
     /// Current reactions, by emoji (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionSummary>,

@@ -12,6 +12,7 @@ crate::on_both_databases!(
     ticks_over_websocket,
     group_order_is_gapless_under_concurrent_senders,
     resend_with_same_cmid_returns_original_ack,
+    a_restarted_client_sends_new_messages,
     sync_returns_complete_pages,
     ack_moves_forward_only,
     acks_at_once_each_get_their_own_answer,
@@ -293,6 +294,31 @@ async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
         sorted.sort();
         assert_eq!(seqs, sorted, "log order differs from seq order");
     }
+}
+
+/// An app that restarts makes a new `Client` for the same device: its `send_text`s are new
+/// messages, never taken for resends of the last run's (whose cmids it no longer knows).
+async fn a_restarted_client_sends_new_messages(db: Db) {
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let a = app.tcp_device("alice", "phone").await;
+    let b = app.tcp_device("bob", "phone").await;
+    let conv = app.direct(&a, &b).await;
+    let first = a
+        .client
+        .send_text(&conv, "before the restart")
+        .await
+        .unwrap();
+    a.client.disconnect().await;
+    let (again, _events) =
+        courier_client::Client::connect(courier_client::ClientOptions::tcp(&a.session))
+            .await
+            .unwrap();
+    let second = again.send_text(&conv, "after it").await.unwrap();
+    assert_ne!(first.msg, second.msg);
+    assert_eq!(second.seq, first.seq + 1);
+    let page = app.api.history(a.token(), &conv, None, 50).await.unwrap();
+    assert_eq!(page.messages.len(), 2);
 }
 
 async fn resend_with_same_cmid_returns_original_ack(db: Db) {

@@ -347,21 +347,25 @@ pub const WAIT: Duration = Duration::from_secs(10);
 impl Device {
     /// The next update satisfying `pred`, skipping others; panics after [`WAIT`].
     pub async fn next_update(&mut self, mut pred: impl FnMut(&Update) -> bool) -> Update {
+        let ev = self
+            .next_event(|e| matches!(e, Event::Update(u) if pred(u)))
+            .await;
+        let Event::Update(u) = ev else { unreachable!() };
+        u
+    }
+
+    /// The next event satisfying `pred`, skipping others; panics after [`WAIT`].
+    pub async fn next_event(&mut self, mut pred: impl FnMut(&Event) -> bool) -> Event {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let ev = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
                 .unwrap_or_else(|_| {
-                    panic!(
-                        "{}: no matching update within {WAIT:?}",
-                        self.session.device
-                    )
+                    panic!("{}: no matching event within {WAIT:?}", self.session.device)
                 })
                 .expect("event stream open");
-            if let Event::Update(u) = ev {
-                if pred(&u) {
-                    return u;
-                }
+            if pred(&ev) {
+                return ev;
             }
         }
     }

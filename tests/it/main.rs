@@ -11,6 +11,7 @@ extern crate client as courier_client;
 mod acl;
 mod bad_input;
 mod binary;
+mod blocks;
 mod broker_edge;
 mod broker_hooks;
 mod cli;

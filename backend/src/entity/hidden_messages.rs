@@ -11,6 +11,8 @@ pub struct Model {
     pub msg_id: String,
     pub conv_id: String,
     pub created_at: i64,
+    /// Hidden because the viewer blocked the sender, not deleted by the viewer.
+    pub blocked: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
 //! SeaORM entities, one per table created by the migrations crate.
 
 pub mod blobs;
+pub mod blocks;
 pub mod conversations;
 pub mod devices;
 pub mod doomed_objects;

@@ -3,6 +3,7 @@
 //! One file per resource; errors become `{"error":{"code","message"}}` in `error.rs`.
 
 mod auth;
+mod blocks;
 pub mod broker_hooks;
 mod conversations;
 mod devices;
@@ -66,6 +67,8 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         )
         .route("/me/storage", get(users::storage))
         .route("/me/password", post(users::change_password))
+        .route("/blocks", post(blocks::block).get(blocks::list))
+        .route("/blocks/{id}", delete(blocks::unblock))
         .route("/broker/auth", post(broker_hooks::authenticate))
         .route("/broker/superuser", post(broker_hooks::superuser))
         .route("/broker/acl", post(broker_hooks::authorize))

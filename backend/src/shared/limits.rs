@@ -83,13 +83,17 @@ pub enum Limit {
     /// Conversation lists, single conversations, history pages and user lookups over HTTP,
     /// per user: the reads that cost the database most.
     History,
+    /// Blocks and unblocks, per user.
+    Block,
+    /// Reports filed, per user: each is work for a moderator.
+    Report,
     /// Packets asking for work (PUBLISH, SUBSCRIBE, UNSUBSCRIBE) per device connection, kept
     /// by Courier's broker itself: past it the connection is read no faster (never refused).
     Packets,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 19] = [
+    pub const ALL: [Limit; 21] = [
         Limit::Send,
         Limit::Ack,
         Limit::Read,
@@ -108,6 +112,8 @@ impl Limit {
         Limit::ServiceLogin,
         Limit::Connect,
         Limit::History,
+        Limit::Block,
+        Limit::Report,
         Limit::Packets,
     ];
 
@@ -131,6 +137,8 @@ impl Limit {
             Limit::ServiceLogin => "service_login",
             Limit::Connect => "connect",
             Limit::History => "history",
+            Limit::Block => "block",
+            Limit::Report => "report",
             Limit::Packets => "packets",
         }
     }
@@ -159,6 +167,8 @@ impl Limit {
             Limit::ServiceLogin => Rate::new(30, 60),
             Limit::Connect => Rate::new(20, 60),
             Limit::History => Rate::new(60, 60),
+            Limit::Block => Rate::new(30, 60),
+            Limit::Report => Rate::new(20, 3600),
             // Every op at its own limit together is ~30 a second.
             Limit::Packets => Rate::new(100, 2),
         }

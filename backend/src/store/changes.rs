@@ -17,7 +17,8 @@ use protocol::update::{Content, DeleteScope, ReactionSummary};
 use protocol::{ConvId, ErrorCode, Message, MsgId, UpdateBody, UserId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -77,12 +78,26 @@ fn own_and_recent(
     Ok(())
 }
 
+/// Appends `body` to the logs of `conv`'s members, but those who hid `msg` (deleted it for
+/// themself, or blocked its sender): a hidden message gets no more updates (an edit would
+/// show them its new text).
 async fn to_members<C: ConnectionTrait>(
     db: &C,
     conv: &ConvId,
+    msg: &MsgId,
     body: UpdateBody,
 ) -> Result<Outgoing> {
-    let to = member_ids(db, conv).await?;
+    let hid: HashSet<String> = hidden_messages::Entity::find()
+        .select_only()
+        .column(hidden_messages::Column::UserId)
+        .filter(hidden_messages::Column::MsgId.eq(msg.as_str()))
+        .into_tuple()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let mut to = member_ids(db, conv).await?;
+    to.retain(|u| !hid.contains(u.as_str()));
     let entry = Entry { ts: now_ms(), body };
     let landed = append(db, &to, &entry).await?;
     Ok(Outgoing::new(&entry, landed))
@@ -132,6 +147,7 @@ impl Store {
         let out = to_members(
             &txn,
             &conv,
+            id,
             UpdateBody::Edit {
                 conv: conv.clone(),
                 msg: id.clone(),
@@ -179,6 +195,7 @@ impl Store {
                     msg_id: Set(id.to_string()),
                     conv_id: Set(row.conv_id.clone()),
                     created_at: Set(now_ms()),
+                    blocked: Set(false),
                 })
                 .on_conflict(
                     OnConflict::columns([
@@ -224,7 +241,7 @@ impl Store {
                     .filter(message_files::Column::MsgId.eq(id.as_str()))
                     .exec(&txn)
                     .await?;
-                to_members(&txn, &conv, body).await?
+                to_members(&txn, &conv, id, body).await?
             }
         };
         txn.commit().await?;
@@ -286,6 +303,7 @@ impl Store {
         let out = to_members(
             &txn,
             &conv,
+            id,
             UpdateBody::Reaction {
                 conv: conv.clone(),
                 msg: id.clone(),
@@ -310,6 +328,18 @@ fn result_edit(row: &messages::Model, conv: ConvId, edited_at: i64) -> EditResul
     }
 }
 
+/// A message as a member who deleted it for themself sees it: a tombstone; `blocked` when
+/// they blocked its sender instead (then it is `hidden`).
+pub fn hide(m: &mut Message, blocked: bool) {
+    m.content = Content::Deleted {};
+    m.deleted = Some(DeleteScope::Me);
+    m.hidden = blocked;
+    m.reply_to = None;
+    m.forward_of = None;
+    m.edited_at = None;
+    m.reactions = Vec::new();
+}
+
 /// Shows messages as `viewer` sees them now: their reactions attached, and the ones the
 /// viewer deleted for themself as tombstones.
 pub async fn decorate<C: ConnectionTrait>(
@@ -321,13 +351,14 @@ pub async fn decorate<C: ConnectionTrait>(
         return Ok(());
     }
     let ids: Vec<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
-    let hidden: HashSet<String> = hidden_messages::Entity::find()
+    // Each hidden message, and whether it was hidden by blocking its sender.
+    let hidden: HashMap<String, bool> = hidden_messages::Entity::find()
         .filter(hidden_messages::Column::UserId.eq(viewer.as_str()))
         .filter(hidden_messages::Column::MsgId.is_in(ids.iter().copied()))
         .all(db)
         .await?
         .into_iter()
-        .map(|h| h.msg_id)
+        .map(|h| (h.msg_id, h.blocked))
         .collect();
     let mut by_msg: HashMap<String, BTreeMap<String, Vec<UserId>>> = HashMap::new();
     let rows = reactions::Entity::find()
@@ -344,12 +375,8 @@ pub async fn decorate<C: ConnectionTrait>(
             .push(UserId::from_trusted(r.user_id));
     }
     for m in msgs {
-        if hidden.contains(m.id.as_str()) {
-            m.content = Content::Deleted {};
-            m.deleted = Some(DeleteScope::Me);
-            m.reply_to = None;
-            m.forward_of = None;
-            m.edited_at = None;
+        if let Some(&blocked) = hidden.get(m.id.as_str()) {
+            hide(m, blocked);
             continue;
         }
         if let Some(r) = by_msg.remove(m.id.as_str()) {

@@ -1,6 +1,7 @@
 //! Conversations and membership: create (direct is one per pair), list with unread counts,
 //! add/remove members (group admins), history pages.
 
+use super::blocks::refuse_blocked;
 use super::changes::decorate;
 use super::log::{append, message_from_row, Appended, Entry, Outgoing};
 use super::{rows, Store};
@@ -117,7 +118,8 @@ pub(super) async fn members_of<'a, C: ConnectionTrait>(
     Ok(members_of)
 }
 
-/// Refuses, with `not_found`, users that do not exist and, with `consent_required`
+/// Refuses, with `not_found`, users that do not exist, with `blocked` users who blocked `by`
+/// or whom `by` blocked, and, with `consent_required`
 /// (`details.users`), users whose `group_adds` setting does not let `by` add them:
 /// `nobody`, or `contacts` without a direct conversation with `by` that they started or
 /// wrote in (a conversation `by` opened and only `by` wrote in is no relationship).
@@ -137,6 +139,11 @@ async fn check_may_add<C: ConnectionTrait>(db: &C, by: &UserId, users_in: &[User
     if found.len() != targets.len() {
         return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
     }
+    let ids: Vec<UserId> = found
+        .iter()
+        .map(|(u, _)| UserId::from_trusted(u.clone()))
+        .collect();
+    refuse_blocked(db, by, &ids).await?;
     let mut refused = Vec::new();
     let mut ask = Vec::new();
     for (user, setting) in found {
@@ -247,7 +254,7 @@ impl Store {
             ConvKind::Direct if !self.user_exists(&all).await? => {
                 return Err(Error::client(ErrorCode::NotFound, "unknown member user id"));
             }
-            ConvKind::Direct => {}
+            ConvKind::Direct => refuse_blocked(&self.db, creator, &all).await?,
         }
         if let Some(key) = &direct_key {
             if let Some(existing) = self.find_direct(key).await? {
@@ -390,7 +397,9 @@ impl Store {
             .map(|m| (m.conv_id.clone(), m.read_seq))
             .collect();
         let unread = self.unread_counts(user, &watermarks).await?;
-        // Presence of the other members, looked up once for all conversations.
+        // Presence of the other members (not those blocked either way), looked up once for
+        // all conversations.
+        let blocked = self.blocked_either_way(user).await?;
         let mut shown: BTreeSet<UserId> = BTreeSet::new();
         for ms in by_conv.values() {
             shown.extend(
@@ -400,7 +409,7 @@ impl Store {
                     .map(|m| UserId::from_trusted(m.user_id.clone())),
             );
         }
-        let shown: Vec<UserId> = shown.into_iter().collect();
+        let shown: Vec<UserId> = shown.into_iter().filter(|u| !blocked.contains(u)).collect();
         let presence: HashMap<String, Presence> = self
             .presence(&shown)
             .await?

@@ -226,6 +226,7 @@ pub fn message_from_row(row: messages::Model) -> Result<Message> {
         forward_of: row.forward_of.map(protocol::MsgId::from_trusted),
         edited_at: row.edited_at,
         deleted: row.deleted_at.map(|_| DeleteScope::Everyone),
+        hidden: false,
         reactions: Vec::new(),
     })
 }

@@ -2,10 +2,12 @@
 //! stores the message, moves the sender's own watermarks and appends the message to every
 //! member's log.
 
+use super::blocks::blocks_touching;
+use super::changes::hide;
 use super::conversations::{members_of, membership};
 use super::log::{append_many, Entry, Outgoing};
 use super::{locks_rows_in_order, rows, Store};
-use crate::entity::{blobs, files, message_files, messages};
+use crate::entity::{blobs, conversations, files, hidden_messages, message_files, messages};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
@@ -13,7 +15,8 @@ use protocol::update::Content;
 use protocol::{ConvId, DeviceId, ErrorCode, Message, MsgId, UpdateBody, UserId};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// One `send` request, validated.
 pub struct SendJob {
@@ -136,6 +139,7 @@ impl Store {
         let stored = stored_acks(db, jobs).await?;
         let convs: BTreeSet<&str> = jobs.iter().map(|j| j.req.conv.as_str()).collect();
         let members_of = members_of(db, convs.iter().copied()).await?;
+        let blocks = Blocks::of_senders(db, jobs, &convs).await?;
 
         // Files the batch's media messages carry.
         let file_ids: BTreeSet<&str> = jobs
@@ -201,6 +205,13 @@ impl Store {
                 ))));
                 continue;
             }
+            if blocks.refuses(&j.user, &j.req.conv, &members_of) {
+                plans.push(Plan::Done(Err(Error::client(
+                    ErrorCode::Blocked,
+                    "you cannot message this user: one of you blocked the other",
+                ))));
+                continue;
+            }
             let refs = async {
                 if let Some(r) = &j.req.reply_to {
                     Self::check_reference(db, &j.user, r, Some(&j.req.conv)).await?;
@@ -255,6 +266,7 @@ impl Store {
                     forward_of: j.req.forward_of.clone(),
                     edited_at: None,
                     deleted: None,
+                    hidden: false,
                     reactions: Vec::new(),
                 },
             ));
@@ -296,13 +308,31 @@ impl Store {
         let read_before = senders_seen(db, &sender_top).await?;
 
         // Every member's log gets each message: one counter bump per user, by their count.
-        let entries: Vec<(usize, Entry, &[UserId])> = new_msgs
+        // Members who blocked its sender get it hidden instead (a tombstone with its seq,
+        // marked `hidden`, and a `hidden_messages` row so every later read shows it so).
+        let mut hidden: Vec<(usize, Entry, Vec<UserId>)> = Vec::new();
+        let entries: Vec<(usize, Entry, Cow<[UserId]>)> = new_msgs
             .into_iter()
             .map(|(i, msg)| {
-                let to = members_of
+                let members = members_of
                     .get(msg.conv.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
+                let hiders = blocks.blockers_of(&msg.sender, members);
+                let to = if hiders.is_empty() {
+                    Cow::Borrowed(members)
+                } else {
+                    let mut copy = msg.clone();
+                    hide(&mut copy, true);
+                    let entry = Entry {
+                        ts,
+                        body: UpdateBody::Message { msg: copy },
+                    };
+                    let rest = members.iter().filter(|m| !hiders.contains(m)).cloned();
+                    let rest = Cow::Owned(rest.collect());
+                    hidden.push((i, entry, hiders));
+                    rest
+                };
                 (
                     i,
                     Entry {
@@ -313,6 +343,21 @@ impl Store {
                 )
             })
             .collect();
+        if !hidden.is_empty() {
+            let rows = hidden.iter().flat_map(|(_, e, hiders)| {
+                let UpdateBody::Message { msg } = &e.body else {
+                    unreachable!()
+                };
+                hiders.iter().map(|u| hidden_messages::ActiveModel {
+                    user_id: Set(u.to_string()),
+                    msg_id: Set(msg.id.to_string()),
+                    conv_id: Set(msg.conv.to_string()),
+                    created_at: Set(ts),
+                    blocked: Set(true),
+                })
+            });
+            hidden_messages::Entity::insert_many(rows).exec(db).await?;
+        }
         // Sending marks the conversation read up to the message. When that passed messages
         // of others the sender had not marked read, the others hear it as a receipt (blue
         // ticks), after the messages in their logs; it rides with the sender's last one.
@@ -353,8 +398,9 @@ impl Store {
             db,
             entries
                 .iter()
-                .map(|(_, e, to)| (e, *to))
-                .chain(receipts.iter().map(|(_, e, to)| (e, to.as_slice()))),
+                .map(|(_, e, to)| (e, to.as_ref()))
+                .chain(receipts.iter().map(|(_, e, to)| (e, to.as_slice())))
+                .chain(hidden.iter().map(|(_, e, to)| (e, to.as_slice()))),
         )
         .await?;
         let mut appended = appended.into_iter();
@@ -374,9 +420,17 @@ impl Store {
                 },
             );
         }
-        for ((last, entry, _), to) in receipts.into_iter().zip(appended) {
+        for ((last, entry, _), to) in receipts.into_iter().zip(appended.by_ref()) {
             if let Some(Sent::New { also, .. }) = outs.get_mut(&by_msg[&last]) {
                 also.push(Outgoing::new(&entry, to));
+            }
+        }
+        for ((i, entry, _), to) in hidden.into_iter().zip(appended) {
+            if let Some(Sent::New { also, .. }) = outs.get_mut(&i) {
+                // Nothing to notify anyone of.
+                let mut out = Outgoing::new(&entry, to);
+                out.message = None;
+                also.push(out);
             }
         }
         Ok(resolve(plans, outs))
@@ -579,4 +633,80 @@ fn resolve(plans: Vec<Plan>, mut outs: HashMap<usize, Sent>) -> Vec<Result<Sent>
             Plan::New => Ok(outs.remove(&i).expect("new job stored")),
         })
         .collect()
+}
+
+/// The blocks that bear on a batch: between its senders and anyone, and which of its
+/// conversations are direct (loaded only when there is a block at all).
+struct Blocks {
+    /// `(blocker, blocked)`.
+    pairs: HashSet<(String, String)>,
+    direct: HashSet<String>,
+}
+
+impl Blocks {
+    async fn of_senders<C: ConnectionTrait>(
+        db: &C,
+        jobs: &[&SendJob],
+        convs: &BTreeSet<&str>,
+    ) -> Result<Self> {
+        let senders: BTreeSet<&str> = jobs.iter().map(|j| j.user.as_str()).collect();
+        let pairs: HashSet<(String, String)> =
+            blocks_touching(db, &senders).await?.into_iter().collect();
+        let direct = if pairs.is_empty() {
+            HashSet::new()
+        } else {
+            conversations::Entity::find()
+                .select_only()
+                .column(conversations::Column::Id)
+                .filter(conversations::Column::Id.is_in(convs.iter().copied()))
+                .filter(conversations::Column::Kind.eq("direct"))
+                .into_tuple::<String>()
+                .all(db)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        Ok(Self { pairs, direct })
+    }
+
+    fn blocked(&self, blocker: &str, blocked: &str) -> bool {
+        !self.pairs.is_empty()
+            && self
+                .pairs
+                .contains(&(blocker.to_owned(), blocked.to_owned()))
+    }
+
+    /// Whether `sender` may not write into direct conversation `conv`: either side blocked
+    /// the other.
+    fn refuses(
+        &self,
+        sender: &UserId,
+        conv: &ConvId,
+        members_of: &HashMap<String, Vec<UserId>>,
+    ) -> bool {
+        if !self.direct.contains(conv.as_str()) {
+            return false;
+        }
+        members_of
+            .get(conv.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|m| *m != sender)
+            .any(|m| {
+                self.blocked(m.as_str(), sender.as_str())
+                    || self.blocked(sender.as_str(), m.as_str())
+            })
+    }
+
+    /// Those of `members` who blocked `sender`.
+    fn blockers_of(&self, sender: &UserId, members: &[UserId]) -> Vec<UserId> {
+        if self.pairs.is_empty() {
+            return Vec::new();
+        }
+        members
+            .iter()
+            .filter(|m| self.blocked(m.as_str(), sender.as_str()))
+            .cloned()
+            .collect()
+    }
 }

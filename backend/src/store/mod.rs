@@ -14,6 +14,7 @@
 
 pub mod accounts;
 pub mod batch;
+pub mod blocks;
 pub mod changes;
 pub mod conversations;
 pub mod gc;

@@ -154,8 +154,10 @@ impl Store {
             .await?)
     }
 
-    /// Everyone who shares a conversation with `user` (not `user`).
+    /// Everyone who shares a conversation with `user` (not `user`), but those blocked either
+    /// way: who hears `user`'s presence.
     pub async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>> {
+        let blocked = self.blocked_either_way(user).await?;
         let convs = Query::select()
             .column(members::Column::ConvId)
             .from(members::Entity)
@@ -170,6 +172,10 @@ impl Store {
             .into_tuple()
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(UserId::from_trusted).collect())
+        Ok(rows
+            .into_iter()
+            .map(UserId::from_trusted)
+            .filter(|u| !blocked.contains(u))
+            .collect())
     }
 }

@@ -1,5 +1,5 @@
 //! `req/typing` (QoS 0, never answered): `{"conv","on":bool}` → `{"type":"typing",…}` on
-//! `eph` of the other members' devices. Throttled per device and conversation: a repeated
+//! `eph` of the other members' devices (not those blocked either way). Throttled per device and conversation: a repeated
 //! "on" within [`REPEAT`] is dropped; changes always pass.
 
 use super::parse;
@@ -53,7 +53,14 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) {
     let Ok(members) = member_ids(&engine.store.db, &req.conv).await else {
         return;
     };
-    let others: Vec<_> = members.into_iter().filter(|u| *u != caller.user).collect();
+    // Nobody blocked either way hears it.
+    let Ok(blocked) = engine.store.blocked_either_way(&caller.user).await else {
+        return;
+    };
+    let others: Vec<_> = members
+        .into_iter()
+        .filter(|u| *u != caller.user && !blocked.contains(u))
+        .collect();
     let event = Ephemeral::Typing {
         conv: req.conv,
         user: caller.user.clone(),

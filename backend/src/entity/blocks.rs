@@ -1,0 +1,18 @@
+//! Table `blocks`. Who blocked whom.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "blocks")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub blocker_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub blocked_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -264,6 +264,7 @@ impl App {
             s.upload_expiry,
             shutdown.clone(),
         ));
+        tasks.spawn(backend::suspensions::watch(state.clone(), shutdown.clone()));
         let router = backend::http::router(state, metrics.is_none());
         if let Some(listener) = metrics {
             let (limits, stop) = (s.http_limits, shutdown.clone());

@@ -46,6 +46,12 @@ enum Command {
         #[arg(long = "valid-for", default_value = "7d", value_parser = courier::settings::parse_duration)]
         valid_for: std::time::Duration,
     },
+    /// Moderation (run where the server's database is reachable, with the server's settings):
+    /// `courier admin reports`, `courier admin suspend alice`
+    Admin {
+        #[command(subcommand)]
+        cmd: courier::cli::admin::AdminCommand,
+    },
     /// Accounts on a server: `courier user add alice`
     User {
         #[command(subcommand)]
@@ -106,6 +112,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             uses.max(1)
         );
         return Ok(());
+    }
+    if let Some(Command::Admin { cmd }) = cli.command {
+        let store = courier::app::open_store(&settings).await?;
+        return courier::cli::admin::run(cmd, &store).await;
     }
     courier::telemetry::init(settings.log_format);
     if migrate_only {

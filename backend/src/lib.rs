@@ -23,6 +23,7 @@ pub mod publisher;
 pub mod push;
 pub mod shared;
 pub mod store;
+pub mod suspensions;
 pub mod util;
 
 pub use engine::{Engine, EngineConfig};

@@ -216,6 +216,16 @@ impl Api {
             .await
     }
 
+    /// Reports a user or a message to the server's operators.
+    pub async fn report(
+        &self,
+        token: &str,
+        report: &protocol::http::NewReport,
+    ) -> Result<protocol::http::Report, ClientError> {
+        self.call(self.req(Method::POST, "/reports", Some(token)).json(report))
+            .await
+    }
+
     /// Registers where to notify `device` while it is away (`provider`: fcm, apns, …).
     pub async fn set_push_token(
         &self,

@@ -16,6 +16,7 @@ mod m20261204_000010_add_media_job_owner;
 mod m20261204_000011_widen_blob_ids;
 mod m20261204_000012_add_device_used_at;
 mod m20261205_000013_create_blocks;
+mod m20261205_000014_create_reports_and_suspension;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000011_widen_blob_ids::Migration),
             Box::new(m20261204_000012_add_device_used_at::Migration),
             Box::new(m20261205_000013_create_blocks::Migration),
+            Box::new(m20261205_000014_create_reports_and_suspension::Migration),
         ]
     }
 }

@@ -51,6 +51,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// HTTP: wrong username or password.
     BadCredentials,
+    /// HTTP: an operator suspended this account; its devices are refused until unsuspended.
+    Suspended,
     /// HTTP: the username is already registered.
     UsernameTaken,
     /// Storage is unavailable; nothing was committed, retry later.
@@ -81,6 +83,7 @@ impl ErrorCode {
             Self::QuotaExceeded => "quota_exceeded",
             Self::Unauthorized => "unauthorized",
             Self::BadCredentials => "bad_credentials",
+            Self::Suspended => "suspended",
             Self::UsernameTaken => "username_taken",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",

@@ -1,6 +1,6 @@
 //! HTTP bodies under `/v1` (JSON; `Authorization: Bearer <device token>`).
 
-use crate::ids::{ConvId, DeviceId, FileId, UserId};
+use crate::ids::{ConvId, DeviceId, FileId, MsgId, UserId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -236,6 +236,52 @@ pub struct Block {
     pub username: String,
     /// When it was blocked (Unix ms).
     pub since: i64,
+}
+
+/// Why a report is filed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportReason {
+    Spam,
+    Abuse,
+    Other,
+}
+
+impl ReportReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spam => "spam",
+            Self::Abuse => "abuse",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Longest `note` on a report, in characters.
+pub const MAX_REPORT_NOTE: usize = 1000;
+
+/// `POST /v1/reports`: a user, a message (its sender is the user reported), or both.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewReport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg: Option<MsgId>,
+    pub reason: ReportReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A filed report (`POST /v1/reports`'s answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: String,
+    pub user: UserId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg: Option<MsgId>,
+    pub reason: ReportReason,
+    pub created_at: i64,
 }
 
 /// `PATCH /v1/me/settings`: the fields to change; absent ones stay.

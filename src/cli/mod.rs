@@ -7,6 +7,7 @@
 //! the session file (`--session-file`, default `~/.config/courier/sessions.json`) and reuses it
 //! until the server refuses its token, so repeated commands do not pile up devices.
 
+pub mod admin;
 pub mod chat;
 
 use anyhow::{bail, Context};

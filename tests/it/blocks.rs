@@ -5,21 +5,17 @@
 //! revealing their text later — while everyone else sees them. Unblocking restores it all
 //! for new traffic.
 
-use crate::helpers::{spawn_app, Db, Device, TestApp};
+use crate::helpers::{refusal as code, spawn_app, Db, Device, TestApp};
 use courier_client::protocol::ops::Ephemeral;
 use courier_client::protocol::update::{Content, DeleteScope};
 use courier_client::protocol::{ConvId, ErrorCode, Message, MsgId, UpdateBody, UserId};
-use courier_client::{ClientError, Event};
+use courier_client::Event;
 use std::time::Duration;
 
 crate::on_both_databases!(
     a_block_stops_messages_typing_presence_and_adds,
     blocks_are_listed_and_checked
 );
-
-fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Option<ErrorCode> {
-    r.expect_err("refused").code()
-}
 
 /// The `message` update of `id` that `d` gets next.
 async fn message(d: &mut Device, id: &MsgId) -> Message {

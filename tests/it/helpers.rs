@@ -342,6 +342,13 @@ impl TestApp {
     }
 }
 
+/// The typed error a refused call got.
+pub fn refusal<T: std::fmt::Debug>(
+    r: Result<T, courier_client::ClientError>,
+) -> Option<courier_client::protocol::ErrorCode> {
+    r.expect_err("refused").code()
+}
+
 pub const WAIT: Duration = Duration::from_secs(10);
 
 impl Device {

@@ -34,6 +34,7 @@ mod media_jobs;
 mod media_metadata;
 mod media_revocation;
 mod message_changes;
+mod moderation;
 mod presence;
 mod push;
 mod rate_limits;

@@ -367,3 +367,45 @@ async fn connects_heavy_reads_and_packets_are_paced() {
         "40 packets at 10/s after a burst of 10 took only {took:?}"
     );
 }
+
+/// Blocking and reporting are cheap to ask for and cost others (a moderator's time, rows):
+/// each has its own bucket per user, and a refused one changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocks_and_reports_have_buckets_per_user() {
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.limits
+            .set(Limit::Block, per_minute(2))
+            .set(Limit::Report, per_minute(2));
+    })
+    .await;
+    app.users(&["alice", "bob", "carol", "dave"]).await;
+    let [alice, bob, carol, dave] = [
+        app.session("alice", "phone").await,
+        app.session("bob", "phone").await,
+        app.session("carol", "phone").await,
+        app.session("dave", "phone").await,
+    ];
+    let api = &app.api;
+    api.block(&alice.token, &bob.user).await.unwrap();
+    api.block(&alice.token, &carol.user).await.unwrap();
+    retry_after_ms(&api.block(&alice.token, &dave.user).await.unwrap_err());
+    assert_eq!(api.blocks(&alice.token).await.unwrap().len(), 2);
+    api.block(&bob.token, &dave.user).await.unwrap();
+    let report =
+        |user: &courier_client::protocol::UserId| courier_client::protocol::http::NewReport {
+            user: Some(user.clone()),
+            msg: None,
+            reason: courier_client::protocol::http::ReportReason::Spam,
+            note: None,
+        };
+    api.report(&carol.token, &report(&dave.user)).await.unwrap();
+    api.report(&carol.token, &report(&bob.user)).await.unwrap();
+    retry_after_ms(
+        &api.report(&carol.token, &report(&alice.user))
+            .await
+            .unwrap_err(),
+    );
+    let store = courier::app::open_store(&app.settings).await.unwrap();
+    assert_eq!(store.open_reports(10).await.unwrap().len(), 2);
+    api.report(&dave.token, &report(&carol.user)).await.unwrap();
+}

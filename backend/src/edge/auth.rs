@@ -83,7 +83,7 @@ impl Authenticator for DeviceAuthenticator {
                         device: d.device.into_string(),
                     })
                 }
-                Ok(TokenCheck::Revoked) => Err(Refusal::NotAuthorized),
+                Ok(TokenCheck::Revoked | TokenCheck::Suspended) => Err(Refusal::NotAuthorized),
                 Ok(TokenCheck::Invalid) => Err(Refusal::BadCredentials),
                 Err(e) => {
                     tracing::error!(error = %e, "token check failed");

@@ -13,6 +13,7 @@ pub mod members;
 pub mod message_files;
 pub mod messages;
 pub mod reactions;
+pub mod reports;
 pub mod updates;
 pub mod uploads;
 pub mod users;

@@ -15,6 +15,8 @@ pub struct Model {
     pub created_at: i64,
     /// Who may add this user to groups: `everyone`, `contacts` or `nobody`.
     pub group_adds: String,
+    /// Set while an operator has the account suspended (`courier admin suspend`).
+    pub suspended_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,7 +19,9 @@ pub fn status(code: ErrorCode) -> StatusCode {
         }
         PayloadTooLarge | QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
         Unauthorized | BadCredentials => StatusCode::UNAUTHORIZED,
-        NotMember | Forbidden | ConsentRequired | Blocked | TooLate => StatusCode::FORBIDDEN,
+        NotMember | Forbidden | ConsentRequired | Blocked | Suspended | TooLate => {
+            StatusCode::FORBIDDEN
+        }
         NotFound => StatusCode::NOT_FOUND,
         UsernameTaken | AckAhead | CursorExpired => StatusCode::CONFLICT,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -10,6 +10,7 @@ mod devices;
 mod error;
 mod health;
 pub mod media;
+mod reports;
 pub mod serve;
 pub mod uploads;
 mod users;
@@ -69,6 +70,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         .route("/me/password", post(users::change_password))
         .route("/blocks", post(blocks::block).get(blocks::list))
         .route("/blocks/{id}", delete(blocks::unblock))
+        .route("/reports", post(reports::file))
         .route("/broker/auth", post(broker_hooks::authenticate))
         .route("/broker/superuser", post(broker_hooks::superuser))
         .route("/broker/acl", post(broker_hooks::authorize))

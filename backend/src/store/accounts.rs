@@ -87,7 +87,13 @@ pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(3600
 pub enum TokenCheck {
     Valid(DeviceAuth),
     Revoked,
+    /// The right token of an account an operator suspended.
+    Suspended,
     Invalid,
+}
+
+fn suspended_error() -> Error {
+    Error::client(ErrorCode::Suspended, "this account is suspended")
 }
 
 fn validate_password(password: &str) -> Result<()> {
@@ -136,6 +142,7 @@ impl Store {
             log_floor: Set(0),
             created_at: Set(now_ms()),
             group_adds: Set(GroupAdds::default().as_str().to_owned()),
+            suspended_at: Set(None),
         };
         let txn = self.db.begin().await?;
         if let (Signup::Invite, Some(code)) = (signup, invite) {
@@ -180,6 +187,9 @@ impl Store {
             (Some(user), true) => user,
             _ => return Err(bad()),
         };
+        if user.suspended_at.is_some() {
+            return Err(suspended_error());
+        }
         let token = new_token();
         let device_id = new_id('d');
         let txn = self.db.begin().await?;
@@ -238,6 +248,9 @@ impl Store {
         if row.revoked_at.is_some() || !self.use_token(&row).await? {
             return Ok(TokenCheck::Revoked);
         }
+        if self.is_suspended(&row.user_id).await? {
+            return Ok(TokenCheck::Suspended);
+        }
         Ok(TokenCheck::Valid(DeviceAuth {
             user: UserId::from_trusted(row.user_id),
             device: DeviceId::from_trusted(row.id),
@@ -250,7 +263,9 @@ impl Store {
             .await
     }
 
-    /// HTTP bearer token → device, if the token is in use (see [`Store::use_token`]).
+    /// HTTP bearer token → device, if the token is in use (see [`Store::use_token`]);
+    /// `suspended` for an account an operator suspended (within a second of it, through the
+    /// token cache).
     pub async fn device_by_token(&self, token: &str) -> Result<Option<DeviceAuth>> {
         let hash = token_hash(token);
         if let Some(auth) = self.tokens.get(&hash) {
@@ -267,12 +282,25 @@ impl Store {
         if !self.use_token(&row).await? {
             return Ok(None);
         }
+        if self.is_suspended(&row.user_id).await? {
+            return Err(suspended_error());
+        }
         let auth = DeviceAuth {
             user: UserId::from_trusted(row.user_id),
             device: DeviceId::from_trusted(row.id),
         };
         self.tokens.put(hash, auth.clone());
         Ok(Some(auth))
+    }
+
+    async fn is_suspended(&self, user: &str) -> Result<bool> {
+        let at: Option<Option<i64>> = users::Entity::find_by_id(user)
+            .select_only()
+            .column(users::Column::SuspendedAt)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(at.flatten().is_some())
     }
 
     /// A token of `row`'s was just presented. If it went unused for longer than

@@ -31,7 +31,11 @@ pub type Changed<T> = (T, Option<Outgoing>);
 
 /// The message, if `user` is a member of its conversation; `not_found` otherwise (a
 /// non-member learns nothing about other conversations' messages).
-async fn visible<C: ConnectionTrait>(db: &C, user: &UserId, id: &MsgId) -> Result<messages::Model> {
+pub(super) async fn visible<C: ConnectionTrait>(
+    db: &C,
+    user: &UserId,
+    id: &MsgId,
+) -> Result<messages::Model> {
     let not_found = || Error::client(ErrorCode::NotFound, format!("no message {id}"));
     let row = messages::Entity::find_by_id(id.as_str())
         .one(db)

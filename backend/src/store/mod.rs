@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod log;
 pub mod media;
 pub mod messages;
+pub mod moderation;
 mod passwords;
 pub mod presence;
 pub mod receipts;

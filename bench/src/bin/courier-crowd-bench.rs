@@ -77,6 +77,7 @@ async fn seed(url: &str, n: usize) -> anyhow::Result<()> {
             log_floor: Set(0),
             group_adds: Set("contacts".into()),
             created_at: Set(now),
+            suspended_at: Set(None),
         }))
         .exec(&db)
         .await?;

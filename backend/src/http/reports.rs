@@ -1,0 +1,25 @@
+//! `POST /v1/reports {"user"?, "msg"?, "reason", "note"?}`: report a user or a message to the
+//! server's operators (`courier admin reports`). What is kept: `store::moderation`.
+
+use super::{ApiJson, AppState, Authed};
+use crate::error::Result;
+use crate::shared::Limit;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use protocol::http::{NewReport, Report};
+
+/// 201 with the report.
+pub async fn file(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    ApiJson(body): ApiJson<NewReport>,
+) -> Result<(StatusCode, Json<Report>)> {
+    state
+        .store
+        .shared
+        .limit(Limit::Report, me.user.as_str())
+        .await?;
+    let report = state.store.report(&me.user, body).await?;
+    Ok((StatusCode::CREATED, Json(report)))
+}

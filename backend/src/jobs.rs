@@ -239,6 +239,7 @@ impl Runner {
         if main == Task::Image {
             derived.thumb_key = Some(derived_key(&job.storage_key, "thumb.webp"));
             derived.preview_key = Some(derived_key(&job.storage_key, "preview.jpg"));
+            derived.avatar_key = Some(derived_key(&job.storage_key, "avatar.webp"));
         }
         if main == Task::Video {
             derived.poster_key = Some(derived_key(&job.storage_key, "poster.jpg"));

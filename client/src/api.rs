@@ -111,7 +111,7 @@ impl Api {
         token: &str,
         names: &[&str],
         ids: &[&str],
-    ) -> Result<Vec<protocol::http::UserName>, ClientError> {
+    ) -> Result<Vec<protocol::http::Profile>, ClientError> {
         let req = self
             .req(Method::GET, "/users", Some(token))
             .query(&[("names", names.join(",")), ("ids", ids.join(","))]);
@@ -191,6 +191,31 @@ impl Api {
     pub async fn revoke_other_devices(&self, token: &str) -> Result<(), ClientError> {
         self.no_content(self.req(Method::DELETE, "/devices", Some(token)))
             .await
+    }
+
+    /// The caller's profile.
+    pub async fn me(&self, token: &str) -> Result<protocol::http::Profile, ClientError> {
+        self.call(self.req(Method::GET, "/me", Some(token))).await
+    }
+
+    /// Changes the caller's display name or avatar (see [`protocol::http::ProfileChange`]).
+    pub async fn change_profile(
+        &self,
+        token: &str,
+        change: &protocol::http::ProfileChange,
+    ) -> Result<protocol::http::Profile, ClientError> {
+        self.call(self.req(Method::PATCH, "/me", Some(token)).json(change))
+            .await
+    }
+
+    /// The WebP bytes at a profile's `avatar` address.
+    pub async fn avatar(&self, token: &str, avatar: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{avatar}", self.base);
+        let (status, body) = self.raw(self.http.get(url).bearer_auth(token)).await?;
+        if !status.is_success() {
+            return Err(error_of(&body));
+        }
+        Ok(body)
     }
 
     /// Blocks `user`: see docs/protocol.md, "Blocking".

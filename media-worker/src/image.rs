@@ -17,6 +17,8 @@ use std::path::Path;
 
 /// Longest side of the thumbnail.
 pub const THUMB_SIDE: u32 = 320;
+/// Side of the square avatar cut from an image's middle (a profile picture).
+pub const AVATAR_SIDE: u32 = 256;
 /// Longest side of the preview.
 pub const PREVIEW_SIDE: u32 = 1280;
 const THUMB_QUALITY: f32 = 75.0;
@@ -59,6 +61,9 @@ pub struct ImageOutput {
     pub thumb: Vec<u8>,
     /// JPEG, at most [`PREVIEW_SIDE`] on the longest side.
     pub preview: Vec<u8>,
+    /// WebP, the largest centred square, [`AVATAR_SIDE`] a side (less for a smaller image):
+    /// what a profile picture set from this image shows.
+    pub avatar: Vec<u8>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> MediaError {
@@ -68,7 +73,8 @@ fn corrupt(e: impl std::fmt::Display) -> MediaError {
 /// Decodes `path` within `limits` and makes the thumbnail and preview.
 pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, MediaError> {
     let (src, (width, height)) = decode(path, limits, PREVIEW_SIDE)?;
-    let thumb = thumbnail(&src)?;
+    let thumb = webp(&src.fit(THUMB_SIDE)?)?;
+    let avatar = webp(&src.square(AVATAR_SIDE)?)?;
     let preview_px = src.fit(PREVIEW_SIDE)?.without_alpha();
     let mut preview = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut preview, PREVIEW_QUALITY);
@@ -85,17 +91,17 @@ pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, M
         height,
         thumb,
         preview,
+        avatar,
     })
 }
 
 /// Only the thumbnail (what the benchmark compares with `vipsthumbnail`).
 pub fn thumbnail_of(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, MediaError> {
-    thumbnail(&decode(path, limits, THUMB_SIDE)?.0)
+    webp(&decode(path, limits, THUMB_SIDE)?.0.fit(THUMB_SIDE)?)
 }
 
-/// The WebP thumbnail of decoded pixels.
-fn thumbnail(src: &Pixels) -> Result<Vec<u8>, MediaError> {
-    let px = src.fit(THUMB_SIDE)?;
+/// Pixels as a WebP (a thumbnail's quality and speed).
+fn webp(px: &Pixels) -> Result<Vec<u8>, MediaError> {
     let enc = if px.alpha {
         webp::Encoder::from_rgba(&px.data, px.w, px.h)
     } else {
@@ -289,12 +295,26 @@ impl Pixels {
         let scale = (f64::from(side) / f64::from(self.w.max(self.h))).min(1.0);
         let w = ((f64::from(self.w) * scale).round() as u32).max(1);
         let h = ((f64::from(self.h) * scale).round() as u32).max(1);
+        self.resized(w, h, None)
+    }
+
+    /// The largest square in the middle, `side` a side at most.
+    fn square(&self, side: u32) -> Result<Self, MediaError> {
+        let cut = self.w.min(self.h);
+        let out = cut.min(side);
+        let left = f64::from(self.w - cut) / 2.0;
+        let top = f64::from(self.h - cut) / 2.0;
+        self.resized(out, out, Some((left, top, f64::from(cut))))
+    }
+
+    /// Resized to `w`×`h`, from the `(left, top, side)` square when `crop` is given.
+    fn resized(&self, w: u32, h: u32, crop: Option<(f64, f64, f64)>) -> Result<Self, MediaError> {
         let kind = if self.alpha {
             fr::PixelType::U8x4
         } else {
             fr::PixelType::U8x3
         };
-        if (w, h) == (self.w, self.h) {
+        if (w, h) == (self.w, self.h) && crop.is_none() {
             return Ok(Self {
                 data: self.data.clone(),
                 ..*self
@@ -303,8 +323,11 @@ impl Pixels {
         let src = fr::images::ImageRef::new(self.w, self.h, &self.data, kind)
             .map_err(|e| MediaError::Failed(format!("resize: {e}")))?;
         let mut dst = fr::images::Image::new(w, h, kind);
-        let options = fr::ResizeOptions::new()
+        let mut options = fr::ResizeOptions::new()
             .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+        if let Some((left, top, side)) = crop {
+            options = options.crop(left, top, side, side);
+        }
         fr::Resizer::new()
             .resize(&src, &mut dst, &options)
             .map_err(|e| MediaError::Failed(format!("resize: {e}")))?;
@@ -385,7 +408,9 @@ mod tests {
         assert_eq!((out.width, out.height), (1000, 2000), "orientation applied");
         assert_eq!(dimensions_of(&out.thumb), Some((160, 320)));
         assert_eq!(dimensions_of(&out.preview), Some((640, 1280)));
+        assert_eq!(dimensions_of(&out.avatar), Some((256, 256)), "a square");
         assert!(out.thumb.starts_with(b"RIFF") && &out.thumb[8..12] == b"WEBP");
+        assert!(out.avatar.starts_with(b"RIFF") && &out.avatar[8..12] == b"WEBP");
         assert!(out.preview.starts_with(b"\xFF\xD8\xFF"));
         assert!(
             !out.preview.windows(4).any(|w| w == b"Exif"),
@@ -426,6 +451,29 @@ mod tests {
             process_image(&write(dir.path(), "a.png", &png), &ImageLimits::default()).unwrap();
         assert_eq!(dimensions_of(&out.thumb), Some((40, 30)));
         assert_eq!(dimensions_of(&out.preview), Some((40, 30)));
+        assert_eq!(dimensions_of(&out.avatar), Some((30, 30)));
+    }
+
+    #[test]
+    fn the_avatar_is_the_middle_square() {
+        let dir = tempfile::tempdir().unwrap();
+        // Red, green, blue thirds side by side: the avatar is the green one.
+        let img = image::RgbImage::from_fn(600, 200, |x, _| match x / 200 {
+            0 => image::Rgb([255, 0, 0]),
+            1 => image::Rgb([0, 255, 0]),
+            _ => image::Rgb([0, 0, 255]),
+        });
+        let mut png = Vec::new();
+        img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let out =
+            process_image(&write(dir.path(), "a.png", &png), &ImageLimits::default()).unwrap();
+        let avatar = image::load_from_memory(&out.avatar).unwrap().into_rgb8();
+        assert_eq!(avatar.dimensions(), (200, 200));
+        for (x, y) in [(5, 5), (100, 100), (194, 194)] {
+            let p = avatar.get_pixel(x, y);
+            assert!(p[1] > 200 && p[0] < 40 && p[2] < 40, "{x},{y}: {p:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
-    /// Dimensions, `thumb.webp` and `preview.jpg`.
+    /// Dimensions, `thumb.webp`, `preview.jpg` and `avatar.webp`.
     Image,
     /// Dimensions, duration and `poster.jpg`.
     Video,
@@ -32,7 +32,11 @@ impl Task {
     /// The files the task writes into its output directory, with their content types.
     pub fn outputs(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Task::Image => &[("thumb.webp", "image/webp"), ("preview.jpg", "image/jpeg")],
+            Task::Image => &[
+                ("thumb.webp", "image/webp"),
+                ("preview.jpg", "image/jpeg"),
+                ("avatar.webp", "image/webp"),
+            ],
             Task::Video => &[("poster.jpg", "image/jpeg")],
             Task::VideoPreview => &[("preview.mp4", "video/mp4")],
             Task::Audio => &[],
@@ -75,6 +79,7 @@ pub fn execute(job: &Job) -> Result<Facts, MediaError> {
             let made = process_image(&job.input, &job.image)?;
             write(&out("thumb.webp"), &made.thumb)?;
             write(&out("preview.jpg"), &made.preview)?;
+            write(&out("avatar.webp"), &made.avatar)?;
             Ok(Facts {
                 width: Some(made.width),
                 height: Some(made.height),

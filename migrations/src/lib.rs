@@ -17,6 +17,7 @@ mod m20261204_000011_widen_blob_ids;
 mod m20261204_000012_add_device_used_at;
 mod m20261205_000013_create_blocks;
 mod m20261205_000014_create_reports_and_suspension;
+mod m20261205_000015_add_profiles;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_add_device_used_at::Migration),
             Box::new(m20261205_000013_create_blocks::Migration),
             Box::new(m20261205_000014_create_reports_and_suspension::Migration),
+            Box::new(m20261205_000015_add_profiles::Migration),
         ]
     }
 }

@@ -17,11 +17,63 @@ pub struct SignedUp {
     pub user: UserId,
 }
 
-/// A user's id and name (`GET /v1/users?names=…` or `?ids=…`).
+/// A user as others see them (`GET /v1/users?names=…` or `?ids=…`, `GET /v1/me`,
+/// conversation listings, `profile` updates).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct UserName {
+pub struct Profile {
     pub user: UserId,
     pub username: String,
+    /// What apps show instead of the username, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Where the avatar is served (`/v1/users/{id}/avatar?v=…`, relative to the server): a
+    /// new avatar is a new address. Absent when the user has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+}
+
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 64;
+
+/// `PATCH /v1/me`: each field given is set (`null` clears it); absent ones stay.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileChange {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::http::present"
+    )]
+    pub display_name: Option<Option<String>>,
+    /// The id of an uploaded image file of the caller's.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::http::present"
+    )]
+    pub avatar: Option<Option<FileId>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or set: serde's `Option`
+/// alone reads both absent and `null` as `None`.
+mod present {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
 }
 
 /// Most names or ids one `GET /v1/users` looks up.
@@ -108,6 +160,10 @@ pub struct Conversation {
     /// what a client needs to draw ✓✓ and blue ticks on messages it did not see receipts for.
     #[serde(default)]
     pub receipts: Vec<MemberReceipt>,
+    /// The other members' profiles, names and avatars (for groups, the first
+    /// [`PRESENCE_LIMIT`] by user id; `GET /v1/users?ids=` has the others).
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
     /// The newest message as the caller sees it (as in history), for a list's preview line;
     /// absent while the conversation is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]

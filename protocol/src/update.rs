@@ -65,6 +65,9 @@ pub enum UpdateBody {
         preview: bool,
         poster: bool,
     },
+    /// A user's display name or avatar changed: sent to everyone who shares a conversation
+    /// with them, and to their own devices.
+    Profile { profile: crate::http::Profile },
     /// `user` added (`on`) or removed a reaction.
     Reaction {
         conv: ConvId,
@@ -87,6 +90,7 @@ impl UpdateBody {
             Self::Delete { .. } => "delete",
             Self::Reaction { .. } => "reaction",
             Self::Media { .. } => "media",
+            Self::Profile { .. } => "profile",
         }
     }
 }

@@ -36,6 +36,7 @@ mod media_revocation;
 mod message_changes;
 mod moderation;
 mod presence;
+mod profiles;
 mod push;
 mod rate_limits;
 mod retention;

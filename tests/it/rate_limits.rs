@@ -368,14 +368,16 @@ async fn connects_heavy_reads_and_packets_are_paced() {
     );
 }
 
-/// Blocking and reporting are cheap to ask for and cost others (a moderator's time, rows):
-/// each has its own bucket per user, and a refused one changes nothing.
+/// Blocking, reporting and profile changes are cheap to ask for and cost others (a
+/// moderator's time, an update to every contact): each has its own bucket per user, and a
+/// refused one changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn blocks_and_reports_have_buckets_per_user() {
+async fn blocks_reports_and_profile_changes_have_buckets_per_user() {
     let app = spawn_app_with(Db::Sqlite, |s| {
         s.limits
             .set(Limit::Block, per_minute(2))
-            .set(Limit::Report, per_minute(2));
+            .set(Limit::Report, per_minute(2))
+            .set(Limit::Profile, per_minute(2));
     })
     .await;
     app.users(&["alice", "bob", "carol", "dave"]).await;
@@ -408,4 +410,17 @@ async fn blocks_and_reports_have_buckets_per_user() {
     let store = courier::app::open_store(&app.settings).await.unwrap();
     assert_eq!(store.open_reports(10).await.unwrap().len(), 2);
     api.report(&dave.token, &report(&carol.user)).await.unwrap();
+    let name = |n: &str| courier_client::protocol::http::ProfileChange {
+        display_name: Some(Some(n.into())),
+        avatar: None,
+    };
+    api.change_profile(&dave.token, &name("one")).await.unwrap();
+    api.change_profile(&dave.token, &name("two")).await.unwrap();
+    retry_after_ms(
+        &api.change_profile(&dave.token, &name("three"))
+            .await
+            .unwrap_err(),
+    );
+    let me = api.me(&dave.token).await.unwrap();
+    assert_eq!(me.display_name.as_deref(), Some("two"));
 }

@@ -21,6 +21,8 @@ pub struct Model {
     pub thumb_key: Option<String>,
     pub preview_key: Option<String>,
     pub poster_key: Option<String>,
+    /// The square avatar an image makes (images processed before profiles have none).
+    pub avatar_key: Option<String>,
     /// Why processing failed.
     #[sea_orm(column_type = "Text", nullable)]
     pub failure: Option<String>,

@@ -17,6 +17,11 @@ pub struct Model {
     pub group_adds: String,
     /// Set while an operator has the account suspended (`courier admin suspend`).
     pub suspended_at: Option<i64>,
+    /// Shown instead of the username where set (1–64 characters).
+    pub display_name: Option<String>,
+    /// The uploaded image file the avatar is made from, and when it was set.
+    pub avatar_file: Option<String>,
+    pub avatar_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

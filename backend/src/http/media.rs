@@ -433,7 +433,7 @@ pub async fn download(
 
 /// Redirects to the store's own short-lived URL when it has them (S3), or streams the object
 /// honouring `Range`. `known_size` saves a lookup when the caller has it.
-async fn serve(
+pub(super) async fn serve(
     state: &AppState,
     key: &str,
     mime: &str,

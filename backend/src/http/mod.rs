@@ -10,6 +10,7 @@ mod devices;
 mod error;
 mod health;
 pub mod media;
+mod profiles;
 mod reports;
 pub mod serve;
 pub mod uploads;
@@ -66,6 +67,8 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/me/settings",
             get(users::settings).patch(users::change_settings),
         )
+        .route("/me", get(profiles::me).patch(profiles::change))
+        .route("/users/{id}/avatar", get(profiles::avatar))
         .route("/me/storage", get(users::storage))
         .route("/me/password", post(users::change_password))
         .route("/blocks", post(blocks::block).get(blocks::list))

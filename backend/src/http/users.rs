@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use protocol::http::{
-    AccountSettings, LogIn, MqttEndpoints, PasswordChange, Session, SettingsChange, SignUp,
-    SignedUp, StorageUse, UserName, USER_LOOKUP_LIMIT,
+    AccountSettings, LogIn, MqttEndpoints, PasswordChange, Profile, Session, SettingsChange,
+    SignUp, SignedUp, StorageUse, USER_LOOKUP_LIMIT,
 };
 use std::net::SocketAddr;
 
@@ -99,13 +99,13 @@ pub struct Lookup {
     ids: Option<String>,
 }
 
-/// `GET /v1/users?names=alice,bob` or `?ids=u1,u2` (signed in): ids and names of those that
+/// `GET /v1/users?names=alice,bob` or `?ids=u1,u2` (signed in): the profiles of those that
 /// exist, by name.
 pub async fn lookup(
     State(state): State<AppState>,
     super::Authed(me): super::Authed,
     axum::extract::Query(q): axum::extract::Query<Lookup>,
-) -> Result<Json<Vec<UserName>>> {
+) -> Result<Json<Vec<Profile>>> {
     state
         .store
         .shared
@@ -133,13 +133,7 @@ pub async fn lookup(
             format!("at most {USER_LOOKUP_LIMIT} names and ids at once"),
         ));
     }
-    let found = state.store.user_names(&names, &ids).await?;
-    Ok(Json(
-        found
-            .into_iter()
-            .map(|(user, username)| UserName { user, username })
-            .collect(),
-    ))
+    Ok(Json(state.store.profiles_named(&names, &ids).await?))
 }
 
 /// `GET /v1/me/settings`

@@ -87,13 +87,15 @@ pub enum Limit {
     Block,
     /// Reports filed, per user: each is work for a moderator.
     Report,
+    /// Profile changes, per user: each is an update to everyone they share a conversation with.
+    Profile,
     /// Packets asking for work (PUBLISH, SUBSCRIBE, UNSUBSCRIBE) per device connection, kept
     /// by Courier's broker itself: past it the connection is read no faster (never refused).
     Packets,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 21] = [
+    pub const ALL: [Limit; 22] = [
         Limit::Send,
         Limit::Ack,
         Limit::Read,
@@ -114,6 +116,7 @@ impl Limit {
         Limit::History,
         Limit::Block,
         Limit::Report,
+        Limit::Profile,
         Limit::Packets,
     ];
 
@@ -139,6 +142,7 @@ impl Limit {
             Limit::History => "history",
             Limit::Block => "block",
             Limit::Report => "report",
+            Limit::Profile => "profile",
             Limit::Packets => "packets",
         }
     }
@@ -169,6 +173,7 @@ impl Limit {
             Limit::History => Rate::new(60, 60),
             Limit::Block => Rate::new(30, 60),
             Limit::Report => Rate::new(20, 3600),
+            Limit::Profile => Rate::new(30, 3600),
             // Every op at its own limit together is ~30 a second.
             Limit::Packets => Rate::new(100, 2),
         }

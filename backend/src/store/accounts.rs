@@ -142,7 +142,8 @@ impl Store {
             log_floor: Set(0),
             created_at: Set(now_ms()),
             group_adds: Set(GroupAdds::default().as_str().to_owned()),
-            suspended_at: Set(None),
+            // Not suspended, no display name or avatar.
+            ..Default::default()
         };
         let txn = self.db.begin().await?;
         if let (Signup::Invite, Some(code)) = (signup, invite) {
@@ -399,28 +400,6 @@ impl Store {
             user: UserId::from_trusted(row.user_id),
             device: DeviceId::from_trusted(row.id),
         }))
-    }
-
-    /// Users by (case-insensitive) name or by id; unknown ones are left out.
-    pub async fn user_names(
-        &self,
-        names: &[String],
-        ids: &[String],
-    ) -> Result<Vec<(UserId, String)>> {
-        let names: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
-        let rows = users::Entity::find()
-            .filter(
-                sea_orm::Condition::any()
-                    .add(users::Column::Username.is_in(names))
-                    .add(users::Column::Id.is_in(ids.iter().map(String::as_str))),
-            )
-            .order_by_asc(users::Column::Username)
-            .all(&self.db)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|u| (UserId::from_trusted(u.id), u.username))
-            .collect())
     }
 
     /// `user`'s active devices, oldest first.

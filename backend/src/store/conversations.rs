@@ -313,6 +313,12 @@ impl Store {
         let to = append(&txn, &all, &entry).await?;
         txn.commit().await?;
         let presence = self.presence(&others(&all, creator)).await?;
+        let mut profiles = self.profiles(&others(&all, creator)).await?;
+        let profiles = others(&all, creator)
+            .iter()
+            .take(PRESENCE_LIMIT)
+            .filter_map(|u| profiles.remove(u.as_str()))
+            .collect();
         let admins = match kind {
             ConvKind::Group => vec![creator.clone()],
             ConvKind::Direct => vec![],
@@ -337,6 +343,7 @@ impl Store {
             unread: 0,
             presence,
             receipts,
+            profiles,
             last_message: None,
         };
         Ok((summary, Some(Outgoing::new(&entry, to))))
@@ -409,6 +416,9 @@ impl Store {
                     .map(|m| UserId::from_trusted(m.user_id.clone())),
             );
         }
+        let profiles = self
+            .profiles(&shown.iter().cloned().collect::<Vec<_>>())
+            .await?;
         let shown: Vec<UserId> = shown.into_iter().filter(|u| !blocked.contains(u)).collect();
         let presence: HashMap<String, Presence> = self
             .presence(&shown)
@@ -429,6 +439,12 @@ impl Store {
                 .filter(|m| m.user_id != user.as_str())
                 .take(PRESENCE_LIMIT)
                 .filter_map(|m| presence.get(m.user_id.as_str()).cloned())
+                .collect();
+            let conv_profiles = ms
+                .iter()
+                .filter(|m| m.user_id != user.as_str())
+                .take(PRESENCE_LIMIT)
+                .filter_map(|m| profiles.get(m.user_id.as_str()).cloned())
                 .collect();
             let receipts = ms
                 .iter()
@@ -461,6 +477,7 @@ impl Store {
                 read_seq,
                 unread: unread.get(&c.id).copied().unwrap_or(0),
                 presence: conv_presence,
+                profiles: conv_profiles,
                 receipts,
                 last_message: newest.remove(&c.id),
                 id: ConvId::from_trusted(c.id),

@@ -94,7 +94,9 @@ impl Store {
     /// Deletes up to `limit` files that no message carries and that were uploaded before
     /// `cutoff` (Unix ms); returns how many went.
     pub async fn collect_unsent_files(&self, cutoff: i64, limit: u64) -> Result<u64> {
-        const UNSENT: &str = "NOT EXISTS (SELECT 1 FROM message_files m WHERE m.file_id = f.id)";
+        // Neither in a message nor anyone's avatar.
+        const UNSENT: &str = "NOT EXISTS (SELECT 1 FROM message_files m WHERE m.file_id = f.id) \
+            AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_file = f.id)";
         let txn = self.db.begin().await?;
         let lock = match txn.get_database_backend() {
             DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -178,6 +180,7 @@ impl Store {
             blob.thumb_key,
             blob.preview_key,
             blob.poster_key,
+            blob.avatar_key,
         ];
         doom(&txn, keys.into_iter().flatten()).await?;
         txn.commit().await?;

@@ -36,6 +36,7 @@ pub struct Derived {
     pub thumb_key: Option<String>,
     pub preview_key: Option<String>,
     pub poster_key: Option<String>,
+    pub avatar_key: Option<String>,
 }
 
 /// A claimed job with what the runner needs of its blob.
@@ -151,6 +152,10 @@ impl Store {
                 blobs::Column::PosterKey,
                 Expr::value(derived.poster_key.clone()),
             )
+            .col_expr(
+                blobs::Column::AvatarKey,
+                Expr::value(derived.avatar_key.clone()),
+            )
             .filter(blobs::Column::Sha256.eq(sha256))
             .filter(blobs::Column::StorageKey.eq(job.storage_key.as_str()))
             .exec(&txn)
@@ -161,6 +166,7 @@ impl Store {
                 &derived.thumb_key,
                 &derived.preview_key,
                 &derived.poster_key,
+                &derived.avatar_key,
             ];
             doom(&txn, made.into_iter().flatten().cloned()).await?;
             txn.commit().await?;

@@ -197,7 +197,7 @@ fn columns(entry: &Entry) -> Columns {
         UpdateBody::Receipt { conv, .. } | UpdateBody::Member { conv, .. } => {
             (kind, Some(conv.to_string()), None, None, json())
         }
-        UpdateBody::Media { .. } => (kind, None, None, None, json()),
+        UpdateBody::Media { .. } | UpdateBody::Profile { .. } => (kind, None, None, None, json()),
         UpdateBody::Edit { conv, msg, seq, .. }
         | UpdateBody::Delete { conv, msg, seq, .. }
         | UpdateBody::Reaction { conv, msg, seq, .. } => (

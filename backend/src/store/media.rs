@@ -124,6 +124,7 @@ impl Store {
                     thumb_key: None,
                     preview_key: None,
                     poster_key: None,
+                    avatar_key: None,
                     failure: None,
                 };
                 let inserted = blobs::Entity::insert(blobs::ActiveModel::from(blob))

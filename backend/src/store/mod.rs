@@ -26,6 +26,7 @@ pub mod messages;
 pub mod moderation;
 mod passwords;
 pub mod presence;
+pub mod profiles;
 pub mod receipts;
 mod rows;
 pub mod token_cache;

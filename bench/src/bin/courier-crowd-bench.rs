@@ -77,7 +77,8 @@ async fn seed(url: &str, n: usize) -> anyhow::Result<()> {
             log_floor: Set(0),
             group_adds: Set("contacts".into()),
             created_at: Set(now),
-            suspended_at: Set(None),
+            // Not suspended, no display name or avatar.
+            ..Default::default()
         }))
         .exec(&db)
         .await?;

@@ -1,0 +1,57 @@
+//! `GET /v1/me`, `PATCH /v1/me {"display_name"?, "avatar"?}`: the caller's profile.
+//! `GET /v1/users/{id}/avatar`: a user's avatar, for them and whoever shares a conversation
+//! with them (404 for anyone else, as for no avatar). What a change does: `store::profiles`.
+
+use super::{ApiJson, AppState, Authed};
+use crate::error::{Error, Result};
+use crate::shared::Limit;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Json;
+use protocol::http::{Profile, ProfileChange};
+use protocol::{ErrorCode, UserId};
+
+pub async fn me(State(state): State<AppState>, Authed(me): Authed) -> Result<Json<Profile>> {
+    Ok(Json(state.store.profile(&me.user).await?))
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    ApiJson(change): ApiJson<ProfileChange>,
+) -> Result<Json<Profile>> {
+    state
+        .store
+        .shared
+        .limit(Limit::Profile, me.user.as_str())
+        .await?;
+    let (profile, out) = state.store.change_profile(&me.user, change).await?;
+    if let Some(out) = out {
+        state.publisher.deliver(&out).await;
+    }
+    Ok(Json(profile))
+}
+
+pub async fn avatar(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    state
+        .store
+        .shared
+        .limit(Limit::Download, me.user.as_str())
+        .await?;
+    let none = || Error::client(ErrorCode::NotFound, "no avatar to show");
+    let user = UserId::parse(&id).ok_or_else(none)?;
+    let key = state
+        .store
+        .avatar_of(&me.user, &user)
+        .await?
+        .ok_or_else(none)?;
+    // The key names the stored derivative: a new avatar is a new key.
+    let etag = format!("avatar-{}", crate::util::token_hash(&key));
+    super::media::serve(&state, &key, "image/webp", None, &etag, &headers).await
+}

@@ -262,9 +262,10 @@ impl App {
         tasks.spawn(backend::gc::run(
             state.clone(),
             s.upload_expiry,
+            s.deleted_name_grace,
             shutdown.clone(),
         ));
-        tasks.spawn(backend::suspensions::watch(state.clone(), shutdown.clone()));
+        tasks.spawn(backend::revocations::watch(state.clone(), shutdown.clone()));
         let router = backend::http::router(state, metrics.is_none());
         if let Some(listener) = metrics {
             let (limits, stop) = (s.http_limits, shutdown.clone());

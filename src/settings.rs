@@ -86,6 +86,11 @@ pub struct ServeArgs {
     #[arg(long = "token-idle-ttl", env = "COURIER_TOKEN_IDLE_TTL", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub token_idle_ttl: Option<Duration>,
+    /// A deleted account's username stays taken this long, so nobody can pose as it to its
+    /// contacts at once [default: 30d]
+    #[arg(long = "deleted-name-grace", env = "COURIER_DELETED_NAME_GRACE", global = true, value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration")]
+    pub deleted_name_grace: Option<Duration>,
     /// Time allowed for the WebSocket handshake and for CONNECT [default: 10s]
     #[arg(long = "connect-timeout", env = "COURIER_CONNECT_TIMEOUT", global = true, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
@@ -388,6 +393,7 @@ pub struct Settings {
     pub quota_files: u64,
     pub upload_expiry: Duration,
     pub token_idle_ttl: Duration,
+    pub deleted_name_grace: Duration,
     pub connect_timeout: Duration,
     pub http_limits: HttpLimits,
     pub metrics_listen: Option<SocketAddr>,
@@ -434,6 +440,7 @@ impl std::fmt::Debug for Settings {
             .field("quota_files", &self.quota_files)
             .field("upload_expiry", &self.upload_expiry)
             .field("token_idle_ttl", &self.token_idle_ttl)
+            .field("deleted_name_grace", &self.deleted_name_grace)
             .field("connect_timeout", &self.connect_timeout)
             .field("http_limits", &self.http_limits)
             .field("signup", &self.signup)
@@ -549,6 +556,10 @@ impl Settings {
                 .token_idle_ttl
                 .or(f.token_idle_ttl)
                 .unwrap_or(Duration::from_secs(90 * 24 * 3600)),
+            deleted_name_grace: a
+                .deleted_name_grace
+                .or(f.deleted_name_grace)
+                .unwrap_or(Duration::from_secs(30 * 24 * 3600)),
             connect_timeout: a
                 .connect_timeout
                 .or(f.connect_timeout)

@@ -1,6 +1,7 @@
 //! The storage collector, run in rounds: unfinished uploads older than the upload expiry go
 //! (their rows and spooled bytes), then files no message carries that are as old, then blobs
-//! no file points at; last, doomed objects are deleted from the object store. What is kept
+//! no file points at; last, doomed objects are deleted from the object store. Deleted
+//! accounts' usernames are freed on the same rounds. What is kept
 //! and why is in `store::gc`.
 
 use crate::error::Result;
@@ -63,9 +64,12 @@ pub async fn round(state: &AppState, expiry: Duration) -> Result<Collected> {
     Ok(done)
 }
 
-/// Collects every quarter of `expiry` (at most hourly) until `stop`.
-pub async fn run(state: AppState, expiry: Duration, stop: CancellationToken) {
-    let every = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+/// Collects every quarter of `expiry` (at most hourly) until `stop`; on each round, also
+/// frees the usernames of accounts deleted longer than `name_grace` ago.
+pub async fn run(state: AppState, expiry: Duration, name_grace: Duration, stop: CancellationToken) {
+    let every = (expiry / 4)
+        .min(name_grace / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -81,6 +85,11 @@ pub async fn run(state: AppState, expiry: Duration, stop: CancellationToken) {
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "storage collection failed; will retry"),
+        }
+        match state.store.free_deleted_usernames(name_grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "usernames of deleted accounts freed"),
+            Err(e) => tracing::warn!(error = %e, "deleted accounts' names not freed; will retry"),
         }
     }
 }

@@ -21,9 +21,9 @@ pub mod jobs;
 pub mod metrics;
 pub mod publisher;
 pub mod push;
+pub mod revocations;
 pub mod shared;
 pub mod store;
-pub mod suspensions;
 pub mod util;
 
 pub use engine::{Engine, EngineConfig};

@@ -187,6 +187,15 @@ impl Api {
         .await
     }
 
+    /// Deletes the caller's account (see docs/protocol.md, "Deleting an account").
+    pub async fn delete_account(&self, token: &str, password: &str) -> Result<(), ClientError> {
+        let body = protocol::http::DeleteAccount {
+            password: password.into(),
+        };
+        self.no_content(self.req(Method::DELETE, "/me", Some(token)).json(&body))
+            .await
+    }
+
     /// Signs out every device of the caller's but this one.
     pub async fn revoke_other_devices(&self, token: &str) -> Result<(), ClientError> {
         self.no_content(self.req(Method::DELETE, "/devices", Some(token)))

@@ -18,6 +18,7 @@ mod m20261204_000012_add_device_used_at;
 mod m20261205_000013_create_blocks;
 mod m20261205_000014_create_reports_and_suspension;
 mod m20261205_000015_add_profiles;
+mod m20261205_000016_add_account_deletion;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_create_blocks::Migration),
             Box::new(m20261205_000014_create_reports_and_suspension::Migration),
             Box::new(m20261205_000015_add_profiles::Migration),
+            Box::new(m20261205_000016_add_account_deletion::Migration),
         ]
     }
 }

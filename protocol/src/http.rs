@@ -30,6 +30,17 @@ pub struct Profile {
     /// new avatar is a new address. Absent when the user has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar: Option<String>,
+    /// The account was deleted: `username` is empty and there is no name or avatar; apps
+    /// show "deleted account".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// `DELETE /v1/me`: the account's password, to delete it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccount {
+    pub password: String,
 }
 
 /// Longest display name, in characters.

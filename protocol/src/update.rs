@@ -146,6 +146,10 @@ pub struct Message {
     /// `deleted` is `me`); apps leave the message out. It still takes its `seq`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hidden: bool,
+    /// The sender's account was deleted since: show the sender as a deleted account (no
+    /// name or avatar).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sender_deleted: bool,
     /// Current reactions, by emoji (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionSummary>,

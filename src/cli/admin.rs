@@ -1,7 +1,7 @@
 //! `courier admin`: what an operator does about reports and accounts, run where the server's
 //! database is reachable, with the server's settings (`--database-url`, `--config`). It writes
 //! the database only; the running servers act on it within a second (a suspended account's
-//! devices are disconnected by each server process, see `backend::suspensions`).
+//! devices are disconnected by each server process, see `backend::revocations`).
 
 use anyhow::bail;
 use backend::store::Store;
@@ -26,6 +26,9 @@ pub enum AdminCommand {
     Suspend { username: String },
     /// Lift a suspension
     Unsuspend { username: String },
+    /// Delete an account, as its owner would with `DELETE /v1/me`: it leaves its groups, its
+    /// devices are signed out and disconnected, its messages stay (from a deleted account)
+    DeleteUser { username: String },
 }
 
 pub async fn run(cmd: AdminCommand, store: &Store) -> anyhow::Result<()> {
@@ -57,6 +60,15 @@ pub async fn run(cmd: AdminCommand, store: &Store) -> anyhow::Result<()> {
         AdminCommand::Suspend { username } => {
             let id = store.set_suspended(&username, true).await?;
             eprintln!("{username} ({id}) suspended: their devices are disconnected and refused");
+        }
+        AdminCommand::DeleteUser { username } => {
+            let deleted = store.delete_account_named(&username).await?;
+            eprintln!(
+                "{username} ({}) deleted: {} device(s) signed out, {} group update(s) written",
+                deleted.user,
+                deleted.devices.len(),
+                deleted.out.len()
+            );
         }
         AdminCommand::Unsuspend { username } => {
             let id = store.set_suspended(&username, false).await?;

@@ -16,6 +16,7 @@ mod broker_edge;
 mod broker_hooks;
 mod cli;
 mod compose;
+mod deletion;
 mod delivery;
 mod edge_abuse;
 mod fails_alone;

@@ -206,7 +206,11 @@ async fn unsent_files_are_collected_with_their_objects(setup: Setup) {
     assert!(metrics.contains("courier_storage_bytes"));
 }
 
-fn file_message(conv: &courier_client::protocol::ConvId, cmid: &str, file: &FileId) -> SendReq {
+pub(crate) fn file_message(
+    conv: &courier_client::protocol::ConvId,
+    cmid: &str,
+    file: &FileId,
+) -> SendReq {
     serde_json::from_value(serde_json::json!({
         "conv": conv, "cmid": cmid, "kind": "file", "attachments": [{ "file": file }]
     }))

@@ -22,6 +22,8 @@ pub struct Model {
     /// The uploaded image file the avatar is made from, and when it was set.
     pub avatar_file: Option<String>,
     pub avatar_at: Option<i64>,
+    /// Set once the account was deleted: the row stays for its messages' sake.
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -67,7 +67,12 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/me/settings",
             get(users::settings).patch(users::change_settings),
         )
-        .route("/me", get(profiles::me).patch(profiles::change))
+        .route(
+            "/me",
+            get(profiles::me)
+                .patch(profiles::change)
+                .delete(users::delete_account),
+        )
         .route("/users/{id}/avatar", get(profiles::avatar))
         .route("/me/storage", get(users::storage))
         .route("/me/password", post(users::change_password))

@@ -1,7 +1,8 @@
 //! `POST /v1/users` (sign up), `GET /v1/users?names=…|ids=…` (look users up) and
 //! `POST /v1/sessions` (log in, registering a device), `/v1/me/settings` (the caller's
 //! account settings), `/v1/me/storage` (what they store, against their quota) and
-//! `/v1/me/password` (a new password, signing out the other devices).
+//! `/v1/me/password` (a new password, signing out the other devices), `DELETE /v1/me`
+//! (deleting the account).
 
 use super::{ApiJson, AppState, Authed};
 use crate::error::Result;
@@ -11,8 +12,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use protocol::http::{
-    AccountSettings, LogIn, MqttEndpoints, PasswordChange, Profile, Session, SettingsChange,
-    SignUp, SignedUp, StorageUse, USER_LOOKUP_LIMIT,
+    AccountSettings, DeleteAccount, LogIn, MqttEndpoints, PasswordChange, Profile, Session,
+    SettingsChange, SignUp, SignedUp, StorageUse, USER_LOOKUP_LIMIT,
 };
 use std::net::SocketAddr;
 
@@ -160,20 +161,43 @@ pub async fn change_password(
     Authed(me): Authed,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<StatusCode> {
-    // `#` is never in a username: the account's own bucket, apart from log-ins by name.
-    let bucket = format!("#{}", me.user);
-    state
-        .store
-        .shared
-        .limit(Limit::LoginAccount, &bucket)
-        .await?;
+    password_guess(&state, &me.user).await?;
     let signed_out = state
         .store
         .change_password(&me.user, &me.device, &body.old, &body.new)
         .await?;
-    state.publisher.directory().invalidate(&me.user);
-    for device in &signed_out {
+    signed_off(&state, &me.user, &signed_out);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A request that checks the caller's password spends the account's log-in bucket: `#` is
+/// never in a username, so the bucket is the account's own, apart from log-ins by name.
+async fn password_guess(state: &AppState, user: &protocol::UserId) -> Result<()> {
+    let bucket = format!("#{user}");
+    state.store.shared.limit(Limit::LoginAccount, &bucket).await
+}
+
+/// `user`'s `devices` may no longer connect: close their connections.
+fn signed_off(state: &AppState, user: &protocol::UserId, devices: &[protocol::DeviceId]) {
+    state.publisher.directory().invalidate(user);
+    for device in devices {
         state.publisher.kick(device);
+    }
+}
+
+/// `DELETE /v1/me` `{"password"}`: deletes the caller's account (`store::deletion`): every
+/// device of theirs is signed out and disconnected at once. Guesses spend the account's
+/// log-in bucket. 204.
+pub async fn delete_account(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    ApiJson(body): ApiJson<DeleteAccount>,
+) -> Result<StatusCode> {
+    password_guess(&state, &me.user).await?;
+    let deleted = state.store.delete_account(&me.user, &body.password).await?;
+    signed_off(&state, &deleted.user, &deleted.devices);
+    for out in &deleted.out {
+        state.publisher.deliver(out).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

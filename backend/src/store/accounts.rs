@@ -178,8 +178,10 @@ impl Store {
             ));
         }
         let bad = || Error::client(ErrorCode::BadCredentials, "wrong username or password");
+        // A deleted account's name answers like an unknown one (and costs the same hash).
         let user = users::Entity::find()
             .filter(users::Column::Username.eq(username.to_lowercase()))
+            .filter(users::Column::DeletedAt.is_null())
             .one(&self.db)
             .await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -353,6 +355,18 @@ impl Store {
         Ok(revoked)
     }
 
+    /// `forbidden` unless `password` is `user`'s.
+    pub(super) async fn check_password(&self, user: &UserId, password: &str) -> Result<()> {
+        let stored = users::Entity::find_by_id(user.as_str())
+            .one(&self.db)
+            .await?
+            .map(|u| u.password_hash);
+        if !passwords::verify(password.to_owned(), stored).await? {
+            return Err(Error::client(ErrorCode::Forbidden, "the password is wrong"));
+        }
+        Ok(())
+    }
+
     /// Sets `user`'s password to `new` if `old` is the current one, and signs out every other
     /// device (in the same transaction); returns the devices signed out. A wrong `old` is
     /// `forbidden` and changes nothing.
@@ -364,16 +378,7 @@ impl Store {
         new: &str,
     ) -> Result<Vec<DeviceId>> {
         validate_password(new)?;
-        let stored = users::Entity::find_by_id(user.as_str())
-            .one(&self.db)
-            .await?
-            .map(|u| u.password_hash);
-        if !passwords::verify(old.to_owned(), stored).await? {
-            return Err(Error::client(
-                ErrorCode::Forbidden,
-                "the old password is wrong",
-            ));
-        }
+        self.check_password(user, old).await?;
         let hash = passwords::hash(new.to_owned()).await?;
         let txn = self.db.begin().await?;
         users::Entity::update_many()
@@ -444,11 +449,12 @@ impl Store {
             .collect())
     }
 
-    /// Whether every (distinct) id names a user.
+    /// Whether every (distinct) id names a user whose account was not deleted.
     pub async fn user_exists(&self, ids: &[UserId]) -> Result<bool> {
         let distinct: std::collections::BTreeSet<&str> = ids.iter().map(UserId::as_str).collect();
         let found = users::Entity::find()
             .filter(users::Column::Id.is_in(distinct.iter().copied()))
+            .filter(users::Column::DeletedAt.is_null())
             .count(&self.db)
             .await?;
         Ok(found == distinct.len() as u64)

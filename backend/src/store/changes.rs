@@ -9,7 +9,7 @@
 use super::conversations::{member_ids, membership};
 use super::log::{append, Entry, Outgoing};
 use super::Store;
-use crate::entity::{hidden_messages, message_files, messages, reactions};
+use crate::entity::{hidden_messages, message_files, messages, reactions, users};
 use crate::error::{Error, Result};
 use crate::util::now_ms;
 use protocol::ops::{check_text, DeleteResult, EditResult, ReactResult};
@@ -344,8 +344,9 @@ pub fn hide(m: &mut Message, blocked: bool) {
     m.reactions = Vec::new();
 }
 
-/// Shows messages as `viewer` sees them now: their reactions attached, and the ones the
-/// viewer deleted for themself as tombstones.
+/// Shows messages as `viewer` sees them now: their reactions attached, the ones the viewer
+/// deleted for themself (or hid by blocking their sender) as tombstones, and senders whose
+/// accounts were deleted marked so.
 pub async fn decorate<C: ConnectionTrait>(
     db: &C,
     viewer: &UserId,
@@ -364,6 +365,18 @@ pub async fn decorate<C: ConnectionTrait>(
         .into_iter()
         .map(|h| (h.msg_id, h.blocked))
         .collect();
+    // Senders whose accounts were deleted since.
+    let senders: HashSet<&str> = msgs.iter().map(|m| m.sender.as_str()).collect();
+    let gone: HashSet<String> = users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .filter(users::Column::Id.is_in(senders))
+        .filter(users::Column::DeletedAt.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
     let mut by_msg: HashMap<String, BTreeMap<String, Vec<UserId>>> = HashMap::new();
     let rows = reactions::Entity::find()
         .filter(reactions::Column::MsgId.is_in(ids.iter().copied()))
@@ -379,6 +392,7 @@ pub async fn decorate<C: ConnectionTrait>(
             .push(UserId::from_trusted(r.user_id));
     }
     for m in msgs {
+        m.sender_deleted = gone.contains(m.sender.as_str());
         if let Some(&blocked) = hidden.get(m.id.as_str()) {
             hide(m, blocked);
             continue;

@@ -133,6 +133,7 @@ async fn check_may_add<C: ConnectionTrait>(db: &C, by: &UserId, users_in: &[User
         .select_only()
         .columns([users::Column::Id, users::Column::GroupAdds])
         .filter(users::Column::Id.is_in(targets.iter().copied()))
+        .filter(users::Column::DeletedAt.is_null())
         .into_tuple::<(String, String)>()
         .all(db)
         .await?;

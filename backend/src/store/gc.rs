@@ -69,6 +69,11 @@ fn statement<C: ConnectionTrait>(
     Statement::from_sql_and_values(db.get_database_backend(), sql, values)
 }
 
+/// A file (`f`) neither in a message nor anyone's avatar.
+pub(super) const UNSENT: &str =
+    "NOT EXISTS (SELECT 1 FROM message_files m WHERE m.file_id = f.id) \
+    AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_file = f.id)";
+
 impl Store {
     /// What `owner` has stored, for quotas.
     pub async fn usage(&self, owner: &UserId) -> Result<Usage> {
@@ -94,9 +99,6 @@ impl Store {
     /// Deletes up to `limit` files that no message carries and that were uploaded before
     /// `cutoff` (Unix ms); returns how many went.
     pub async fn collect_unsent_files(&self, cutoff: i64, limit: u64) -> Result<u64> {
-        // Neither in a message nor anyone's avatar.
-        const UNSENT: &str = "NOT EXISTS (SELECT 1 FROM message_files m WHERE m.file_id = f.id) \
-            AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_file = f.id)";
         let txn = self.db.begin().await?;
         let lock = match txn.get_database_backend() {
             DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",

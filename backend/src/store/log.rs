@@ -227,6 +227,7 @@ pub fn message_from_row(row: messages::Model) -> Result<Message> {
         edited_at: row.edited_at,
         deleted: row.deleted_at.map(|_| DeleteScope::Everyone),
         hidden: false,
+        sender_deleted: false,
         reactions: Vec::new(),
     })
 }

@@ -7,7 +7,7 @@ use super::changes::hide;
 use super::conversations::{members_of, membership};
 use super::log::{append_many, Entry, Outgoing};
 use super::{locks_rows_in_order, rows, Store};
-use crate::entity::{blobs, conversations, files, hidden_messages, message_files, messages};
+use crate::entity::{blobs, conversations, files, hidden_messages, message_files, messages, users};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::ops::{SendReq, SendResult};
@@ -205,11 +205,8 @@ impl Store {
                 ))));
                 continue;
             }
-            if blocks.refuses(&j.user, &j.req.conv, &members_of) {
-                plans.push(Plan::Done(Err(Error::client(
-                    ErrorCode::Blocked,
-                    "you cannot message this user: one of you blocked the other",
-                ))));
+            if let Some(refused) = blocks.refuses(&j.user, &j.req.conv, &members_of) {
+                plans.push(Plan::Done(Err(refused)));
                 continue;
             }
             let refs = async {
@@ -267,6 +264,7 @@ impl Store {
                     edited_at: None,
                     deleted: None,
                     hidden: false,
+                    sender_deleted: false,
                     reactions: Vec::new(),
                 },
             ));
@@ -641,6 +639,8 @@ struct Blocks {
     /// `(blocker, blocked)`.
     pairs: HashSet<(String, String)>,
     direct: HashSet<String>,
+    /// Deleted accounts among the pairs' users (a deleted account blocks its direct partners).
+    deleted: HashSet<String>,
 }
 
 impl Blocks {
@@ -652,21 +652,39 @@ impl Blocks {
         let senders: BTreeSet<&str> = jobs.iter().map(|j| j.user.as_str()).collect();
         let pairs: HashSet<(String, String)> =
             blocks_touching(db, &senders).await?.into_iter().collect();
-        let direct = if pairs.is_empty() {
-            HashSet::new()
-        } else {
-            conversations::Entity::find()
-                .select_only()
-                .column(conversations::Column::Id)
-                .filter(conversations::Column::Id.is_in(convs.iter().copied()))
-                .filter(conversations::Column::Kind.eq("direct"))
-                .into_tuple::<String>()
-                .all(db)
-                .await?
-                .into_iter()
-                .collect()
-        };
-        Ok(Self { pairs, direct })
+        if pairs.is_empty() {
+            return Ok(Self {
+                pairs,
+                direct: HashSet::new(),
+                deleted: HashSet::new(),
+            });
+        }
+        let direct = conversations::Entity::find()
+            .select_only()
+            .column(conversations::Column::Id)
+            .filter(conversations::Column::Id.is_in(convs.iter().copied()))
+            .filter(conversations::Column::Kind.eq("direct"))
+            .into_tuple::<String>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let involved: BTreeSet<&str> = pairs.iter().map(|(a, _)| a.as_str()).collect();
+        let deleted = users::Entity::find()
+            .select_only()
+            .column(users::Column::Id)
+            .filter(users::Column::Id.is_in(involved))
+            .filter(users::Column::DeletedAt.is_not_null())
+            .into_tuple::<String>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(Self {
+            pairs,
+            direct,
+            deleted,
+        })
     }
 
     fn blocked(&self, blocker: &str, blocked: &str) -> bool {
@@ -676,26 +694,36 @@ impl Blocks {
                 .contains(&(blocker.to_owned(), blocked.to_owned()))
     }
 
-    /// Whether `sender` may not write into direct conversation `conv`: either side blocked
-    /// the other.
+    /// Why `sender` may not write into direct conversation `conv`, if not: either side
+    /// blocked the other (`blocked`), or the other account was deleted (`forbidden`).
     fn refuses(
         &self,
         sender: &UserId,
         conv: &ConvId,
         members_of: &HashMap<String, Vec<UserId>>,
-    ) -> bool {
+    ) -> Option<Error> {
         if !self.direct.contains(conv.as_str()) {
-            return false;
+            return None;
         }
-        members_of
+        let other = members_of
             .get(conv.as_str())
             .into_iter()
             .flatten()
-            .filter(|m| *m != sender)
-            .any(|m| {
-                self.blocked(m.as_str(), sender.as_str())
-                    || self.blocked(sender.as_str(), m.as_str())
-            })
+            .find(|m| *m != sender)?;
+        if self.deleted.contains(other.as_str()) {
+            return Some(Error::client(
+                ErrorCode::Forbidden,
+                "this account was deleted: its conversations can be read, not written to",
+            ));
+        }
+        let either = self.blocked(other.as_str(), sender.as_str())
+            || self.blocked(sender.as_str(), other.as_str());
+        either.then(|| {
+            Error::client(
+                ErrorCode::Blocked,
+                "you cannot message this user: one of you blocked the other",
+            )
+        })
     }
 
     /// Those of `members` who blocked `sender`.

@@ -17,6 +17,7 @@ pub mod batch;
 pub mod blocks;
 pub mod changes;
 pub mod conversations;
+pub mod deletion;
 pub mod gc;
 pub mod invites;
 pub mod jobs;

@@ -1,7 +1,7 @@
 //! Moderation: reports users file (`POST /v1/reports`) and what operators do about them from
 //! the command line (`courier admin reports|resolve|suspend|unsuspend`). A suspended account's
 //! devices are refused (MQTT: not authorised; HTTP: 403 `suspended`, log-ins too) and, on every
-//! server process, disconnected within a second (see `crate::suspensions`).
+//! server process, disconnected within a second (see `crate::revocations`).
 
 use super::changes::{decorate, visible};
 use super::log::message_from_row;
@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
 use protocol::http::{NewReport, Report, MAX_REPORT_NOTE};
 use protocol::{DeviceId, ErrorCode, MsgId, UserId};
+use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
 };
 
 /// An open report as an operator lists it.
@@ -175,23 +177,26 @@ impl Store {
         Ok(id)
     }
 
-    /// Active devices of accounts suspended at `since` or later.
-    pub async fn devices_suspended_since(&self, since: i64) -> Result<Vec<(UserId, DeviceId)>> {
-        let users: Vec<String> = users::Entity::find()
-            .select_only()
+    /// Devices to disconnect: those revoked at `since` or later, and the active ones of
+    /// accounts suspended at `since` or later.
+    pub async fn devices_to_close(&self, since: i64) -> Result<Vec<(UserId, DeviceId)>> {
+        let suspended = Query::select()
             .column(users::Column::Id)
-            .filter(users::Column::SuspendedAt.gte(since))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
+            .from(users::Entity)
+            .and_where(users::Column::SuspendedAt.gte(since))
+            .to_owned();
         let rows: Vec<(String, String)> = devices::Entity::find()
             .select_only()
             .columns([devices::Column::UserId, devices::Column::Id])
-            .filter(devices::Column::UserId.is_in(users))
-            .filter(devices::Column::RevokedAt.is_null())
+            .filter(
+                Condition::any()
+                    .add(devices::Column::RevokedAt.gte(since))
+                    .add(
+                        Condition::all()
+                            .add(devices::Column::RevokedAt.is_null())
+                            .add(devices::Column::UserId.in_subquery(suspended)),
+                    ),
+            )
             .into_tuple()
             .all(&self.db)
             .await?;

@@ -27,11 +27,22 @@ fn avatar_url(u: &users::Model) -> Option<String> {
 }
 
 pub fn profile_of(u: &users::Model) -> Profile {
+    let user = UserId::from_trusted(u.id.clone());
+    if u.deleted_at.is_some() {
+        return Profile {
+            user,
+            username: String::new(),
+            display_name: None,
+            avatar: None,
+            deleted: true,
+        };
+    }
     Profile {
-        user: UserId::from_trusted(u.id.clone()),
+        user,
         username: u.username.clone(),
         display_name: u.display_name.clone(),
         avatar: avatar_url(u),
+        deleted: false,
     }
 }
 
@@ -65,13 +76,18 @@ impl Store {
         Ok(profile_of(&u))
     }
 
-    /// Users by (case-insensitive) name or by id, by username; unknown ones are left out.
+    /// Users by (case-insensitive) name or by id, by username; unknown ones are left out, and
+    /// so are deleted accounts asked for by name (their ids still say "deleted").
     pub async fn profiles_named(&self, names: &[String], ids: &[String]) -> Result<Vec<Profile>> {
         let names: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
         let rows = users::Entity::find()
             .filter(
                 sea_orm::Condition::any()
-                    .add(users::Column::Username.is_in(names))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(users::Column::Username.is_in(names))
+                            .add(users::Column::DeletedAt.is_null()),
+                    )
                     .add(users::Column::Id.is_in(ids.iter().map(String::as_str))),
             )
             .all(&self.db)

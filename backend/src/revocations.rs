@@ -1,8 +1,10 @@
-//! Disconnecting suspended accounts. `courier admin suspend` runs as a process of its own and
-//! writes only the database, so every server process looks, once a second, for accounts
-//! suspended in the last [`WINDOW`] and closes their devices' connections on its edge. A
-//! closed device that comes back is refused at CONNECT (not authorised), and its HTTP
-//! requests get 403 `suspended`, so kicking the same device on a few rounds is harmless.
+//! Closing the connections of devices that may no longer connect, whichever process said so.
+//! `courier admin suspend|delete-user` run as processes of their own and write only the
+//! database, and a device revoked through one backend may be connected to another's broker:
+//! so every server process looks, once a second, for devices revoked and accounts suspended
+//! in the last [`WINDOW`] and closes those devices' connections on its edge. A closed device
+//! that comes back is refused at CONNECT (not authorised), so closing it again on a later
+//! round is harmless.
 
 use crate::http::AppState;
 use crate::util::now_ms;
@@ -20,14 +22,14 @@ pub async fn watch(state: AppState, stop: CancellationToken) {
             _ = tokio::time::sleep(EVERY) => {}
         }
         let since = now_ms() - WINDOW.as_millis() as i64;
-        match state.store.devices_suspended_since(since).await {
+        match state.store.devices_to_close(since).await {
             Ok(devices) => {
                 for (user, device) in devices {
                     state.publisher.directory().invalidate(&user);
                     state.publisher.kick(&device);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "suspended accounts not checked this round"),
+            Err(e) => tracing::warn!(error = %e, "revoked devices not checked this round"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The terminal client: `courier user add`, `courier login`, `courier device list|revoke`,
+//! The terminal client: `courier user add|name|group-adds`, `courier login`, `courier device list|revoke`,
 //! `courier conv create|list` and `courier chat`. It speaks only Courier's public protocol
 //! (HTTP for accounts, MQTT for messages, through the Rust SDK), so it works against any
 //! Courier server, local or not.
@@ -12,7 +12,7 @@ pub mod chat;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use client::protocol::http::{Conversation, GroupAdds, Session};
+use client::protocol::http::{Conversation, GroupAdds, Profile, Session};
 use client::protocol::{ConvId, ErrorCode, UserId};
 use client::Api;
 use std::collections::BTreeMap;
@@ -51,6 +51,12 @@ pub enum UserCommand {
         /// An invite code, where the server takes sign-ups by invitation (`courier invite`)
         #[arg(long)]
         invite: Option<String>,
+    },
+    /// The name others see instead of your username. Without a value, shows it
+    Name {
+        name: Option<String>,
+        #[command(flatten)]
+        account: Account,
     },
     /// Who may add you to groups: everyone, contacts (users you share a direct conversation
     /// with that you started or wrote in; the default) or nobody. Without a value, shows it
@@ -142,6 +148,33 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             println!("group adds: {}", settings.group_adds.as_str());
             Ok(())
         }
+        UserCommand::Name { name, account } => {
+            let (api, s) = session(&account).await?;
+            let profile = match name {
+                Some(name) => {
+                    let change = client::protocol::http::ProfileChange {
+                        display_name: Some(Some(name)),
+                        avatar: None,
+                    };
+                    api.change_profile(&s.token, &change).await?
+                }
+                None => api.me(&s.token).await?,
+            };
+            println!("{}", shown_name(&profile));
+            Ok(())
+        }
+    }
+}
+
+/// How a user is shown: their display name with the username, the username alone, or a
+/// deleted account.
+pub fn shown_name(p: &Profile) -> String {
+    if p.deleted {
+        return "deleted account".into();
+    }
+    match &p.display_name {
+        Some(name) => format!("{} ({})", printable(name), p.username),
+        None => p.username.clone(),
     }
 }
 
@@ -272,7 +305,7 @@ pub async fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Usernames for `ids` (ids the server does not know stay as they are).
+/// How `ids` are shown ([`shown_name`]; ids the server does not know stay as they are).
 pub async fn names(
     api: &Api,
     token: &str,
@@ -282,7 +315,7 @@ pub async fn names(
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(client::protocol::http::USER_LOOKUP_LIMIT) {
         for u in api.users(token, &[], chunk).await? {
-            out.insert(u.user, u.username);
+            out.insert(u.user.clone(), shown_name(&u));
         }
     }
     Ok(out)

@@ -204,6 +204,12 @@ async fn two_terminals_talk() {
         assert_eq!(set.trim(), "group adds: everyone");
         run(c(), &strangers);
         assert!(run(c(), &["conv", "list", "-u", "carol"]).contains("T"));
+
+        // A display name, shown with the username.
+        let named = run(c(), &["user", "name", "-u", "alice", "Alice A."]);
+        assert_eq!(named.trim(), "Alice A. (alice)");
+        let listed = run(c(), &["conv", "list", "-u", "bob"]);
+        assert!(listed.contains("Alice A. (alice)"), "{listed}");
     });
 }
 

@@ -82,6 +82,16 @@ async fn a_deleted_account_is_gone_but_its_messages_stay(db: Db) {
         matches!(&u.body, UpdateBody::Member { conv, users, .. } if *conv == group && users.contains(&a))
     })
     .await;
+    // And that she is gone, as a profile with nothing of her.
+    let said = bob
+        .next_update(
+            |u| matches!(&u.body, UpdateBody::Profile { profile } if profile.user == a && profile.deleted),
+        )
+        .await;
+    let UpdateBody::Profile { profile } = said.body else {
+        unreachable!()
+    };
+    assert!(profile.deleted && profile.username.is_empty() && profile.display_name.is_none());
     let g = app.api.conversation(bob.token(), &group).await.unwrap();
     assert!(!g.members.contains(&a) && !g.admins.is_empty(), "{g:?}");
     assert!(!g.admins.contains(&a));

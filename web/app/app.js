@@ -27,7 +27,9 @@ const state = {
   me: null, // session: { user, device, token, username, mqtt }
   convs: new Map(), // id → conversation (server object) + { lastMsg, typing: Map user → timer }
   msgs: new Map(), // conv → { bySeq: Map seq → msg, nextBefore, loaded, loading }
-  names: new Map(), // user id → username
+  people: new Map(), // user id → profile: { user, username, display_name?, avatar?, deleted? }
+  avatars: new Map(), // avatar address → Promise<blob: URL>
+  blocked: new Set(), // user ids this user blocked
   presence: new Map(), // user id → { online, last_seen }
   files: new Map(), // file id → latest facts from `media` updates
   blobs: new Map(), // "file/which" → Promise<blob: URL>
@@ -113,7 +115,15 @@ function showMain() {
   $("login").hidden = true;
   $("main").hidden = false;
   $("me-name").textContent = state.me.username;
+  state.api.me().then(setMe, () => {});
   state.api.settings().then((s) => ($("group-adds").value = s.group_adds), () => {});
+  state.api.blocks().then(
+    (list) => {
+      state.blocked = new Set(list.map((b) => b.user));
+      renderHead();
+    },
+    () => {},
+  );
   renderList();
   document.addEventListener("visibilitychange", markRead);
   claimConnection(false);
@@ -227,6 +237,7 @@ function mergeConv(c) {
     }
   }
   for (const p of c.presence || []) state.presence.set(p.user, p);
+  for (const p of c.profiles || []) state.people.set(p.user, p);
   state.convs.set(c.id, conv);
   // The listing's newest message, for the preview line and the order.
   if (c.last_message) noteLast(c.last_message);
@@ -234,14 +245,52 @@ function mergeConv(c) {
 }
 
 async function resolveNames(users) {
-  const missing = [...new Set(users)].filter((u) => !state.names.has(u));
+  const missing = [...new Set(users)].filter((u) => !state.people.has(u));
   for (let i = 0; i < missing.length; i += 100) {
     const found = await state.api.users({ ids: missing.slice(i, i + 100) });
-    for (const f of found) state.names.set(f.user, f.username);
+    for (const f of found) state.people.set(f.user, f);
   }
 }
 
-const nameOf = (u) => state.names.get(u) || u;
+/** What a user is called here: their display name, else their username. */
+function nameOf(u) {
+  const p = state.people.get(u);
+  if (!p) return u;
+  if (p.deleted) return "Deleted account";
+  return p.display_name || p.username;
+}
+
+/** Shows `p`'s avatar in `img` (hidden when there is none). Avatars need the token, so they
+ * are fetched once per address and shown through blob: URLs. */
+function showAvatar(img, p) {
+  if (!p || !p.avatar) {
+    img.hidden = true;
+    img.removeAttribute("src");
+    return;
+  }
+  if (!state.avatars.has(p.avatar)) {
+    const url = state.api.avatarBlob(p.avatar).then((b) => URL.createObjectURL(b));
+    url.catch(() => state.avatars.delete(p.avatar));
+    state.avatars.set(p.avatar, url);
+  }
+  state.avatars.get(p.avatar).then(
+    (url) => {
+      img.src = url;
+      img.hidden = false;
+    },
+    () => (img.hidden = true),
+  );
+}
+
+/** This user's own profile, as the header shows it. */
+function setMe(p) {
+  state.people.set(p.user, p);
+  $("me-name").textContent = p.display_name || p.username;
+  showAvatar($("me-avatar"), p);
+}
+
+/** The other member of a direct conversation. */
+const otherOf = (c) => (c && c.kind === "direct" ? c.members.find((m) => m !== state.me.user) : null);
 
 function titleOf(c) {
   if (c.kind === "group") return c.title || c.members.map(nameOf).join(", ");
@@ -255,6 +304,8 @@ function noteLast(m) {
 }
 
 function seenText(user) {
+  const person = state.people.get(user);
+  if (person && person.deleted) return "";
   const p = state.presence.get(user);
   if (!p) return "";
   if (p.online) return "online";
@@ -288,13 +339,16 @@ function renderList() {
   ul.replaceChildren();
   const convs = [...state.convs.values()].sort((a, b) => activity(b) - activity(a));
   for (const c of convs) {
-    const other = c.kind === "direct" ? c.members.find((m) => m !== state.me.user) : null;
+    const other = otherOf(c);
     const typing = typingText(c);
     const seen = other ? seenText(other) : `${c.members.length} members`;
+    const pic = el("img", { class: "avatar", alt: "", hidden: true, "data-testid": "conv-avatar" });
+    if (other) showAvatar(pic, state.people.get(other));
     ul.append(
       el(
         "li",
         { class: "conv" + (c.id === state.open ? " open" : ""), "data-testid": "conv", "data-conv": c.id, onclick: () => openConv(c.id) },
+        pic,
         el(
           "div",
           { class: "body" },
@@ -369,9 +423,28 @@ function renderHead() {
   if (!c) return;
   $("chat-title").textContent = titleOf(c);
   const typing = typingText(c);
-  const other = c.kind === "direct" ? c.members.find((m) => m !== state.me.user) : null;
+  const other = otherOf(c);
   $("chat-sub").textContent = typing || (other ? seenText(other) : c.members.map(nameOf).join(", "));
   $("chat-sub").classList.toggle("typing", !!typing);
+  const person = other && state.people.get(other);
+  const gone = !!(person && person.deleted);
+  showAvatar($("chat-avatar"), other ? person : null);
+  const blocked = !!other && state.blocked.has(other);
+  $("block").hidden = !other || gone;
+  $("block").textContent = blocked ? "Unblock" : "Block";
+  $("report").hidden = !other || gone;
+  const banner = gone ? "This account was deleted: you can read this chat, not write to it." : blocked ? `You blocked ${nameOf(other)}. Unblock to send messages.` : "";
+  $("blocked-banner").textContent = banner;
+  $("blocked-banner").hidden = !banner;
+  $("composer").classList.toggle("disabled", !!banner || !$("elsewhere").hidden);
+}
+
+let toastTimer = null;
+function toast(text) {
+  $("toast").textContent = text;
+  $("toast").hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => ($("toast").hidden = true), 5000);
 }
 
 /** ✓ stored, ✓✓ on a device of every other member, blue ✓✓ read by every other member. */
@@ -420,7 +493,7 @@ function messageNode(c, m) {
   return el(
     "div",
     { class: `msg${mine ? " mine" : ""}${m.deleted ? " deleted" : ""}`, "data-testid": "message", "data-seq": m.seq, "data-cmid": m.cmid, "data-msg": m.id },
-    c.kind === "group" && !mine ? el("div", { class: "who" }, nameOf(m.sender)) : null,
+    c.kind === "group" && !mine ? el("div", { class: "who" }, m.sender_deleted ? "Deleted account" : nameOf(m.sender)) : null,
     m.deleted ? el("div", { class: "text" }, "message deleted") : content(m),
     el(
       "div",
@@ -439,8 +512,20 @@ function pendingNode(entry) {
     "div",
     { class: `msg mine${failed ? " failed" : ""}`, "data-testid": "message", "data-cmid": entry.cmid, title: failed ? entry.error.message : "" },
     content(m),
+    failed ? el("div", { class: "error", "data-testid": "send-error" }, sendError(entry.error)) : null,
     el("div", { class: "meta" }, el("span", { class: "ticks", "data-testid": "ticks", "data-state": failed ? "failed" : "sending" }, TICKS[failed ? "failed" : "sending"])),
   );
+}
+
+/** Why a message was not sent, in words. */
+function sendError(e) {
+  if (!e) return "Not sent.";
+  const words = {
+    blocked: "Not sent: you can't message this person.",
+    rate_limited: "Not sent: too many messages at once; wait a moment.",
+    not_member: "Not sent: you are no longer in this conversation.",
+  };
+  return words[e.code] || `Not sent: ${e.message}`;
 }
 
 function uploadNode(id, u) {
@@ -704,6 +789,10 @@ function onUpdate(u) {
     case "media":
       state.files.set(u.file, { ...(state.files.get(u.file) || {}), ...u, type: undefined });
       break;
+    case "profile":
+      state.people.set(u.profile.user, u.profile);
+      if (u.profile.user === state.me.user) setMe(u.profile);
+      break;
     default:
       break;
   }
@@ -790,7 +879,7 @@ $("dialog-form").addEventListener("submit", async (ev) => {
     const known = new Set(found.map((f) => f.username.toLowerCase()));
     const unknown = names.filter((n) => !known.has(n.toLowerCase()));
     if (unknown.length) throw new CourierError("not_found", `No such user: ${unknown.join(", ")}`);
-    for (const f of found) state.names.set(f.user, f.username);
+    for (const f of found) state.people.set(f.user, f);
     const ids = found.map((f) => f.user).filter((u) => u !== state.me.user);
     if (!group && ids.length !== 1) throw new CourierError("bad_request", "Give one other user's name.");
     const c = group ? await state.api.group(form.title.value.trim() || null, ids) : await state.api.direct(ids[0]);
@@ -803,6 +892,129 @@ $("dialog-form").addEventListener("submit", async (ev) => {
       e.code === "consent_required"
         ? `${e.details.users.map(nameOf).join(", ")} can't be added by you: they accept groups from their contacts only (someone they started a chat with or wrote to), or from nobody.`
         : e.message;
+  }
+});
+
+// ---------- profile, blocking, reporting, deleting the account ----------
+
+$("profile").addEventListener("click", () => {
+  const me = state.people.get(state.me.user) || { username: state.me.username };
+  $("profile-form").reset();
+  $("profile-form").display_name.value = me.display_name || "";
+  $("profile-error").textContent = "";
+  $("profile-status").textContent = "";
+  showAvatar($("profile-avatar"), me);
+  $("profile-dialog").showModal();
+});
+
+$("profile-form").addEventListener("submit", async (ev) => {
+  if (ev.submitter && ev.submitter.value === "cancel") return;
+  ev.preventDefault();
+  const name = ev.target.display_name.value.trim();
+  $("profile-error").textContent = "";
+  try {
+    setMe(await state.api.changeProfile({ display_name: name || null }));
+    $("profile-dialog").close();
+  } catch (e) {
+    $("profile-error").textContent = e.code === "bad_request" ? "Names are 1–64 characters, without control characters." : e.message;
+  }
+});
+
+/** Uploads `file`, waits for the server to make its pictures, then makes it the avatar. */
+$("avatar-input").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  if (!file) return;
+  $("profile-error").textContent = "";
+  $("profile-status").textContent = "uploading…";
+  try {
+    const media = await state.api.upload(file, { tus: window.tus });
+    $("profile-status").textContent = "making your picture…";
+    const end = Date.now() + 60000;
+    for (let info = media; info.status !== "ready"; info = await state.api.mediaInfo(media.id)) {
+      if (info.status === "failed" || info.class !== "image") throw new CourierError("unsupported_media", "that picture could not be read");
+      if (Date.now() > end) throw new CourierError("timeout", "the picture took too long to process");
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const p = await state.api.changeProfile({ avatar: media.id });
+    setMe(p);
+    showAvatar($("profile-avatar"), p);
+    $("profile-status").textContent = "picture saved";
+  } catch (e) {
+    $("profile-status").textContent = "";
+    $("profile-error").textContent = e.code === "unsupported_media" ? "That file is not a picture Courier can read." : e.message;
+  }
+  ev.target.value = "";
+});
+
+$("avatar-clear").addEventListener("click", async () => {
+  try {
+    const p = await state.api.changeProfile({ avatar: null });
+    setMe(p);
+    showAvatar($("profile-avatar"), p);
+  } catch (e) {
+    $("profile-error").textContent = e.message;
+  }
+});
+
+$("delete-account").addEventListener("click", async () => {
+  const password = $("profile-form").password.value;
+  $("profile-error").textContent = "";
+  if (!password) {
+    $("profile-error").textContent = "Type your password to delete your account.";
+    return;
+  }
+  try {
+    await state.api.deleteAccount(password);
+  } catch (e) {
+    $("profile-error").textContent = e.code === "forbidden" ? "Wrong password." : e.message;
+    return;
+  }
+  $("profile-dialog").close();
+  stopClient();
+  forget();
+  showLogin("Your account was deleted.");
+});
+
+$("block").addEventListener("click", async () => {
+  const other = otherOf(state.convs.get(state.open));
+  if (!other) return;
+  try {
+    if (state.blocked.has(other)) {
+      await state.api.unblock(other);
+      state.blocked.delete(other);
+      toast(`${nameOf(other)} is unblocked.`);
+    } else {
+      await state.api.block(other);
+      state.blocked.add(other);
+      toast(`${nameOf(other)} is blocked: no messages, typing or online status either way.`);
+    }
+  } catch (e) {
+    toast(e.message);
+  }
+  renderHead();
+});
+
+$("report").addEventListener("click", () => {
+  const other = otherOf(state.convs.get(state.open));
+  if (!other) return;
+  $("report-form").reset();
+  $("report-title").textContent = `Report ${nameOf(other)}`;
+  $("report-error").textContent = "";
+  $("report-dialog").dataset.user = other;
+  $("report-dialog").showModal();
+});
+
+$("report-form").addEventListener("submit", async (ev) => {
+  if (ev.submitter && ev.submitter.value === "cancel") return;
+  ev.preventDefault();
+  const form = ev.target;
+  const note = form.note.value.trim();
+  try {
+    await state.api.report({ user: $("report-dialog").dataset.user, reason: form.reason.value, note: note || undefined });
+    $("report-dialog").close();
+    toast("Reported. Thank you: the server's operators will look at it.");
+  } catch (e) {
+    $("report-error").textContent = e.code === "rate_limited" ? "Too many reports; try again later." : e.message;
   }
 });
 

@@ -107,10 +107,59 @@ export class Api {
     return { ...s, username };
   }
 
-  /** 🔒 `[{ user, username }]` for those names (or ids) that exist. */
+  /** 🔒 Profiles (`[{ user, username, display_name?, avatar?, deleted? }]`) for those names
+   * (or ids) that exist. */
   users({ names = [], ids = [] }) {
     const q = names.length ? `names=${names.map(encodeURIComponent).join(",")}` : `ids=${ids.join(",")}`;
     return this.request("GET", `/v1/users?${q}`);
+  }
+
+  /** 🔒 The caller's profile: `{ user, username, display_name?, avatar? }`. */
+  me() {
+    return this.request("GET", "/v1/me");
+  }
+
+  /** 🔒 Sets the fields given (`display_name`, `avatar`: a processed image's file id; `null`
+   * clears one) and returns the profile. */
+  changeProfile(change) {
+    return this.request("PATCH", "/v1/me", change);
+  }
+
+  /** 🔒 The image at a profile's `avatar` address, as a Blob. */
+  async avatarBlob(avatar) {
+    return this.#blob(avatar);
+  }
+
+  /** 🔒 Deletes the caller's account (its password, again). Every device is signed out. */
+  deleteAccount(password) {
+    return this.request("DELETE", "/v1/me", { password });
+  }
+
+  /** 🔒 A new password; every other device is signed out. */
+  changePassword(old, password) {
+    return this.request("POST", "/v1/me/password", { old, new: password });
+  }
+
+  /** 🔒 Blocks a user: no direct messages either way, no typing or presence, their group
+   * messages hidden. */
+  block(user) {
+    return this.request("POST", "/v1/blocks", { user });
+  }
+
+  /** 🔒 Lifts a block. */
+  unblock(user) {
+    return this.request("DELETE", `/v1/blocks/${encodeURIComponent(user)}`);
+  }
+
+  /** 🔒 The users the caller blocked: `[{ user, username, since }]`. */
+  blocks() {
+    return this.request("GET", "/v1/blocks");
+  }
+
+  /** 🔒 Reports a user or a message to the server's operators: `{ user?, msg?, reason:
+   * "spam"|"abuse"|"other", note? }`. */
+  report(report) {
+    return this.request("POST", "/v1/reports", report);
   }
 
   /** 🔒 The caller's account settings: `{ group_adds }`. */
@@ -168,7 +217,10 @@ export class Api {
   /** 🔒 The bytes of a file (`which`: null for the original, or `thumb`, `preview`, `poster`)
    * as a Blob. Downloads need the token, so a page shows them through blob: URLs. */
   async mediaBlob(file, which = null) {
-    const path = `/v1/media/${encodeURIComponent(file)}` + (which ? `/${which}` : "");
+    return this.#blob(`/v1/media/${encodeURIComponent(file)}` + (which ? `/${which}` : ""));
+  }
+
+  async #blob(path) {
     let res;
     try {
       res = await fetch(this.base + path, { headers: { Authorization: `Bearer ${this.token}` } });

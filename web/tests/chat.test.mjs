@@ -1,7 +1,9 @@
 // The web chat in headless Chromium, as two people use it: two browser contexts sign up, talk,
 // watch ticks go ✓ → ✓✓ → blue, see typing and presence, make a group (a stranger must consent
 // first), send a photo and see its thumbnail, scroll back through history, and lose the
-// network and come back without losing or duplicating a message.
+// network and come back without losing or duplicating a message; then set a name and a
+// picture the others see, report and block someone (whose sends are refused with a reason),
+// and delete an account.
 //
 // Run by `cargo test` (tests/it/web.rs), which starts the server and sets:
 //   COURIER_URL        the server's HTTP address
@@ -302,6 +304,61 @@ try {
   await until("carol gets it", async () => once(await texts(c), "from the other tab"));
   await new Promise((r) => setTimeout(r, 1500));
   if ((await a.getByTestId("status").getAttribute("data-state")) !== "offline") throw new Error("the first tab reconnected");
+
+  step = "alice names herself and sets a picture: carol sees the name";
+  log(step);
+  await a2.getByTestId("profile").click();
+  await a2.getByTestId("display-name").fill("  Alice Liddell ");
+  await a2.getByTestId("profile-save").click();
+  await until("alice's own name", async () => (await a2.getByTestId("me-name").textContent()) === "Alice Liddell");
+  await until("carol sees it in the group", async () => (await c.getByTestId("chat-sub").textContent()).includes("Alice Liddell"));
+  await until("on alice's messages too", async () => (await c.locator(".msg .who").allTextContents()).includes("Alice Liddell"));
+  await a2.getByTestId("profile").click();
+  await a2.getByTestId("avatar-input").setInputFiles(image);
+  await until("the picture saved", async () => (await a2.getByTestId("profile-status").textContent()) === "picture saved", 60000);
+  await until("alice's picture, 256 px square", async () => {
+    const size = await a2.getByTestId("me-avatar").evaluate((i) => (i.complete && !i.hidden ? [i.naturalWidth, i.naturalHeight] : null));
+    return size && size[0] === 256 && size[1] === 256;
+  });
+  await a2.locator('#profile-form button[value="cancel"]').click();
+
+  step = "carol writes to alice; alice reports and blocks her; carol's next message is refused, with a reason";
+  log(step);
+  await c.getByTestId("new-chat").click();
+  await c.getByTestId("people").fill("alice");
+  await c.getByTestId("dialog-ok").click();
+  await until("carol's chat with alice, by her name", async () => (await c.getByTestId("chat-title").textContent()) === "Alice Liddell");
+  await until("with her picture", async () => c.getByTestId("chat-avatar").evaluate((i) => i.complete && !i.hidden && i.naturalWidth === 256));
+  await typeAndSend(c, "hi alice, it's carol");
+  await until("alice has carol's chat", async () => (await a2.getByTestId("conv-name").allTextContents()).includes("carol"));
+  await openConv(a2, "carol");
+  await until("alice sees it", async () => once(await texts(a2), "hi alice, it's carol"));
+  await a2.getByTestId("report").click();
+  await a2.getByTestId("report-reason").selectOption("spam");
+  await a2.getByTestId("report-send").click();
+  await until("the report is taken", async () => (await a2.getByTestId("toast").textContent()).startsWith("Reported"));
+  await a2.getByTestId("block").click();
+  await until("blocked", async () => (await a2.getByTestId("block").textContent()) === "Unblock");
+  await until("alice's banner", () => a2.getByTestId("blocked-banner").isVisible());
+  await typeAndSend(c, "why no answer?");
+  await until("carol is told why", async () => (await c.getByTestId("send-error").allTextContents()).some((t) => t.includes("can't message this person")));
+  await new Promise((r) => setTimeout(r, 500));
+  if ((await texts(a2)).includes("why no answer?")) throw new Error("a blocked user's message reached alice");
+
+  step = "carol deletes her account: she is logged out, alice sees a deleted account";
+  log(step);
+  await c.getByTestId("profile").click();
+  await c.locator("#profile-form details summary").click();
+  await c.getByTestId("delete-password").fill("not my password");
+  await c.getByTestId("delete-account").click();
+  await until("a wrong password is refused", async () => (await c.getByTestId("profile-error").textContent()) === "Wrong password.");
+  await c.getByTestId("delete-password").fill(password);
+  await c.getByTestId("delete-account").click();
+  await until("carol is logged out", async () => (await c.getByTestId("login-error").textContent()).includes("deleted"));
+  await until("alice sees a deleted account", async () => (await a2.getByTestId("chat-title").textContent()) === "Deleted account");
+  await until("and cannot write to it", () => a2.getByTestId("blocked-banner").isVisible());
+  if (!(await a2.getByTestId("blocked-banner").textContent()).includes("deleted")) throw new Error("the banner does not say the account was deleted");
+  if (!once(await texts(a2), "hi alice, it's carol")) throw new Error("carol's message is gone from alice's chat");
 
   if (process.env.COURIER_SHOTS) {
     mkdirSync(process.env.COURIER_SHOTS, { recursive: true });

@@ -184,6 +184,35 @@ assert.notEqual(stripped.sha256, sha256(photo));
 assert.ok(stripped.size < photo.length, `${stripped.size} < ${photo.length}`);
 console.log("uploads: metadata stripped, or kept when asked");
 
+// 8. Profiles, blocks, reports and account deletion through the SDK's API.
+{
+  const me = await alice.api.changeProfile({ display_name: "  Alice in Node " });
+  assert.equal(me.display_name, "Alice in Node");
+  assert.deepEqual(await alice.api.me(), me);
+  const [seen] = await bob.api.users({ ids: [alice.session.user] });
+  assert.equal(seen.display_name, "Alice in Node");
+  const avatar = await alice.api.changeProfile({ avatar: stripped.id }).catch((e) => e);
+  // Processed by now, or still being processed: either way a typed answer.
+  if (avatar.avatar) {
+    const blob = await bob.api.avatarBlob(avatar.avatar);
+    assert.equal(blob.type, "image/webp");
+  } else assert.equal(avatar.code, "bad_request");
+  const dave = await person("dave");
+  await dave.api.block(alice.session.user);
+  assert.deepEqual((await dave.api.blocks()).map((b) => b.user), [alice.session.user]);
+  await assert.rejects(alice.api.direct(dave.session.user), (e) => e.code === "blocked" && e.status === 403);
+  await dave.api.unblock(alice.session.user);
+  assert.deepEqual(await dave.api.blocks(), []);
+  const filed = await dave.api.report({ user: alice.session.user, reason: "spam", note: "from node" });
+  assert.equal(filed.reason, "spam");
+  await assert.rejects(dave.api.deleteAccount("wrong password"), (e) => e.code === "forbidden");
+  await dave.api.deleteAccount(password);
+  await assert.rejects(dave.api.me(), (e) => e.code === "unauthorized");
+  const [gone] = await alice.api.users({ ids: [dave.session.user] });
+  assert.ok(gone.deleted && gone.username === "", JSON.stringify(gone));
+  console.log("profiles, blocks, reports, deletion: through the SDK");
+}
+
 // Across everything: every message bob's first client saw, once each.
 inOrder(b.updates);
 const texts = messages(b.updates).map((m) => m.text);

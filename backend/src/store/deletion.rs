@@ -2,6 +2,7 @@
 //! the account's messages keep their sender, shown as a deleted account (`sender_deleted`, a
 //! profile with no name or avatar); everything else of the account's goes:
 //!
+//! - everyone who shared a conversation with it gets a `profile` update saying `deleted`;
 //! - it leaves its groups, as by leaving (admin rights pass on, members get `member`);
 //! - every device is revoked (tokens refused at once; connections closed by every server
 //!   process, see `crate::revocations`);
@@ -13,12 +14,13 @@
 //!   them (storage collection).
 
 use super::gc::UNSENT;
-use super::log::Outgoing;
+use super::log::{append, Entry, Outgoing};
 use super::Store;
 use crate::entity::{blocks, conversations, devices, files, members, users};
 use crate::error::{Error, Result};
 use crate::util::now_ms;
-use protocol::{ConvId, DeviceId, ErrorCode, UserId};
+use protocol::http::Profile;
+use protocol::{ConvId, DeviceId, ErrorCode, UpdateBody, UserId};
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
 use std::time::Duration;
@@ -28,7 +30,7 @@ pub struct Deleted {
     pub user: UserId,
     /// Revoked: close their connections.
     pub devices: Vec<DeviceId>,
-    /// The groups' `member` updates: deliver them.
+    /// The groups' `member` updates and the contacts' `profile` update: deliver them.
     pub out: Vec<Outgoing>,
 }
 
@@ -56,6 +58,9 @@ impl Store {
     }
 
     async fn delete_user(&self, user: &UserId) -> Result<Deleted> {
+        // Everyone who shares a conversation with it now hears it is gone (a `profile` update
+        // saying `deleted`), so their apps stop showing its name at once; blocked or not.
+        let contacts = self.sharing_with(user).await?;
         let mine = Query::select()
             .column(members::Column::ConvId)
             .from(members::Entity)
@@ -142,6 +147,19 @@ impl Store {
             .filter(Expr::cust(UNSENT.replace("f.id", "files.id")))
             .exec(&txn)
             .await?;
+        let gone = Entry {
+            ts: now,
+            body: UpdateBody::Profile {
+                profile: Profile {
+                    user: user.clone(),
+                    username: String::new(),
+                    display_name: None,
+                    avatar: None,
+                    deleted: true,
+                },
+            },
+        };
+        out.push(Outgoing::new(&gone, append(&txn, &contacts, &gone).await?));
         txn.commit().await?;
         self.tokens.forget_user(user);
         tracing::info!(%user, devices = revoked.len(), "account deleted");

@@ -158,6 +158,13 @@ impl Store {
     /// way: who hears `user`'s presence.
     pub async fn contacts(&self, user: &UserId) -> Result<Vec<UserId>> {
         let blocked = self.blocked_either_way(user).await?;
+        let mut all = self.sharing_with(user).await?;
+        all.retain(|u| !blocked.contains(u));
+        Ok(all)
+    }
+
+    /// Everyone who shares a conversation with `user` (not `user`).
+    pub async fn sharing_with(&self, user: &UserId) -> Result<Vec<UserId>> {
         let convs = Query::select()
             .column(members::Column::ConvId)
             .from(members::Entity)
@@ -172,10 +179,6 @@ impl Store {
             .into_tuple()
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(UserId::from_trusted)
-            .filter(|u| !blocked.contains(u))
-            .collect())
+        Ok(rows.into_iter().map(UserId::from_trusted).collect())
     }
 }

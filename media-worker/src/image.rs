@@ -74,8 +74,11 @@ fn corrupt(e: impl std::fmt::Display) -> MediaError {
 pub fn process_image(path: &Path, limits: &ImageLimits) -> Result<ImageOutput, MediaError> {
     let (src, (width, height)) = decode(path, limits, PREVIEW_SIDE)?;
     let thumb = webp(&src.fit(THUMB_SIDE)?)?;
-    let avatar = webp(&src.square(AVATAR_SIDE)?)?;
-    let preview_px = src.fit(PREVIEW_SIDE)?.without_alpha();
+    // The preview's pixels are the avatar's source: a square cut from them is still well
+    // over 256 px, and resizing it is a fraction of resizing the decoded image.
+    let fitted = src.fit(PREVIEW_SIDE)?;
+    let avatar = webp(&fitted.square(AVATAR_SIDE)?)?;
+    let preview_px = fitted.without_alpha();
     let mut preview = Vec::new();
     let mut enc = jpeg_encoder::Encoder::new(&mut preview, PREVIEW_QUALITY);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);

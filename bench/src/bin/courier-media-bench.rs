@@ -5,7 +5,7 @@
 //!    WebP thumbnail: Courier's `thumbnail_of` (decode, orientation, resize, lossy WebP q75)
 //!    against `vipsthumbnail photo.jpg -s 320 -o thumb.webp[Q=75]` (libvips-tools), run once
 //!    per photo and over 20 copies in one process (libvips's work per photo, its start spread
-//!    out). Also the whole image job (thumbnail and 1280 px preview), in this process and as the
+//!    out). Also the whole image job (thumbnail, 1280 px preview and 256 px avatar), in this process and as the
 //!    server runs it, in a process forked by a `courier media-job` host.
 //! 2. A 1080p 10 s H.264 clip → the 480p H.264 preview: Courier's `make_preview` against
 //!    `ffmpeg -vf scale=-2:480 -c:v libx264 -preset veryfast -crf 28 -an -movflags +faststart`,
@@ -145,7 +145,7 @@ fn main() {
         })
     });
     println!(
-        "12 MP JPEG ({:.1} MB) → 320 px WebP thumbnail:\n  courier                        {:>7.1} ms  {:>6} B\n  vipsthumbnail, one photo       {:>7.1} ms  {:>6} B\n  vipsthumbnail, each of {BATCH}      {:>7.1} ms\n  ratio (vips work/courier) {:.2}×; courier's whole image job (thumbnail + 1280 px preview) {:.1} ms in process, {} in a process forked by a media-job host",
+        "12 MP JPEG ({:.1} MB) → 320 px WebP thumbnail:\n  courier                        {:>7.1} ms  {:>6} B\n  vipsthumbnail, one photo       {:>7.1} ms  {:>6} B\n  vipsthumbnail, each of {BATCH}      {:>7.1} ms\n  ratio (vips work/courier) {:.2}×; courier's whole image job (thumbnail + 1280 px preview + 256 px avatar) {:.1} ms in process, {} in a process forked by a media-job host",
         size(&photo) as f64 / 1e6,
         ms(t_ours),
         ours.len(),
@@ -157,7 +157,8 @@ fn main() {
         t_child.map_or("(no release courier binary beside this one)".into(), |t| format!("{:.1} ms", ms(t))),
     );
 
-    // The image job against vipsthumbnail making the same two outputs (320 px WebP q75 and
+    // The image job (which also makes the 256 px avatar, vipsthumbnail does not) against
+    // vipsthumbnail making the same two outputs (320 px WebP q75 and
     // 1280 px JPEG q80), per photo over BATCH copies, on the pattern photo and on a camera-like
     // one (sensor noise: ~5 MB, most of its bytes in entropy-coded detail).
     let noisy = d.join("noisy.jpg");
@@ -181,7 +182,7 @@ fn main() {
             process_image(src, &limits).unwrap();
         });
         println!(
-            "12 MP {name} JPEG ({:.1} MB) → 320 px WebP + 1280 px JPEG:\n  courier's image job, in process  {:>7.1} ms\n  vipsthumbnail × 2, each of {BATCH}    {:>7.1} ms   ratio (vips/courier) {:.2}×",
+            "12 MP {name} JPEG ({:.1} MB) → 320 px WebP + 1280 px JPEG:\n  courier's image job (+ avatar)   {:>7.1} ms\n  vipsthumbnail × 2, each of {BATCH}    {:>7.1} ms   ratio (vips/courier) {:.2}×",
             size(src) as f64 / 1e6,
             ms(t_job),
             ms(t_vips_two),

@@ -323,7 +323,8 @@ function typingText(c) {
 }
 
 function preview(m) {
-  if (!m) return "";
+  // A message hidden because its sender is blocked shows nothing at all.
+  if (!m || m.hidden) return "";
   const who = m.sender === state.me.user ? "You: " : "";
   if (m.deleted) return who + "message deleted";
   const kinds = { image: "📷 Photo", video: "🎬 Video", voice: "🎤 Voice message", file: "📄 File", sticker: "Sticker", location: "📍 Location", contact: "👤 Contact" };

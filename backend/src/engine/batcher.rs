@@ -3,7 +3,7 @@
 //! `store::batch`) — so a busy server commits dozens of writes for the price of one, while
 //! each request still gets its own answer.
 //!
-//! SQLite runs one batcher (its one writer), and acks and reads join the batches: alone, each
+//! SQLite runs one batcher (its one writer), and acks, reads and presence join the batches: alone, each
 //! would wait for the connection and pay a commit. It runs on a thread of its own: a batch
 //! is a dozen statements, each a round trip to SQLite's worker thread, and a task woken from
 //! there on the shared runtime waits its turn behind every connection's work each time. Its

@@ -123,7 +123,13 @@ impl Engine {
                 }
                 Kind::Presence => {
                     self.presence
-                        .event(&self.store, &self.publisher, &caller.device, &msg.payload)
+                        .event(
+                            &self.store,
+                            &self.writes,
+                            &self.publisher,
+                            &caller.device,
+                            &msg.payload,
+                        )
                         .await
                 }
             }

@@ -8,7 +8,9 @@
 //! folded into one event at its end, carrying the state at that moment (a flapping phone
 //! costs its contacts one event per window, and none at all if it ends where it began).
 
+use crate::engine::batcher::Batcher;
 use crate::publisher::Publisher;
+use crate::store::batch::{Write, Written};
 use crate::store::Store;
 use crate::util::now_ms;
 use protocol::ops::Ephemeral;
@@ -47,10 +49,13 @@ impl Fanout {
         })
     }
 
-    /// Handles one presence publish of `device`.
+    /// Handles one presence publish of `device`. Where there is one writer (SQLite) the write
+    /// joins the write batches, so a crowd reconnecting costs a commit per batch, not two per
+    /// device, and sends do not queue behind them.
     pub async fn event(
         self: &Arc<Self>,
         store: &Store,
+        writes: &Batcher,
         publisher: &Publisher,
         device: &DeviceId,
         payload: &[u8],
@@ -62,7 +67,24 @@ impl Fanout {
         // A device's clock is not trusted to move last seen into the future.
         let now = now_ms();
         let ts = ev.ts.map_or(now, |t| t.min(now));
-        let user = match store.set_device_presence(device, ev.online, ts).await {
+        let written = if writes.is_single() {
+            let job = Write::Presence {
+                device: device.clone(),
+                online: ev.online,
+                ts,
+            };
+            match writes.enqueue(vec![job]) {
+                Ok(mut queued) => match queued.pop().expect("one job").outcome().await {
+                    Ok(Written::Presence(user)) => Ok(user),
+                    Ok(_) => unreachable!("a presence write is answered as one"),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        } else {
+            store.set_device_presence(device, ev.online, ts).await
+        };
+        let user = match written {
             Ok(Some(user)) => user,
             Ok(None) => return,
             Err(e) => {

@@ -1,17 +1,20 @@
 //! Group commit: a batch of writes from many devices in one transaction — one commit, one
 //! fsync — while each write still succeeds or fails on its own.
 //!
-//! Acks and reads join on the one writer SQLite has, where alone each would wait for the
-//! connection and pay a commit of its own. Acks are stored as one set ([`Store::ack_set`]),
-//! then reads one after another, then sends as one set ([`Store::send_set`]). A client error
+//! Acks, reads and presence join on the one writer SQLite has, where alone each would wait for
+//! the connection and pay a commit of its own (a device connecting and leaving is two
+//! presence writes: a reconnecting crowd's commits would queue every send behind them).
+//! Presence is written first, then acks as one set ([`Store::ack_set`]), then reads one
+//! after another, then sends as one set ([`Store::send_set`]). A client error
 //! in any of them is found before it writes anything, so it fails alone.
 
 use super::log::Outgoing;
 use super::messages::{SendJob, Sent};
+use super::presence::write_device_presence;
 use super::receipts::Ack;
 use super::Store;
 use crate::error::{Error, Result};
-use protocol::{ConvId, UserId};
+use protocol::{ConvId, DeviceId, UserId};
 use sea_orm::TransactionTrait;
 
 /// One write of a batch.
@@ -25,6 +28,12 @@ pub enum Write {
         conv: ConvId,
         seq: i64,
     },
+    /// A device went online or offline ([`Store::set_device_presence`]).
+    Presence {
+        device: DeviceId,
+        online: bool,
+        ts: i64,
+    },
 }
 
 /// What a committed write did.
@@ -34,6 +43,8 @@ pub enum Written {
     Acked(i64, Vec<Outgoing>),
     /// The conversation, the member's read watermark there, and the receipt to deliver.
     Read(ConvId, i64, Option<Outgoing>),
+    /// The device's user, if the device is known.
+    Presence(Option<UserId>),
 }
 
 impl Store {
@@ -53,6 +64,12 @@ impl Store {
             .unzip();
         for (i, acked) in ack_at.into_iter().zip(Self::ack_set(&txn, &acks).await?) {
             results[i] = Some(acked.map(|(useq, out)| Written::Acked(useq, out)));
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            if let Write::Presence { device, online, ts } = job {
+                let user = write_device_presence(&txn, device, *online, *ts).await?;
+                results[i] = Some(Ok(Written::Presence(user)));
+            }
         }
         for (i, job) in jobs.iter().enumerate() {
             if let Write::Read { user, conv, seq } = job {
@@ -90,6 +107,14 @@ impl Store {
         convs.dedup();
         for conv in convs {
             self.shared.conversation_changed(conv).await;
+        }
+        for (job, result) in jobs.iter().zip(&results) {
+            if let (Write::Presence { device, online, ts }, Ok(Written::Presence(user))) =
+                (job, result)
+            {
+                self.presence_written(device, *online, *ts, user.as_ref())
+                    .await;
+            }
         }
         Ok(results)
     }

@@ -9,8 +9,36 @@ use crate::shared::DevicePresence;
 use protocol::http::Presence;
 use protocol::{DeviceId, UserId};
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use std::collections::{BTreeMap, HashMap};
+
+/// Writes `device`'s presence (see [`Store::set_device_presence`]) with `db`, alone or in a
+/// write batch's transaction; the device's user, if the device is known.
+pub(super) async fn write_device_presence<C: ConnectionTrait>(
+    db: &C,
+    device: &DeviceId,
+    online: bool,
+    ts: i64,
+) -> Result<Option<UserId>> {
+    devices::Entity::update_many()
+        .col_expr(devices::Column::Online, Expr::value(online))
+        .col_expr(devices::Column::LastSeenAt, Expr::value(ts))
+        .filter(devices::Column::Id.eq(device.as_str()))
+        .filter(
+            Condition::any()
+                .add(devices::Column::LastSeenAt.is_null())
+                .add(devices::Column::LastSeenAt.lte(ts)),
+        )
+        .exec(db)
+        .await?;
+    Ok(devices::Entity::find_by_id(device.as_str())
+        .select_only()
+        .column(devices::Column::UserId)
+        .into_tuple::<String>()
+        .one(db)
+        .await?
+        .map(UserId::from_trusted))
+}
 
 impl Store {
     /// Records that `device` went online or offline at `ts`. An event older than the last
@@ -22,26 +50,24 @@ impl Store {
         online: bool,
         ts: i64,
     ) -> Result<Option<UserId>> {
-        devices::Entity::update_many()
-            .col_expr(devices::Column::Online, Expr::value(online))
-            .col_expr(devices::Column::LastSeenAt, Expr::value(ts))
-            .filter(devices::Column::Id.eq(device.as_str()))
-            .filter(
-                Condition::any()
-                    .add(devices::Column::LastSeenAt.is_null())
-                    .add(devices::Column::LastSeenAt.lte(ts)),
-            )
-            .exec(&self.db)
-            .await?;
-        let user = devices::Entity::find_by_id(device.as_str())
-            .one(&self.db)
-            .await?
-            .map(|d| UserId::from_trusted(d.user_id));
-        if let Some(user) = &user {
+        let user = write_device_presence(&self.db, device, online, ts).await?;
+        self.presence_written(device, online, ts, user.as_ref())
+            .await;
+        Ok(user)
+    }
+
+    /// What follows a device's presence write once committed: the shared state learns it.
+    pub(super) async fn presence_written(
+        &self,
+        device: &DeviceId,
+        online: bool,
+        ts: i64,
+        user: Option<&UserId>,
+    ) {
+        if let Some(user) = user {
             let p = DevicePresence { online, ts };
             self.shared.record_presence(user, device, p).await;
         }
-        Ok(user)
     }
 
     /// After a restart of the embedded broker nobody is connected: every device that was

@@ -53,5 +53,6 @@ pub fn written(w: Written) -> Done {
         Written::Sent(sent) => send::done(sent),
         Written::Acked(useq, receipts) => ack::done(useq, receipts),
         Written::Read(conv, read_seq, receipt) => read::done(conv, read_seq, receipt),
+        Written::Presence(_) => unreachable!("presence is written for the broker, not an op"),
     }
 }

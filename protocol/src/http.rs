@@ -36,6 +36,19 @@ pub struct Profile {
     pub deleted: bool,
 }
 
+impl Profile {
+    /// How a deleted account shows: its id, nothing else.
+    pub fn deleted(user: UserId) -> Self {
+        Self {
+            user,
+            username: String::new(),
+            display_name: None,
+            avatar: None,
+            deleted: true,
+        }
+    }
+}
+
 /// `DELETE /v1/me`: the account's password, to delete it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

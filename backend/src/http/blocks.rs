@@ -20,11 +20,7 @@ pub async fn block(
     Authed(me): Authed,
     ApiJson(body): ApiJson<BlockUser>,
 ) -> Result<(StatusCode, Json<Block>)> {
-    state
-        .store
-        .shared
-        .limit(Limit::Block, me.user.as_str())
-        .await?;
+    state.spend(Limit::Block, &me.user).await?;
     let (block, new) = state.store.block(&me.user, &body.user).await?;
     let status = if new {
         StatusCode::CREATED
@@ -40,11 +36,7 @@ pub async fn unblock(
     Authed(me): Authed,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    state
-        .store
-        .shared
-        .limit(Limit::Block, me.user.as_str())
-        .await?;
+    state.spend(Limit::Block, &me.user).await?;
     let Some(other) = UserId::parse(&id) else {
         return Err(Error::client(
             ErrorCode::NotFound,

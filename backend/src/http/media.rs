@@ -113,11 +113,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<MediaFile>)> {
-    state
-        .store
-        .shared
-        .limit(Limit::Upload, me.user.as_str())
-        .await?;
+    state.spend(Limit::Upload, &me.user).await?;
     let media = &state.media;
     let name = clean_name(q.name)?;
     let too_large = || {
@@ -319,11 +315,7 @@ pub async fn info(
     Authed(me): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<MediaFile>> {
-    state
-        .store
-        .shared
-        .limit(Limit::Download, me.user.as_str())
-        .await?;
+    state.spend(Limit::Download, &me.user).await?;
     Ok(Json(info_of(&state, &me.user, &id).await?))
 }
 
@@ -380,11 +372,7 @@ pub async fn derived(
     Path((id, which)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    state
-        .store
-        .shared
-        .limit(Limit::Download, me.user.as_str())
-        .await?;
+    state.spend(Limit::Download, &me.user).await?;
     let (_, blob) = state.store.file_for(&me.user, &id).await?;
     let key = match which.as_str() {
         "thumb" => blob.thumb_key,
@@ -414,11 +402,7 @@ pub async fn download(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    state
-        .store
-        .shared
-        .limit(Limit::Download, me.user.as_str())
-        .await?;
+    state.spend(Limit::Download, &me.user).await?;
     let (file, blob) = state.store.file_for(&me.user, &id).await?;
     serve(
         &state,

@@ -51,6 +51,17 @@ pub struct AppState {
     pub signup: crate::store::invites::Signup,
 }
 
+impl AppState {
+    /// Spends one of `user`'s `limit` (`rate_limited` when over it).
+    pub async fn spend(
+        &self,
+        limit: crate::shared::Limit,
+        user: &protocol::UserId,
+    ) -> crate::error::Result<()> {
+        self.store.shared.limit(limit, user.as_str()).await
+    }
+}
+
 /// `/metrics` alone, for a listener of its own (`--metrics-listen`).
 pub fn metrics_router() -> Router {
     Router::new()

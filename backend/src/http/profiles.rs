@@ -21,11 +21,7 @@ pub async fn change(
     Authed(me): Authed,
     ApiJson(change): ApiJson<ProfileChange>,
 ) -> Result<Json<Profile>> {
-    state
-        .store
-        .shared
-        .limit(Limit::Profile, me.user.as_str())
-        .await?;
+    state.spend(Limit::Profile, &me.user).await?;
     let (profile, out) = state.store.change_profile(&me.user, change).await?;
     if let Some(out) = out {
         state.publisher.deliver(&out).await;
@@ -39,11 +35,7 @@ pub async fn avatar(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    state
-        .store
-        .shared
-        .limit(Limit::Download, me.user.as_str())
-        .await?;
+    state.spend(Limit::Download, &me.user).await?;
     let none = || Error::client(ErrorCode::NotFound, "no avatar to show");
     let user = UserId::parse(&id).ok_or_else(none)?;
     let key = state

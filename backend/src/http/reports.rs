@@ -15,11 +15,7 @@ pub async fn file(
     Authed(me): Authed,
     ApiJson(body): ApiJson<NewReport>,
 ) -> Result<(StatusCode, Json<Report>)> {
-    state
-        .store
-        .shared
-        .limit(Limit::Report, me.user.as_str())
-        .await?;
+    state.spend(Limit::Report, &me.user).await?;
     let report = state.store.report(&me.user, body).await?;
     Ok((StatusCode::CREATED, Json(report)))
 }

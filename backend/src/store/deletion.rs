@@ -150,13 +150,7 @@ impl Store {
         let gone = Entry {
             ts: now,
             body: UpdateBody::Profile {
-                profile: Profile {
-                    user: user.clone(),
-                    username: String::new(),
-                    display_name: None,
-                    avatar: None,
-                    deleted: true,
-                },
+                profile: Profile::deleted(user.clone()),
             },
         };
         out.push(Outgoing::new(&gone, append(&txn, &contacts, &gone).await?));

@@ -29,13 +29,7 @@ fn avatar_url(u: &users::Model) -> Option<String> {
 pub fn profile_of(u: &users::Model) -> Profile {
     let user = UserId::from_trusted(u.id.clone());
     if u.deleted_at.is_some() {
-        return Profile {
-            user,
-            username: String::new(),
-            display_name: None,
-            avatar: None,
-            deleted: true,
-        };
+        return Profile::deleted(user);
     }
     Profile {
         user,

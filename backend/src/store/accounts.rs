@@ -196,13 +196,8 @@ impl Store {
         let token = new_token();
         let device_id = new_id('d');
         let txn = self.db.begin().await?;
-        if super::locks_rows_in_order(&txn) {
-            // Log-ins of one user take turns, so together they stay within the cap.
-            users::Entity::find_by_id(user.id.as_str())
-                .lock_exclusive()
-                .one(&txn)
-                .await?;
-        }
+        // Log-ins of one user take turns, so together they stay within the cap.
+        super::take_turns_as(&txn, &user.id).await?;
         let replaced = make_room_for_a_device(&txn, &user.id).await?;
         devices::ActiveModel {
             id: Set(device_id.clone()),

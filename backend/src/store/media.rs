@@ -107,6 +107,9 @@ impl Store {
         let class = new.detected.class;
         let blob_id = blob_id(&new.sha256, owner);
         let txn = self.db.begin().await?;
+        // The owner's uploads take turns, so each job sees the last one's place in line (and
+        // the user's row is locked before the blob's is written).
+        super::take_turns_as(&txn, owner.as_str()).await?;
         let mut queued = false;
         match stored {
             Some(key) => {

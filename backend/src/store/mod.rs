@@ -76,3 +76,20 @@ impl Store {
 pub(crate) fn locks_rows_in_order<C: ConnectionTrait>(db: &C) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
+
+/// Makes the transactions of one user that call this take turns (PostgreSQL: they lock the
+/// user's row; SQLite has one writer at a time), so what each reads of the user's other rows
+/// before it writes — their devices, their jobs in line — is not read by two at once.
+pub(crate) async fn take_turns_as<C: ConnectionTrait>(
+    txn: &C,
+    user: &str,
+) -> crate::error::Result<()> {
+    if locks_rows_in_order(txn) {
+        use sea_orm::{EntityTrait, QuerySelect};
+        crate::entity::users::Entity::find_by_id(user)
+            .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+            .one(txn)
+            .await?;
+    }
+    Ok(())
+}

@@ -326,7 +326,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         ),
         None => Shared::memory(settings.limits, settings.role == Role::All),
     };
-    Ok(Store::new(db)
+    let mut store = Store::new(db);
+    if let Some(read) = db::connect_reader(&settings.database_url).await? {
+        store = store.with_reader(read);
+    }
+    Ok(store
         .with_shared(shared)
         .with_token_idle_ttl(settings.token_idle_ttl))
 }

@@ -45,11 +45,37 @@ async fn migrate_locked(url: &str) -> Result<(), DbErr> {
     unlocked.map(|_| ())
 }
 
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+fn options(url: &str) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url);
     opts.sqlx_logging(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10));
+    opts
+}
+
+/// Connections for reads beside the writer, on SQLite: a WAL database is read by any number
+/// of connections while one writes, each seeing what was committed when its statement began.
+/// Two of them (reads are short; more would only compete for the same cores), `query_only`
+/// so that nothing can write through them. None on PostgreSQL, whose pool serves both.
+pub async fn connect_reader(url: &str) -> Result<Option<DatabaseConnection>, DbErr> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let mut opts = options(url);
+    opts.max_connections(2)
+        .min_connections(1)
+        .map_sqlx_sqlite_opts(|o| {
+            o.busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("query_only", "true")
+                .pragma("temp_store", "memory")
+                .row_buffer_size(1024)
+        });
+    Database::connect(opts).await.map(Some)
+}
+
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = options(url);
     if url.starts_with("sqlite:") {
         // Full sync: a send is acknowledged only once it would survive a power cut.
         // One writer at a time is SQLite's model; a single pooled connection serialises
@@ -76,4 +102,53 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         opts.max_connections(16).min_connections(1);
     }
     Database::connect(opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The read connections see what the writer committed, while it holds a transaction
+    /// open, and cannot write themselves.
+    #[tokio::test]
+    async fn reads_go_beside_the_writer_and_cannot_write() {
+        let dir = std::env::temp_dir().join(format!("courier-db-{}", crate::util::new_id('t')));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("c.db").display());
+        let write = open(&url).await.unwrap();
+        let read = connect_reader(&url)
+            .await
+            .unwrap()
+            .expect("SQLite has readers");
+        let sql = |s: &str| Statement::from_string(DbBackend::Sqlite, s.to_owned());
+        write
+            .execute_raw(sql("CREATE TABLE t (n INTEGER)"))
+            .await
+            .unwrap();
+        write
+            .execute_raw(sql("INSERT INTO t VALUES (1)"))
+            .await
+            .unwrap();
+        let txn = sea_orm::TransactionTrait::begin(&write).await.unwrap();
+        txn.execute_raw(sql("INSERT INTO t VALUES (2)"))
+            .await
+            .unwrap();
+        // The writer's one connection is taken; the reader still answers, with what was
+        // committed.
+        let count = |c: DatabaseConnection| async move {
+            let row = c
+                .query_one_raw(sql("SELECT COUNT(*) FROM t"))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        };
+        assert_eq!(count(read.clone()).await, 1);
+        txn.commit().await.unwrap();
+        assert_eq!(count(read.clone()).await, 2);
+        let refused = read.execute_raw(sql("INSERT INTO t VALUES (3)")).await;
+        assert!(refused.is_err(), "a read connection wrote");
+        assert_eq!(count(write).await, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -237,7 +237,7 @@ impl Store {
         // Not through the token cache: a connect is rare, and a device revoked through another
         // process must not come back on this one's broker for a second.
         let hash = token_hash(token);
-        let Some(row) = devices::Entity::find_by_id(device).one(&self.db).await? else {
+        let Some(row) = devices::Entity::find_by_id(device).one(&self.read).await? else {
             return Ok(TokenCheck::Invalid);
         };
         if !constant_time_eq(row.token_hash.as_bytes(), hash.as_bytes()) {
@@ -272,7 +272,7 @@ impl Store {
         let row = devices::Entity::find()
             .filter(devices::Column::TokenHash.eq(hash.as_str()))
             .filter(devices::Column::RevokedAt.is_null())
-            .one(&self.db)
+            .one(&self.read)
             .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -296,7 +296,7 @@ impl Store {
             .select_only()
             .column(users::Column::SuspendedAt)
             .into_tuple()
-            .one(&self.db)
+            .one(&self.read)
             .await?;
         Ok(at.flatten().is_some())
     }
@@ -353,7 +353,7 @@ impl Store {
     /// `forbidden` unless `password` is `user`'s.
     pub(super) async fn check_password(&self, user: &UserId, password: &str) -> Result<()> {
         let stored = users::Entity::find_by_id(user.as_str())
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .map(|u| u.password_hash);
         if !passwords::verify(password.to_owned(), stored).await? {
@@ -394,7 +394,7 @@ impl Store {
         let row = devices::Entity::find()
             .filter(which)
             .filter(devices::Column::RevokedAt.is_null())
-            .one(&self.db)
+            .one(&self.read)
             .await?;
         Ok(row.map(|row| DeviceAuth {
             user: UserId::from_trusted(row.user_id),
@@ -409,7 +409,7 @@ impl Store {
             .filter(devices::Column::RevokedAt.is_null())
             .order_by_asc(devices::Column::CreatedAt)
             .order_by_asc(devices::Column::Id)
-            .all(&self.db)
+            .all(&self.read)
             .await?)
     }
 
@@ -431,7 +431,7 @@ impl Store {
         let rows = devices::Entity::find()
             .filter(devices::Column::UserId.is_in(users.iter().map(UserId::as_str)))
             .filter(devices::Column::RevokedAt.is_null())
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         Ok(rows
             .into_iter()
@@ -450,7 +450,7 @@ impl Store {
         let found = users::Entity::find()
             .filter(users::Column::Id.is_in(distinct.iter().copied()))
             .filter(users::Column::DeletedAt.is_null())
-            .count(&self.db)
+            .count(&self.read)
             .await?;
         Ok(found == distinct.len() as u64)
     }
@@ -463,7 +463,7 @@ impl Store {
             .select_only()
             .column(users::Column::GroupAdds)
             .into_tuple::<String>()
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .ok_or_else(|| Error::client(ErrorCode::Unauthorized, "no such user"))?;
         Ok(AccountSettings {
@@ -529,7 +529,7 @@ impl Store {
             .filter(devices::Column::UserId.eq(user.as_str()))
             .filter(devices::Column::RevokedAt.is_null())
             .filter(devices::Column::PushToken.is_not_null())
-            .all(&self.db)
+            .all(&self.read)
             .await?
             .into_iter()
             .filter_map(|d| {

@@ -145,7 +145,7 @@ impl Store {
             .filter(blocks::Column::BlockerId.eq(user.as_str()))
             .order_by_desc(blocks::Column::CreatedAt)
             .into_tuple()
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         Ok(rows
             .into_iter()
@@ -159,7 +159,7 @@ impl Store {
 
     /// Everyone `user` blocked or was blocked by: they exchange no typing or presence.
     pub async fn blocked_either_way(&self, user: &UserId) -> Result<HashSet<UserId>> {
-        let pairs = blocks_touching(&self.db, &BTreeSet::from([user.as_str()])).await?;
+        let pairs = blocks_touching(&self.read, &BTreeSet::from([user.as_str()])).await?;
         Ok(pairs
             .into_iter()
             .map(|(a, b)| if a == user.as_str() { b } else { a })

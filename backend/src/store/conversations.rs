@@ -371,7 +371,7 @@ impl Store {
     pub async fn list_conversations(&self, user: &UserId) -> Result<Vec<Conversation>> {
         let mine = members::Entity::find()
             .filter(members::Column::UserId.eq(user.as_str()))
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         if mine.is_empty() {
             return Ok(vec![]);
@@ -379,7 +379,7 @@ impl Store {
         let convs = conversations::Entity::find()
             .filter(conversations::Column::Id.is_in(mine.iter().map(|m| m.conv_id.clone())))
             .order_by_desc(conversations::Column::CreatedAt)
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         self.summaries(convs, user).await
     }
@@ -392,7 +392,7 @@ impl Store {
         let rows = members::Entity::find()
             .filter(members::Column::ConvId.is_in(convs.iter().map(|c| c.id.clone())))
             .order_by_asc(members::Column::UserId)
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         let mut by_conv: HashMap<String, Vec<members::Model>> = HashMap::new();
         for m in rows {
@@ -506,11 +506,15 @@ impl Store {
                         .add(messages::Column::Seq.eq(c.last_seq)),
                 );
             }
-            for row in messages::Entity::find().filter(which).all(&self.db).await? {
+            for row in messages::Entity::find()
+                .filter(which)
+                .all(&self.read)
+                .await?
+            {
                 msgs.push(message_from_row(row)?);
             }
         }
-        decorate(&self.db, user, &mut msgs).await?;
+        decorate(&self.read, user, &mut msgs).await?;
         Ok(msgs.into_iter().map(|m| (m.conv.to_string(), m)).collect())
     }
 
@@ -522,7 +526,7 @@ impl Store {
             .column(members::Column::ReadSeq)
             .filter(members::Column::UserId.eq(user.as_str()))
             .into_tuple()
-            .all(&self.db)
+            .all(&self.read)
             .await?)
     }
 
@@ -560,7 +564,7 @@ impl Store {
                 .filter(messages::Column::Id.not_in_subquery(hidden))
                 .group_by(messages::Column::ConvId)
                 .into_tuple()
-                .all(&self.db)
+                .all(&self.read)
                 .await?;
             counts.extend(rows);
         }
@@ -569,10 +573,10 @@ impl Store {
 
     pub async fn conversation(&self, conv: &ConvId, user: &UserId) -> Result<Conversation> {
         let row = conversations::Entity::find_by_id(conv.as_str())
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
-        membership(&self.db, conv, user).await?;
+        membership(&self.read, conv, user).await?;
         self.conversation_for(&row, user).await
     }
 
@@ -741,7 +745,7 @@ impl Store {
         before: Option<i64>,
         limit: u64,
     ) -> Result<(Vec<Message>, Option<i64>)> {
-        membership(&self.db, conv, user).await?;
+        membership(&self.read, conv, user).await?;
         let limit = limit.clamp(1, MAX_HISTORY_PAGE);
         // The newest [`CACHED_PAGE`] messages (what opening a chat shows) are cached,
         // undecorated, until the conversation's messages change: one page per conversation,
@@ -768,7 +772,7 @@ impl Store {
             msgs.truncate(limit as usize);
             more = true;
         }
-        decorate(&self.db, user, &mut msgs).await?;
+        decorate(&self.read, user, &mut msgs).await?;
         let next = if more {
             msgs.last().map(|m| m.seq)
         } else {
@@ -791,7 +795,7 @@ impl Store {
         let rows = q
             .order_by_desc(messages::Column::Seq)
             .limit(limit + 1)
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         let more = rows.len() as u64 > limit;
         let msgs = rows

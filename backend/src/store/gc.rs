@@ -85,7 +85,7 @@ impl Store {
                + (SELECT COUNT(*) FROM uploads WHERE owner_id = $1 AND file_id IS NULL)";
         let row = self
             .db
-            .query_one_raw(statement(&self.db, SQL, [owner.as_str().into()]))
+            .query_one_raw(statement(&self.read, SQL, [owner.as_str().into()]))
             .await?
             .ok_or_else(|| crate::error::Error::Internal("no usage row".into()))?;
         let bytes: i64 = row.try_get_by_index(0)?;
@@ -216,7 +216,7 @@ impl Store {
             (SELECT COUNT(*) FROM doomed_objects) FROM blobs";
         let row = self
             .db
-            .query_one_raw(statement(&self.db, SQL, []))
+            .query_one_raw(statement(&self.read, SQL, []))
             .await?
             .ok_or_else(|| crate::error::Error::Internal("no storage row".into()))?;
         let bytes: i64 = row.try_get_by_index(0)?;

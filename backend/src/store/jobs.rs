@@ -55,11 +55,11 @@ impl Store {
     pub async fn queue_depths(&self) -> Result<(u64, u64)> {
         use sea_orm::PaginatorTrait;
         let log = crate::entity::updates::Entity::find()
-            .count(&self.db)
+            .count(&self.read)
             .await?;
         let jobs = media_jobs::Entity::find()
             .filter(media_jobs::Column::State.is_in(["queued", "running"]))
-            .count(&self.db)
+            .count(&self.read)
             .await?;
         Ok((log, jobs))
     }
@@ -246,7 +246,7 @@ impl Store {
         use sea_orm::PaginatorTrait;
         Ok(media_jobs::Entity::find()
             .filter(media_jobs::Column::State.is_in(["queued", "running"]))
-            .count(&self.db)
+            .count(&self.read)
             .await?)
     }
 }

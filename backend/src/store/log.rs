@@ -243,7 +243,7 @@ impl Store {
     /// The user's log head and floor (trimmed up to and including the floor).
     pub async fn log_bounds(&self, user: &UserId) -> Result<(i64, i64)> {
         let row = users::Entity::find_by_id(user.as_str())
-            .one(&self.db)
+            .one(&self.read)
             .await?;
         row.map(|u| (u.last_useq, u.log_floor))
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "unknown user"))
@@ -275,7 +275,7 @@ impl Store {
             .filter(updates::Column::Useq.lte(head))
             .order_by_asc(updates::Column::Useq)
             .limit(u64::from(limit))
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         let msg_ids: Vec<String> = rows
             .iter()
@@ -287,7 +287,7 @@ impl Store {
         } else {
             messages::Entity::find()
                 .filter(messages::Column::Id.is_in(msg_ids))
-                .all(&self.db)
+                .all(&self.read)
                 .await?
                 .into_iter()
                 .map(|m| (m.id.clone(), m))
@@ -302,7 +302,7 @@ impl Store {
                 .ok_or_else(|| Error::Internal(format!("message {id} missing")))?;
             shown.push(message_from_row(m)?);
         }
-        decorate(&self.db, user, &mut shown).await?;
+        decorate(&self.read, user, &mut shown).await?;
         let mut shown = shown.into_iter();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {

@@ -203,14 +203,14 @@ impl Store {
     pub async fn file_for(&self, user: &UserId, id: &str) -> Result<(files::Model, blobs::Model)> {
         let not_found = || Error::client(ErrorCode::NotFound, "no such file");
         let file = files::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .ok_or_else(not_found)?;
-        if file.owner_id != user.as_str() && !shared_with(&self.db, user, id).await? {
+        if file.owner_id != user.as_str() && !shared_with(&self.read, user, id).await? {
             return Err(not_found());
         }
         let blob = blobs::Entity::find_by_id(file.sha256.as_str())
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .ok_or_else(|| Error::Internal(format!("file {id} has no blob")))?;
         Ok((file, blob))
@@ -264,7 +264,7 @@ impl Store {
     /// One of `owner`'s uploads; `not_found` for anyone else's.
     pub async fn upload_of(&self, owner: &UserId, id: &str) -> Result<uploads::Model> {
         uploads::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .filter(|u| u.owner_id == owner.as_str())
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such upload"))

@@ -39,7 +39,12 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Where every write goes, and reads that must see a transaction's own writes.
     pub db: DatabaseConnection,
+    /// Reads that need no transaction: on SQLite, read-only connections of their own (WAL lets
+    /// them read while the one writer writes, so a flood of history reads does not queue sends
+    /// behind it); on PostgreSQL, the same pool as `db`.
+    pub read: DatabaseConnection,
     /// Presence, rate limits and the history cache (Redis or memory).
     pub shared: Shared,
     /// A device token unused for longer stops working.
@@ -53,6 +58,7 @@ impl Store {
     /// the database); see [`Store::with_shared`].
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
+            read: db.clone(),
             db,
             shared: Shared::memory(Limits::default(), false),
             token_idle_ttl: std::time::Duration::from_secs(90 * 24 * 3600),
@@ -62,6 +68,12 @@ impl Store {
 
     pub fn with_token_idle_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.token_idle_ttl = ttl;
+        self
+    }
+
+    /// Reads go to `read` (see [`crate::db::connect_reader`]).
+    pub fn with_reader(mut self, read: DatabaseConnection) -> Self {
+        self.read = read;
         self
     }
 

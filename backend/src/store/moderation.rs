@@ -109,7 +109,7 @@ impl Store {
             .filter(reports::Column::ResolvedAt.is_null())
             .order_by_asc(reports::Column::CreatedAt)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         let ids: Vec<&str> = rows
             .iter()
@@ -120,7 +120,7 @@ impl Store {
             .columns([users::Column::Id, users::Column::Username])
             .filter(users::Column::Id.is_in(ids))
             .into_tuple()
-            .all(&self.db)
+            .all(&self.read)
             .await?
             .into_iter()
             .collect();
@@ -198,7 +198,7 @@ impl Store {
                     ),
             )
             .into_tuple()
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         Ok(rows
             .into_iter()

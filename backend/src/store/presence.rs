@@ -176,7 +176,7 @@ impl Store {
             .filter(devices::Column::UserId.is_in(users))
             .filter(devices::Column::RevokedAt.is_null())
             .into_tuple()
-            .all(&self.db)
+            .all(&self.read)
             .await?)
     }
 
@@ -203,7 +203,7 @@ impl Store {
             .filter(members::Column::ConvId.in_subquery(convs))
             .filter(members::Column::UserId.ne(user.as_str()))
             .into_tuple()
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         Ok(rows.into_iter().map(UserId::from_trusted).collect())
     }

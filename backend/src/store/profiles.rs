@@ -64,7 +64,7 @@ fn display_name(raw: &str) -> Result<String> {
 impl Store {
     pub async fn profile(&self, user: &UserId) -> Result<Profile> {
         let u = users::Entity::find_by_id(user.as_str())
-            .one(&self.db)
+            .one(&self.read)
             .await?
             .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such user"))?;
         Ok(profile_of(&u))
@@ -84,7 +84,7 @@ impl Store {
                     )
                     .add(users::Column::Id.is_in(ids.iter().map(String::as_str))),
             )
-            .all(&self.db)
+            .all(&self.read)
             .await?;
         let mut out: Vec<Profile> = rows.iter().map(profile_of).collect();
         out.sort_by(|a, b| a.username.cmp(&b.username));
@@ -98,7 +98,7 @@ impl Store {
         for chunk in ids.chunks(400) {
             let rows = users::Entity::find()
                 .filter(users::Column::Id.is_in(chunk.iter().map(UserId::as_str)))
-                .all(&self.db)
+                .all(&self.read)
                 .await?;
             for u in &rows {
                 out.insert(u.id.clone(), profile_of(u));
@@ -207,14 +207,14 @@ impl Store {
                 .filter(members::Column::UserId.eq(viewer.as_str()))
                 .filter(members::Column::ConvId.in_subquery(theirs))
                 .into_tuple::<String>()
-                .one(&self.db)
+                .one(&self.read)
                 .await?;
             if shared.is_none() {
                 return Ok(None);
             }
         }
         let Some(u) = users::Entity::find_by_id(user.as_str())
-            .one(&self.db)
+            .one(&self.read)
             .await?
         else {
             return Ok(None);
@@ -222,10 +222,10 @@ impl Store {
         let Some(file) = u.avatar_file else {
             return Ok(None);
         };
-        let Some(f) = files::Entity::find_by_id(file).one(&self.db).await? else {
+        let Some(f) = files::Entity::find_by_id(file).one(&self.read).await? else {
             return Ok(None);
         };
-        let blob = blobs::Entity::find_by_id(f.sha256).one(&self.db).await?;
+        let blob = blobs::Entity::find_by_id(f.sha256).one(&self.read).await?;
         // Images processed before avatars existed have only their thumbnail.
         Ok(blob.and_then(|b| b.avatar_key.or(b.thumb_key)))
     }

@@ -44,13 +44,13 @@ pub async fn handle(engine: &Engine, caller: &Caller, body: Value) {
     if !engine.typing.admit(&caller.device, &req.conv, req.on) {
         return;
     }
-    if membership(&engine.store.db, &req.conv, &caller.user)
+    if membership(&engine.store.read, &req.conv, &caller.user)
         .await
         .is_err()
     {
         return;
     }
-    let Ok(members) = member_ids(&engine.store.db, &req.conv).await else {
+    let Ok(members) = member_ids(&engine.store.read, &req.conv).await else {
         return;
     };
     // Nobody blocked either way hears it.

@@ -230,6 +230,7 @@ impl App {
                 files: s.quota_files,
             },
             jobs: Arc::new(tokio::sync::Notify::new()),
+            slots: Default::default(),
         };
         let runner = backend::jobs::Runner::new(
             store.clone(),

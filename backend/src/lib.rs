@@ -9,6 +9,7 @@
 //! The backend reaches the broker as an ordinary MQTT 5 client, so the same code runs against
 //! Courier's embedded broker or an external one. All state that must survive is in the database.
 
+pub mod cpu;
 pub mod db;
 pub mod directory;
 pub mod edge;

@@ -10,7 +10,8 @@ use reqwest::{Method, StatusCode};
 use std::io::Cursor;
 use std::time::Duration;
 
-crate::on_both_databases!(one_users_uploads_do_not_hold_up_anothers;
+crate::on_both_databases!(one_users_uploads_do_not_hold_up_anothers,
+    a_users_uploads_are_received_a_few_at_a_time;
     with_s3: photos_get_thumbnails_and_hostile_files_fail_alone,
     videos_get_posters_and_voice_notes_durations
 );
@@ -412,4 +413,58 @@ async fn one_users_uploads_do_not_hold_up_anothers(db: Db) {
         ahead <= 2 + placed_first,
         "{ahead} of alice's jobs went ahead of bob's; {placed_first} were placed before him"
     );
+}
+
+/// An upload of alice's that holds its connection open, its body half sent.
+async fn held_upload(app: &crate::helpers::TestApp, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(app.addrs.http)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/media HTTP/1.1\r\nHost: courier\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&jpeg(64, 64)[..100]).await.unwrap();
+    tcp
+}
+
+/// A user's uploads are received 4 at a time (`http/upload_slots.rs`): with four of alice's
+/// uploads stalled mid-body, her fifth waits, unread, until one of them goes; bob's upload is
+/// not held up by any of hers.
+async fn a_users_uploads_are_received_a_few_at_a_time(db: Db) {
+    let app = spawn_app(db).await;
+    app.users(&["alice", "bob"]).await;
+    let alice = app.session("alice", "phone").await;
+    let bob = app.session("bob", "phone").await;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(held_upload(&app, &alice.token).await);
+    }
+    // Time for the four to reach the server and take alice's slots.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fifth = tokio::spawn({
+        let (api, token) = (app.api.clone(), alice.token.clone());
+        async move { api.upload(&token, jpeg(320, 240), None).await }
+    });
+    let bobs = tokio::time::timeout(
+        Duration::from_secs(30),
+        app.api.upload(&bob.token, jpeg(320, 241), None),
+    )
+    .await
+    .expect("bob's upload waited for alice's");
+    assert!(bobs.is_ok(), "{bobs:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !fifth.is_finished(),
+        "alice's fifth upload was received beside her four"
+    );
+    // One of the four gives up: the fifth takes its slot.
+    drop(stalled.pop());
+    let fifth = tokio::time::timeout(Duration::from_secs(30), fifth)
+        .await
+        .expect("a freed slot went to nobody")
+        .unwrap();
+    assert!(fifth.is_ok(), "{fifth:?}");
 }

@@ -39,6 +39,8 @@ pub struct Media {
     pub quota: Usage,
     /// Wakes the processing jobs runner when a job is queued.
     pub jobs: Arc<tokio::sync::Notify>,
+    /// Each user's uploads being received.
+    pub slots: Arc<super::upload_slots::UploadSlots>,
 }
 
 impl Media {
@@ -130,6 +132,7 @@ pub async fn upload(
     if declared.is_some_and(|n| n > media.max_upload) {
         return Err(too_large());
     }
+    let _slot = media.slots.take(&me.user).await;
     let used = media
         .within_quota(&state.store, &me.user, declared.unwrap_or(0))
         .await?;
@@ -271,7 +274,7 @@ async fn strip_into(
     mime: &'static str,
 ) -> Result<(String, u64)> {
     let (from, to) = (from.to_owned(), to.to_owned());
-    let stripped = tokio::task::spawn_blocking(move || {
+    let stripped = crate::cpu::heavy(move || {
         let mut input = std::io::BufReader::new(std::fs::File::open(from)?);
         let mut out = Hashing {
             inner: std::io::BufWriter::new(std::fs::File::create(to)?),
@@ -282,8 +285,7 @@ async fn strip_into(
         std::io::Write::flush(&mut out.inner).map_err(strip::StripError::Io)?;
         Ok::<_, strip::StripError>((hex(&out.hasher.finalize()), out.size))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("stripping: {e}")))?;
+    .await?;
     stripped.map_err(|e| match e {
         strip::StripError::Io(e) => io(e),
         refused => Error::client(ErrorCode::UnsupportedMedia, refused.to_string()),

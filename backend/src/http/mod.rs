@@ -13,6 +13,7 @@ pub mod media;
 mod profiles;
 mod reports;
 pub mod serve;
+pub mod upload_slots;
 pub mod uploads;
 mod users;
 mod web;

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const TUS_VERSION: &str = "1.0.0";
 const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
@@ -261,6 +261,7 @@ pub async fn patch(
     let Some(_busy) = Busy::take(&id) else {
         return Ok(tus(StatusCode::LOCKED, &[]));
     };
+    let _slot = state.media.slots.take(&me.user).await;
     let length = upload.length as u64;
     let offset = if upload.file_id.is_some() {
         length
@@ -339,20 +340,26 @@ pub async fn patch(
 
 /// SHA-256 (hex) and the first bytes of a spooled file.
 async fn digest(path: &std::path::Path) -> Result<(String, Vec<u8>)> {
-    let mut f = tokio::fs::File::open(path).await.map_err(io)?;
-    let (mut hasher, mut head) = (Sha256::new(), Vec::new());
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            break;
+    let path = path.to_owned();
+    crate::cpu::heavy(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let (mut hasher, mut head) = (Sha256::new(), Vec::new());
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if head.len() < SNIFF_BYTES {
+                head.extend_from_slice(&buf[..n.min(SNIFF_BYTES - head.len())]);
+            }
+            hasher.update(&buf[..n]);
         }
-        if head.len() < SNIFF_BYTES {
-            head.extend_from_slice(&buf[..n.min(SNIFF_BYTES - head.len())]);
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok((hex(&hasher.finalize()), head))
+        Ok((hex(&hasher.finalize()), head))
+    })
+    .await?
+    .map_err(io)
 }
 
 pub async fn terminate(

@@ -99,6 +99,7 @@ impl Store {
     /// Deletes up to `limit` files that no message carries and that were uploaded before
     /// `cutoff` (Unix ms); returns how many went.
     pub async fn collect_unsent_files(&self, cutoff: i64, limit: u64) -> Result<u64> {
+        let _turn = self.background_turn().await;
         let txn = self.db.begin().await?;
         let lock = match txn.get_database_backend() {
             DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -137,6 +138,7 @@ impl Store {
     /// Deletes up to `limit` blobs no file points at, with their jobs, dooming their objects;
     /// returns how many went.
     pub async fn collect_blobs(&self, limit: u64) -> Result<u64> {
+        let _turn = self.background_turn().await;
         const SQL: &str = "SELECT b.sha256 FROM blobs b \
             WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.sha256 = b.sha256) LIMIT $1";
         let shas: Vec<String> = self

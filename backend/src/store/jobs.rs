@@ -68,6 +68,7 @@ impl Store {
     /// [`RUNNING_PER_USER`] jobs running: one user's uploads cannot take every worker, and
     /// queue behind other users' by [`JOB_SHARE_MS`] each.
     pub async fn claim_job(&self, lease: Duration) -> Result<Option<Claimed>> {
+        let _turn = self.background_turn().await;
         let now = now_ms();
         let txn = self.db.begin().await?;
         let postgres = txn.get_database_backend() == DbBackend::Postgres;
@@ -127,6 +128,7 @@ impl Store {
     /// The job made `derived`: the blob is ready. Returns the `media` updates to publish.
     /// If the blob was collected while the job ran, what it made is doomed instead.
     pub async fn job_done(&self, job: &Claimed, derived: &Derived) -> Result<Vec<Outgoing>> {
+        let _turn = self.background_turn().await;
         let sha256 = job.sha256.as_str();
         let txn = self.db.begin().await?;
         let updated = blobs::Entity::update_many()
@@ -189,6 +191,7 @@ impl Store {
         permanent: bool,
         retry_in: Option<Duration>,
     ) -> Result<Vec<Outgoing>> {
+        let _turn = self.background_turn().await;
         let txn = self.db.begin().await?;
         let out = match (permanent, retry_in) {
             (false, Some(wait)) => {

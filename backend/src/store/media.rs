@@ -103,6 +103,7 @@ impl Store {
         new: &NewFile,
         stored: Option<&str>,
     ) -> Result<Added> {
+        let _turn = self.background_turn().await;
         let now = now_ms();
         let class = new.detected.class;
         let blob_id = blob_id(&new.sha256, owner);
@@ -246,6 +247,7 @@ impl Store {
         name: Option<String>,
         keep_metadata: bool,
     ) -> Result<uploads::Model> {
+        let _turn = self.background_turn().await;
         let row = uploads::Model {
             id: new_id('t'),
             owner_id: owner.to_string(),
@@ -271,6 +273,7 @@ impl Store {
     }
 
     pub async fn finish_upload(&self, id: &str, file: &FileId) -> Result<()> {
+        let _turn = self.background_turn().await;
         uploads::Entity::update_many()
             .col_expr(
                 uploads::Column::FileId,

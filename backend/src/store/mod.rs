@@ -51,6 +51,8 @@ pub struct Store {
     pub token_idle_ttl: std::time::Duration,
     /// Tokens checked in the last second.
     pub tokens: std::sync::Arc<token_cache::TokenCache>,
+    /// See [`Store::background_turn`].
+    background: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -63,12 +65,24 @@ impl Store {
             shared: Shared::memory(Limits::default(), false),
             token_idle_ttl: std::time::Duration::from_secs(90 * 24 * 3600),
             tokens: Default::default(),
+            background: Default::default(),
         }
     }
 
     pub fn with_token_idle_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.token_idle_ttl = ttl;
         self
+    }
+
+    /// On SQLite, writes other than users' messages and presence (stored uploads, media jobs,
+    /// storage collection) take turns among themselves before they queue for the one writer:
+    /// a send batch then waits behind at most one of them, not behind a burst of uploads all
+    /// committing at once. PostgreSQL has writers enough, and nothing waits.
+    pub(crate) async fn background_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => Some(self.background.lock().await),
+            _ => None,
+        }
     }
 
     /// Reads go to `read` (see [`crate::db::connect_reader`]).

@@ -1,37 +1,20 @@
-//! Password hashes: Argon2id as PHC strings, computed off the async workers, at most half the
-//! cores' worth at once, each in a memory area kept for the next one.
+//! Password hashes: Argon2id as PHC strings, computed as [`crate::cpu::heavy`] work (off the
+//! async workers, at most half the cores' worth at once), each in a memory area kept for the
+//! next one.
 //!
 //! A burst of log-ins (or sign-ups) from many addresses then costs a queue for log-ins, not the
-//! whole machine: the message path keeps at least half the cores. And memory stays flat: a
-//! fresh 19 MiB area per attempt, freed on a blocking-pool thread, is kept by that thread's
-//! allocator arena, so a burst used to leave the server hundreds of megabytes bigger.
+//! whole machine. And memory stays flat: a fresh 19 MiB area per attempt, freed on a
+//! blocking-pool thread, is kept by that thread's allocator arena, so a burst used to leave the
+//! server hundreds of megabytes bigger.
 
+use crate::cpu::heavy;
 use crate::error::{Error, Result};
 use argon2::password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::Semaphore;
+use std::sync::Mutex;
 
-struct Pool {
-    /// One permit per hash that may run.
-    gate: Arc<Semaphore>,
-    permits: usize,
-    /// Memory areas of hashes that ran, for the next ones.
-    areas: Mutex<Vec<Vec<Block>>>,
-}
-
-fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let permits = cores.div_ceil(2);
-        Pool {
-            gate: Arc::new(Semaphore::new(permits)),
-            permits,
-            areas: Mutex::default(),
-        }
-    })
-}
+/// Memory areas of hashes that ran, for the next ones.
+static AREAS: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
 
 /// Argon2 with `params` over `password` and `salt` into `out`, in a pooled memory area.
 fn compute(
@@ -43,39 +26,21 @@ fn compute(
     out: &mut [u8],
 ) -> std::result::Result<(), argon2::Error> {
     let blocks = params.block_count();
-    let mut area = pool().areas.lock().unwrap().pop().unwrap_or_default();
+    let mut area = AREAS.lock().unwrap().pop().unwrap_or_default();
     area.resize(blocks, Block::default());
     let argon = Argon2::new(algorithm, version, params);
     let done = argon.hash_password_into_with_memory(password, salt, out, &mut area[..blocks]);
-    let mut areas = pool().areas.lock().unwrap();
+    let mut areas = AREAS.lock().unwrap();
     // Never more kept than hashes may run at once.
-    if areas.len() < pool().permits {
+    if areas.len() < crate::cpu::permits() {
         areas.push(area);
     }
     done
 }
 
-/// Runs `f` on the blocking pool once a hashing permit is free. The permit goes with `f`: a
-/// request dropped while its hash runs (a client that hangs up) frees nothing early, so no
-/// more hashes run at once than there are permits.
-async fn gated<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let permit = pool()
-        .gate
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        f()
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))
-}
-
 /// The PHC string of `password` under a fresh salt, with Argon2id's default parameters.
 pub async fn hash(password: String) -> Result<String> {
-    gated(move || {
+    heavy(move || {
         let salt = SaltString::generate(&mut OsRng);
         let mut salt_bytes = [0u8; 64];
         let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes)?;
@@ -107,7 +72,7 @@ pub async fn hash(password: String) -> Result<String> {
 /// Whether `password` is the one `stored` (a PHC string) was made from. With nothing stored
 /// (no such user) the same work is done and the answer is no, so timing does not tell.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool> {
-    gated(move || {
+    heavy(move || {
         let Some(stored) = stored else {
             let _ = compute(
                 Algorithm::Argon2id,

@@ -194,6 +194,29 @@ async fn a_block_stops_messages_typing_presence_and_adds(db: Db) {
     let hidden = in_history(&app, &alice, &group, &sent.msg).await;
     assert_eq!(hidden.content, Content::Deleted {}, "the edit stays hidden");
 
+    // bob's reaction to carol's message reaches carol, never alice, and alice's history
+    // leaves it out.
+    let said = carol.client.send_text(&group, "lunch?").await.unwrap();
+    message(&mut alice, &said.msg).await;
+    bob.client.react(&said.msg, "👍", true).await.unwrap();
+    carol
+        .next_update(|u| matches!(&u.body, UpdateBody::Reaction { msg, .. } if *msg == said.msg))
+        .await;
+    let later = alice.drain_for(Duration::from_millis(300)).await;
+    assert!(
+        !later.iter().any(
+            |e| matches!(e, Event::Update(u) if matches!(&u.body, UpdateBody::Reaction { .. }))
+        ),
+        "{later:?}"
+    );
+    assert!(in_history(&app, &alice, &group, &said.msg)
+        .await
+        .reactions
+        .is_empty());
+    let seen = in_history(&app, &carol, &group, &said.msg).await;
+    assert_eq!(seen.reactions.len(), 1, "{seen:?}");
+    assert_eq!(seen.reactions[0].users, vec![b.clone()]);
+
     // Unblocked: everything comes back for new traffic.
     app.api.unblock(alice.token(), &b).await.unwrap();
     let e = app.api.unblock(alice.token(), &b).await;

@@ -40,6 +40,27 @@ pub(super) async fn blocks_touching<C: ConnectionTrait>(
         .await?)
 }
 
+/// The users `user` blocked (`by_me`), or who blocked `user` (else).
+pub(super) async fn block_side<C: ConnectionTrait>(
+    db: &C,
+    user: &str,
+    by_me: bool,
+) -> Result<HashSet<String>> {
+    let (mine, theirs) = match by_me {
+        true => (blocks::Column::BlockerId, blocks::Column::BlockedId),
+        false => (blocks::Column::BlockedId, blocks::Column::BlockerId),
+    };
+    Ok(blocks::Entity::find()
+        .select_only()
+        .column(theirs)
+        .filter(mine.eq(user))
+        .into_tuple::<String>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// `blocked` when `by` and any of `others` blocked one another (either way).
 pub(super) async fn refuse_blocked<C: ConnectionTrait>(
     db: &C,

@@ -6,6 +6,7 @@
 //! Repeats are harmless: an edit to the same text, a second delete, or a reaction the user
 //! already has answers like the first time and appends nothing.
 
+use super::blocks::block_side;
 use super::conversations::{member_ids, membership};
 use super::log::{append, Entry, Outgoing};
 use super::Store;
@@ -85,11 +86,13 @@ fn own_and_recent(
 /// Appends `body` to the logs of `conv`'s members, but those who hid `msg` (deleted it for
 /// themself, or blocked its sender): a hidden message gets no more updates (an edit would
 /// show them its new text).
+/// `body` to the members of `conv` but those who hid `msg` and those in `also_not`.
 async fn to_members<C: ConnectionTrait>(
     db: &C,
     conv: &ConvId,
     msg: &MsgId,
     body: UpdateBody,
+    also_not: &HashSet<String>,
 ) -> Result<Outgoing> {
     let hid: HashSet<String> = hidden_messages::Entity::find()
         .select_only()
@@ -101,7 +104,7 @@ async fn to_members<C: ConnectionTrait>(
         .into_iter()
         .collect();
     let mut to = member_ids(db, conv).await?;
-    to.retain(|u| !hid.contains(u.as_str()));
+    to.retain(|u| !hid.contains(u.as_str()) && !also_not.contains(u.as_str()));
     let entry = Entry { ts: now_ms(), body };
     let landed = append(db, &to, &entry).await?;
     Ok(Outgoing::new(&entry, landed))
@@ -160,6 +163,7 @@ impl Store {
                 edited_at: now,
                 by: user.clone(),
             },
+            &HashSet::new(),
         )
         .await?;
         txn.commit().await?;
@@ -245,7 +249,7 @@ impl Store {
                     .filter(message_files::Column::MsgId.eq(id.as_str()))
                     .exec(&txn)
                     .await?;
-                to_members(&txn, &conv, id, body).await?
+                to_members(&txn, &conv, id, body, &HashSet::new()).await?
             }
         };
         txn.commit().await?;
@@ -304,6 +308,8 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
+        // Those who blocked the reacting user do not see their reactions.
+        let blockers = block_side(&txn, user.as_str(), false).await?;
         let out = to_members(
             &txn,
             &conv,
@@ -316,6 +322,7 @@ impl Store {
                 emoji: emoji.into(),
                 on,
             },
+            &blockers,
         )
         .await?;
         txn.commit().await?;
@@ -344,9 +351,9 @@ pub fn hide(m: &mut Message, blocked: bool) {
     m.reactions = Vec::new();
 }
 
-/// Shows messages as `viewer` sees them now: their reactions attached, the ones the viewer
-/// deleted for themself (or hid by blocking their sender) as tombstones, and senders whose
-/// accounts were deleted marked so.
+/// Shows messages as `viewer` sees them now: their reactions attached (but those of users the
+/// viewer blocked), the ones the viewer deleted for themself (or hid by blocking their sender)
+/// as tombstones, and senders whose accounts were deleted marked so.
 pub async fn decorate<C: ConnectionTrait>(
     db: &C,
     viewer: &UserId,
@@ -383,7 +390,12 @@ pub async fn decorate<C: ConnectionTrait>(
         .order_by_asc(reactions::Column::CreatedAt)
         .all(db)
         .await?;
-    for r in rows {
+    // Reactions of users the viewer blocked are left out, as their messages are.
+    let blocked = match rows.is_empty() {
+        true => HashSet::new(),
+        false => block_side(db, viewer.as_str(), true).await?,
+    };
+    for r in rows.into_iter().filter(|r| !blocked.contains(&r.user_id)) {
         by_msg
             .entry(r.msg_id)
             .or_default()

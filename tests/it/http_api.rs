@@ -220,6 +220,15 @@ async fn conversations_members_and_history(db: Db) {
     let list = api.conversations(a.token()).await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list.iter().find(|x| x.id == g.id).unwrap().unread, 0);
+    // The most recently active first: the group, until the direct conversation gets a message.
+    let order = |list: &[courier_client::protocol::http::Conversation]| {
+        list.iter().map(|x| x.id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(order(&list), [g.id.clone(), d1.id.clone()]);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    a.client.send_text(&d1.id, "newer").await.unwrap();
+    let list = api.conversations(a.token()).await.unwrap();
+    assert_eq!(order(&list), [d1.id.clone(), g.id.clone()]);
     // Members can leave on their own.
     let (status, _) = api
         .raw(api.request(

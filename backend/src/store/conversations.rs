@@ -367,7 +367,8 @@ impl Store {
             .ok_or_else(|| Error::client(ErrorCode::NotMember, "not a member"))
     }
 
-    /// The user's conversations, most recently created first.
+    /// The user's conversations, the most recently active first: by their newest message, or
+    /// when the user joined (or the conversation began) if that is later.
     pub async fn list_conversations(&self, user: &UserId) -> Result<Vec<Conversation>> {
         let mine = members::Entity::find()
             .filter(members::Column::UserId.eq(user.as_str()))
@@ -378,7 +379,6 @@ impl Store {
         }
         let convs = conversations::Entity::find()
             .filter(conversations::Column::Id.is_in(mine.iter().map(|m| m.conv_id.clone())))
-            .order_by_desc(conversations::Column::CreatedAt)
             .all(&self.read)
             .await?;
         self.summaries(convs, user).await
@@ -435,6 +435,12 @@ impl Store {
                 continue;
             };
             let read_seq = me.read_seq;
+            // Last activity: the newest message, else joining (or the conversation's start).
+            let activity = newest
+                .get(&c.id)
+                .map_or(0, |m| m.ts)
+                .max(me.joined_at)
+                .max(c.created_at);
             let conv_presence = ms
                 .iter()
                 .filter(|m| m.user_id != user.as_str())
@@ -457,34 +463,38 @@ impl Store {
                     read_seq: m.read_seq,
                 })
                 .collect();
-            out.push(Conversation {
-                kind: if c.kind == "group" {
-                    ConvKind::Group
-                } else {
-                    ConvKind::Direct
+            out.push((
+                activity,
+                Conversation {
+                    kind: if c.kind == "group" {
+                        ConvKind::Group
+                    } else {
+                        ConvKind::Direct
+                    },
+                    title: c.title,
+                    admins: ms
+                        .iter()
+                        .filter(|m| m.role == "admin")
+                        .map(|m| UserId::from_trusted(m.user_id.clone()))
+                        .collect(),
+                    members: ms
+                        .into_iter()
+                        .map(|m| UserId::from_trusted(m.user_id))
+                        .collect(),
+                    created_at: c.created_at,
+                    last_seq: c.last_seq,
+                    read_seq,
+                    unread: unread.get(&c.id).copied().unwrap_or(0),
+                    presence: conv_presence,
+                    profiles: conv_profiles,
+                    receipts,
+                    last_message: newest.remove(&c.id),
+                    id: ConvId::from_trusted(c.id),
                 },
-                title: c.title,
-                admins: ms
-                    .iter()
-                    .filter(|m| m.role == "admin")
-                    .map(|m| UserId::from_trusted(m.user_id.clone()))
-                    .collect(),
-                members: ms
-                    .into_iter()
-                    .map(|m| UserId::from_trusted(m.user_id))
-                    .collect(),
-                created_at: c.created_at,
-                last_seq: c.last_seq,
-                read_seq,
-                unread: unread.get(&c.id).copied().unwrap_or(0),
-                presence: conv_presence,
-                profiles: conv_profiles,
-                receipts,
-                last_message: newest.remove(&c.id),
-                id: ConvId::from_trusted(c.id),
-            });
+            ));
         }
-        Ok(out)
+        out.sort_by(|(a, x), (b, y)| b.cmp(a).then_with(|| y.id.cmp(&x.id)));
+        Ok(out.into_iter().map(|(_, c)| c).collect())
     }
 
     /// The newest message of each conversation, as `user` sees it, by conversation id.

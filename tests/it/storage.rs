@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 crate::on_both_databases!(
     quotas_are_per_user_and_refuse_before_storing,
+    uploads_at_once_cannot_overshoot_the_quota_together,
     collection_never_takes_a_file_a_send_carries;
     with_s3: unsent_files_are_collected_with_their_objects
 );
@@ -36,13 +37,19 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-async fn quotas_are_per_user_and_refuse_before_storing(db: Db) {
+/// A server where each user may store 1 000 bytes in 3 files, with alice and bob.
+async fn with_small_quotas(db: Db) -> TestApp {
     let app = spawn_app_with(db, |s| {
         s.quota_bytes = 1000;
         s.quota_files = 3;
     })
     .await;
     app.users(&["alice", "bob"]).await;
+    app
+}
+
+async fn quotas_are_per_user_and_refuse_before_storing(db: Db) {
+    let app = with_small_quotas(db).await;
     let alice = app.session("alice", "phone").await;
     let bob = app.session("bob", "phone").await;
     let api = &app.api;
@@ -122,6 +129,50 @@ async fn quotas_are_per_user_and_refuse_before_storing(db: Db) {
         metrics.contains("code=\"quota_exceeded\""),
         "no quota refusals in /metrics"
     );
+}
+
+/// The quota is checked again where the file is recorded, with the owner's uploads taking
+/// turns: eight uploads at once against a quota of three files store exactly three, and a
+/// resumable upload near the quota completes (its file replaces its own reservation).
+async fn uploads_at_once_cannot_overshoot_the_quota_together(db: Db) {
+    let app = with_small_quotas(db).await;
+    let alice = app.session("alice", "phone").await;
+    let api = &app.api;
+    let uploads = (0..8).map(|i| api.upload(&alice.token, text(&format!("x{i}"), 100), None));
+    let results = futures_util::future::join_all(uploads).await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    for r in results.into_iter().filter(|r| r.is_err()) {
+        assert_eq!(refused(r), ErrorCode::QuotaExceeded);
+    }
+    assert_eq!(stored, 3);
+    let used = api.storage(&alice.token).await.unwrap();
+    assert_eq!((used.used_bytes, used.used_files), (300, 3));
+
+    // Bob reserves 900 of his 1000 bytes and completes the upload.
+    let bob = app.session("bob", "phone").await;
+    let tus = |method: Method, path: &str| {
+        api.request(method, path, Some(&bob.token))
+            .header("tus-resumable", "1.0.0")
+    };
+    let created = tus(Method::POST, "/uploads")
+        .header("upload-length", "900")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let path = location.trim_start_matches("/v1");
+    let done = tus(Method::PATCH, path)
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(text("big", 900))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    assert!(done.headers().contains_key("courier-file-id"));
+    let used = api.storage(&bob.token).await.unwrap();
+    assert_eq!((used.used_bytes, used.used_files), (900, 1));
 }
 
 async fn unsent_files_are_collected_with_their_objects(setup: Setup) {

@@ -21,7 +21,7 @@ use media_worker::blob::{ByteRange, Object};
 use media_worker::sniff::SNIFF_BYTES;
 use media_worker::{blob_key, sniff, strip, BlobStore};
 use protocol::http::MediaFile;
-use protocol::{ErrorBody, ErrorCode, UserId};
+use protocol::{ErrorCode, UserId};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,30 +45,13 @@ pub struct Media {
 
 impl Media {
     /// `owner`'s usage, if one more file of `bytes` fits their quota; `quota_exceeded`
-    /// otherwise.
+    /// otherwise. An early answer: the store checks again as it records the file.
     pub async fn within_quota(&self, store: &Store, owner: &UserId, bytes: u64) -> Result<Usage> {
         let used = store.usage(owner).await?;
-        if used.files < self.quota.files && used.bytes.saturating_add(bytes) <= self.quota.bytes {
-            return Ok(used);
+        match used.fits(&self.quota, bytes) {
+            true => Ok(used),
+            false => Err(used.refusal(&self.quota)),
         }
-        Err(self.over_quota(used))
-    }
-
-    /// The `quota_exceeded` refusal for a user who has `used`.
-    pub fn over_quota(&self, used: Usage) -> Error {
-        let message = format!(
-            "over your storage quota ({} bytes in {} files; quota {} bytes, {} files): \
-             files no message carries are removed after a day, deleted messages free theirs",
-            used.bytes, used.files, self.quota.bytes, self.quota.files
-        );
-        ErrorBody::new(ErrorCode::QuotaExceeded, message)
-            .with_details(serde_json::json!({
-                "used_bytes": used.bytes,
-                "used_files": used.files,
-                "quota_bytes": self.quota.bytes,
-                "quota_files": self.quota.files,
-            }))
-            .into()
     }
 }
 
@@ -152,10 +135,11 @@ pub async fn upload(
             return Err(too_large());
         }
         if used.bytes + size > media.quota.bytes {
-            return Err(media.over_quota(Usage {
+            let streamed = Usage {
                 bytes: used.bytes + size,
                 ..used
-            }));
+            };
+            return Err(streamed.refusal(&media.quota));
         }
         if head.len() < SNIFF_BYTES {
             let take = (SNIFF_BYTES - head.len()).min(chunk.len());
@@ -173,6 +157,7 @@ pub async fn upload(
         size,
         name,
         keep_metadata: q.keep_metadata,
+        upload: None,
     };
     let file = ingest(&state, &me.user, complete).await?;
     Ok((StatusCode::CREATED, Json(file)))
@@ -192,6 +177,8 @@ pub(super) struct Complete<'a> {
     pub name: Option<String>,
     /// Store it as uploaded, metadata included (the uploader's choice).
     pub keep_metadata: bool,
+    /// The resumable upload it completes, if it is one.
+    pub upload: Option<&'a str>,
 }
 
 /// A complete upload, typed; an image stripped of its metadata (unless it is to be kept);
@@ -235,13 +222,23 @@ pub(super) async fn ingest(
     // rounds at most, since each collection needs the blob unreferenced.
     let mut stored: Option<String> = None;
     for _ in 0..4 {
-        match state.store.add_file(owner, &new, stored.as_deref()).await? {
+        let quota = (&state.media.quota, upload.upload);
+        let added = state.store.add_file(owner, &new, stored.as_deref(), quota);
+        let added = match added.await {
+            Ok(added) => added,
+            Err(e) => {
+                // Refused (over the quota, say): the bytes stored for it go.
+                if let Some(key) = &stored {
+                    forget_copy(state, key).await;
+                }
+                return Err(e);
+            }
+        };
+        match added {
             Added::File { file, queued, kept } => {
                 if let (Some(key), false) = (&stored, kept) {
                     // Someone stored the same bytes first: this copy is not needed.
-                    if let Err(e) = state.media.store.delete(key).await {
-                        tracing::warn!(error = %e, key, "an unneeded copy was not deleted");
-                    }
+                    forget_copy(state, key).await;
                 }
                 if queued {
                     state.media.jobs.notify_one();
@@ -264,6 +261,13 @@ pub(super) async fn ingest(
     Err(Error::Internal(
         "the upload's blob kept being collected".into(),
     ))
+}
+
+/// Deletes the object `key`, stored for an upload that turned out not to need it.
+async fn forget_copy(state: &AppState, key: &str) {
+    if let Err(e) = state.media.store.delete(key).await {
+        tracing::warn!(error = %e, key, "an unneeded copy was not deleted");
+    }
 }
 
 /// Writes `from` (an image of type `mime`) to `to` without its metadata; returns the copy's

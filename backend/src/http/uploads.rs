@@ -174,7 +174,7 @@ pub async fn create(
         .await?;
     let upload = state
         .store
-        .create_upload(&me.user, length, name, keep_metadata)
+        .create_upload(&me.user, length, name, keep_metadata, &state.media.quota)
         .await?;
     let path = spool(&state, &upload.id);
     tokio::fs::create_dir_all(path.parent().expect("spool dir"))
@@ -317,6 +317,7 @@ pub async fn patch(
         size: length,
         name: upload.name,
         keep_metadata: upload.keep_metadata,
+        upload: Some(&id),
     };
     let file = match ingest(&state, &me.user, complete).await {
         Ok(f) => f,

@@ -33,6 +33,57 @@ pub struct Usage {
     pub files: u64,
 }
 
+impl Usage {
+    /// Whether one more file of `bytes` fits within `quota` on top of this.
+    pub fn fits(&self, quota: &Usage, bytes: u64) -> bool {
+        self.files < quota.files && self.bytes.saturating_add(bytes) <= quota.bytes
+    }
+
+    /// The `quota_exceeded` refusal for a user who has this, under `quota`.
+    pub fn refusal(&self, quota: &Usage) -> crate::error::Error {
+        let message = format!(
+            "over your storage quota ({} bytes in {} files; quota {} bytes, {} files): \
+             files no message carries are removed after a day, deleted messages free theirs",
+            self.bytes, self.files, quota.bytes, quota.files
+        );
+        protocol::ErrorBody::new(protocol::ErrorCode::QuotaExceeded, message)
+            .with_details(serde_json::json!({
+                "used_bytes": self.bytes,
+                "used_files": self.files,
+                "quota_bytes": quota.bytes,
+                "quota_files": quota.files,
+            }))
+            .into()
+    }
+}
+
+/// What `owner` has stored, leaving out the reservation of their resumable upload `except`
+/// (the one being completed, whose file is about to count instead).
+pub(super) async fn usage_in<C: ConnectionTrait>(
+    db: &C,
+    owner: &UserId,
+    except: Option<&str>,
+) -> Result<Usage> {
+    const SQL: &str = "SELECT \
+        CAST((SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = $1) \
+           + (SELECT COALESCE(SUM(length), 0) FROM uploads \
+              WHERE owner_id = $1 AND file_id IS NULL AND id <> $2) AS BIGINT), \
+        (SELECT COUNT(*) FROM files WHERE owner_id = $1) \
+           + (SELECT COUNT(*) FROM uploads \
+              WHERE owner_id = $1 AND file_id IS NULL AND id <> $2)";
+    let values = [owner.as_str().into(), except.unwrap_or("").into()];
+    let row = db
+        .query_one_raw(statement(db, SQL, values))
+        .await?
+        .ok_or_else(|| crate::error::Error::Internal("no usage row".into()))?;
+    let bytes: i64 = row.try_get_by_index(0)?;
+    let files: i64 = row.try_get_by_index(1)?;
+    Ok(Usage {
+        bytes: bytes.max(0) as u64,
+        files: files.max(0) as u64,
+    })
+}
+
 /// Records `keys` as objects to delete.
 pub(super) async fn doom<C: ConnectionTrait>(
     db: &C,
@@ -77,23 +128,7 @@ pub(super) const UNSENT: &str =
 impl Store {
     /// What `owner` has stored, for quotas.
     pub async fn usage(&self, owner: &UserId) -> Result<Usage> {
-        const SQL: &str = "SELECT \
-            CAST((SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = $1) \
-               + (SELECT COALESCE(SUM(length), 0) FROM uploads \
-                  WHERE owner_id = $1 AND file_id IS NULL) AS BIGINT), \
-            (SELECT COUNT(*) FROM files WHERE owner_id = $1) \
-               + (SELECT COUNT(*) FROM uploads WHERE owner_id = $1 AND file_id IS NULL)";
-        let row = self
-            .db
-            .query_one_raw(statement(&self.read, SQL, [owner.as_str().into()]))
-            .await?
-            .ok_or_else(|| crate::error::Error::Internal("no usage row".into()))?;
-        let bytes: i64 = row.try_get_by_index(0)?;
-        let files: i64 = row.try_get_by_index(1)?;
-        Ok(Usage {
-            bytes: bytes.max(0) as u64,
-            files: files.max(0) as u64,
-        })
+        usage_in(&self.read, owner, None).await
     }
 
     /// Deletes up to `limit` files that no message carries and that were uploaded before

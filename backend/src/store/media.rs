@@ -3,6 +3,7 @@
 //! holding a message that carries it. Anyone else is told it does not exist.
 
 use super::conversations::membership;
+use super::gc::{usage_in, Usage};
 use super::jobs::JOB_SHARE_MS;
 use super::Store;
 use crate::entity::{blobs, files, media_jobs, message_files, uploads};
@@ -97,11 +98,16 @@ impl Store {
     /// is none (with a processing job if it needs derivatives, in the same transaction).
     /// Without, the file joins the existing blob, or the answer is [`Added::NeedsBytes`];
     /// so too when the blob is collected while this runs.
+    ///
+    /// The file must fit `quota` with what the owner stores already (checked here, where the
+    /// owner's uploads take turns, so uploads at once cannot overshoot it together);
+    /// `completing` is the resumable upload this file completes, whose reservation it replaces.
     pub async fn add_file(
         &self,
         owner: &UserId,
         new: &NewFile,
         stored: Option<&str>,
+        (quota, completing): (&Usage, Option<&str>),
     ) -> Result<Added> {
         let _turn = self.background_turn().await;
         let now = now_ms();
@@ -111,6 +117,10 @@ impl Store {
         // The owner's uploads take turns, so each job sees the last one's place in line (and
         // the user's row is locked before the blob's is written).
         super::take_turns_as(&txn, owner.as_str()).await?;
+        let used = usage_in(&txn, owner, completing).await?;
+        if !used.fits(quota, new.size) {
+            return Err(used.refusal(quota));
+        }
         let mut queued = false;
         match stored {
             Some(key) => {
@@ -246,8 +256,16 @@ impl Store {
         length: u64,
         name: Option<String>,
         keep_metadata: bool,
+        quota: &Usage,
     ) -> Result<uploads::Model> {
         let _turn = self.background_turn().await;
+        let txn = self.db.begin().await?;
+        // As for a file: the owner's uploads take turns, and the reservation must fit.
+        super::take_turns_as(&txn, owner.as_str()).await?;
+        let used = usage_in(&txn, owner, None).await?;
+        if !used.fits(quota, length) {
+            return Err(used.refusal(quota));
+        }
         let row = uploads::Model {
             id: new_id('t'),
             owner_id: owner.to_string(),
@@ -258,8 +276,9 @@ impl Store {
             keep_metadata,
         };
         uploads::Entity::insert(uploads::ActiveModel::from(row.clone()))
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        txn.commit().await?;
         Ok(row)
     }
 

@@ -19,6 +19,7 @@ mod m20261205_000013_create_blocks;
 mod m20261205_000014_create_reports_and_suspension;
 mod m20261205_000015_add_profiles;
 mod m20261205_000016_add_account_deletion;
+mod m20261205_000017_index_uploads_by_owner;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000014_create_reports_and_suspension::Migration),
             Box::new(m20261205_000015_add_profiles::Migration),
             Box::new(m20261205_000016_add_account_deletion::Migration),
+            Box::new(m20261205_000017_index_uploads_by_owner::Migration),
         ]
     }
 }

@@ -1,8 +1,9 @@
 //! Push notifications for users who are away. When a new message reaches a user with no
 //! connected device, a content-free notice (user, device, push token, conversation, unread
-//! count, badge) is POSTed to the configured webhook for each of their devices with a push
+//! count, badge, whether it mentions them) is POSTed to the configured webhook for each of their devices with a push
 //! token; the receiver relays it to FCM/APNs/Web Push. The notice carries no message text, so
-//! nothing private leaves through the push provider.
+//! nothing private leaves through the push provider. A muted conversation sends notices only
+//! while an unread message there mentions the user, and the badge leaves muted ones out.
 //!
 //! Never on the delivery path: [`Pusher::notify`] only queues (a bounded queue; when it is
 //! full the notice is dropped and counted — the messages themselves are in the log). Notices
@@ -133,10 +134,13 @@ async fn notices(
     if targets.is_empty() {
         return Ok(vec![]);
     }
-    let watermarks = store.read_watermarks(user).await?;
-    let counts = store.unread_counts(user, &watermarks).await?;
-    let unread = counts.get(conv.as_str()).copied().unwrap_or(0);
-    let badge = counts.values().sum();
+    let Some(state) = store.notice_state(user, conv).await? else {
+        return Ok(vec![]);
+    };
+    // A muted conversation notifies only of messages that mention the user.
+    if state.muted && !state.mentioned {
+        return Ok(vec![]);
+    }
     let ts = crate::util::now_ms();
     Ok(targets
         .into_iter()
@@ -146,8 +150,9 @@ async fn notices(
             provider: t.provider,
             token: t.token,
             conv: conv.clone(),
-            unread,
-            badge,
+            unread: state.unread,
+            badge: state.badge,
+            mentioned: state.mentioned,
             ts,
         })
         .collect())

@@ -2,8 +2,9 @@
 
 use crate::ClientError;
 use protocol::http::{
-    AccountSettings, ConvKind, Conversation, GroupAdds, HistoryPage, LogIn, NewConversation,
-    Session, SettingsChange, SignUp, SignedUp, StorageUse,
+    AccountSettings, ConvKind, Conversation, ConversationChange, ConversationPage, GroupAdds,
+    HistoryPage, LogIn, NewConversation, Role, RoleChange, SearchPage, Session, SettingsChange,
+    SettingsPatch, SignUp, SignedUp, StorageUse,
 };
 use protocol::{ConvId, ErrorBody, UserId};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -369,9 +370,115 @@ impl Api {
         self.post(token, "/conversations", &body).await
     }
 
+    /// One page of the conversation list (or of the archived ones): pinned first, then the
+    /// most recently active. Pass the page's `next_before` for the next one.
+    pub async fn conversations_page(
+        &self,
+        token: &str,
+        archived: bool,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<ConversationPage, ClientError> {
+        let mut req = self
+            .req(Method::GET, "/conversations", Some(token))
+            .query(&[("limit", limit.to_string())]);
+        if archived {
+            req = req.query(&[("archived", "true")]);
+        }
+        if let Some(b) = before {
+            req = req.query(&[("before", b)]);
+        }
+        self.call(req).await
+    }
+
+    /// Every conversation not archived, in list order (page by page).
     pub async fn conversations(&self, token: &str) -> Result<Vec<Conversation>, ClientError> {
-        self.call(self.req(Method::GET, "/conversations", Some(token)))
+        let mut all = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = self
+                .conversations_page(token, false, before.as_deref(), 100)
+                .await?;
+            all.extend(page.conversations);
+            match page.next_before {
+                Some(next) => before = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Renames a group and/or sets its picture (admins); `Some(None)` clears either.
+    pub async fn change_group(
+        &self,
+        token: &str,
+        conv: &ConvId,
+        change: &ConversationChange,
+    ) -> Result<Conversation, ClientError> {
+        let path = format!("/conversations/{conv}");
+        self.call(self.req(Method::PATCH, &path, Some(token)).json(change))
             .await
+    }
+
+    /// Makes a member an admin or an admin a member (admins).
+    pub async fn set_role(
+        &self,
+        token: &str,
+        conv: &ConvId,
+        user: &UserId,
+        role: Role,
+    ) -> Result<Conversation, ClientError> {
+        let path = format!("/conversations/{conv}/members/{user}");
+        self.call(
+            self.req(Method::PATCH, &path, Some(token))
+                .json(&RoleChange { role }),
+        )
+        .await
+    }
+
+    /// Leaves a group (or, for admins, removes `user` from it).
+    pub async fn remove_member(
+        &self,
+        token: &str,
+        conv: &ConvId,
+        user: &UserId,
+    ) -> Result<(), ClientError> {
+        let path = format!("/conversations/{conv}/members/{user}");
+        self.no_content(self.req(Method::DELETE, &path, Some(token)))
+            .await
+    }
+
+    /// Changes the caller's own settings for a conversation (mute, pin, archive, unread).
+    pub async fn conversation_settings(
+        &self,
+        token: &str,
+        conv: &ConvId,
+        patch: &SettingsPatch,
+    ) -> Result<Conversation, ClientError> {
+        let path = format!("/conversations/{conv}/settings");
+        self.call(self.req(Method::PATCH, &path, Some(token)).json(patch))
+            .await
+    }
+
+    /// Messages holding every word of `q` (the last as a prefix), newest first; in one
+    /// conversation or all of the caller's.
+    pub async fn search(
+        &self,
+        token: &str,
+        q: &str,
+        conv: Option<&ConvId>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<SearchPage, ClientError> {
+        let mut req = self
+            .req(Method::GET, "/search", Some(token))
+            .query(&[("q", q), ("limit", &limit.to_string())]);
+        if let Some(c) = conv {
+            req = req.query(&[("conv", c.as_str())]);
+        }
+        if let Some(b) = before {
+            req = req.query(&[("before", b)]);
+        }
+        self.call(req).await
     }
 
     /// One of the caller's conversations.

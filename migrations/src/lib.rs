@@ -20,6 +20,8 @@ mod m20261205_000014_create_reports_and_suspension;
 mod m20261205_000015_add_profiles;
 mod m20261205_000016_add_account_deletion;
 mod m20261205_000017_index_uploads_by_owner;
+mod m20261206_000018_add_conversation_settings;
+mod m20261206_000019_create_message_search;
 
 pub struct Migrator;
 
@@ -44,6 +46,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000015_add_profiles::Migration),
             Box::new(m20261205_000016_add_account_deletion::Migration),
             Box::new(m20261205_000017_index_uploads_by_owner::Migration),
+            Box::new(m20261206_000018_add_conversation_settings::Migration),
+            Box::new(m20261206_000019_create_message_search::Migration),
         ]
     }
 }

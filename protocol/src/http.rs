@@ -167,9 +167,22 @@ pub struct Conversation {
     pub kind: ConvKind,
     #[serde(default)]
     pub title: Option<String>,
+    /// The group's picture, served to its members (a new address for every new picture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
     pub members: Vec<UserId>,
     pub admins: Vec<UserId>,
     pub created_at: i64,
+    /// When the conversation was last active for the caller (Unix ms): its newest message,
+    /// or when the caller joined if that is later. Lists are ordered by it, pinned first.
+    #[serde(default)]
+    pub activity: i64,
+    /// The caller's own settings for the conversation.
+    #[serde(flatten)]
+    pub settings: ConvSettings,
+    /// A message after `read_seq` mentions the caller (by id, or `@all`).
+    #[serde(default)]
+    pub mentioned: bool,
     /// The newest message's seq (0 when empty).
     pub last_seq: i64,
     /// The caller's read watermark.
@@ -192,6 +205,113 @@ pub struct Conversation {
     /// absent while the conversation is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message: Option<crate::Message>,
+}
+
+/// A user's own settings for one conversation, on every listing entry and in `settings`
+/// updates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvSettings {
+    /// Muted until this time (Unix ms), `-1` for always; absent when not muted. A muted
+    /// conversation sends no push notices (but for mentions) and stays archived.
+    #[serde(default)]
+    pub muted_until: Option<i64>,
+    /// Pinned to the top of the list (at most [`MAX_PINNED`]).
+    #[serde(default)]
+    pub pinned: bool,
+    /// Archived: listed only with `?archived=true`, until a new message arrives (unless muted).
+    #[serde(default)]
+    pub archived: bool,
+    /// Marked unread by the user; `read` clears it.
+    #[serde(default)]
+    pub marked_unread: bool,
+}
+
+/// Most conversations one user may pin.
+pub const MAX_PINNED: usize = 5;
+
+impl ConvSettings {
+    /// Muted at `now` (Unix ms).
+    pub fn muted_at(&self, now: i64) -> bool {
+        self.muted_until.is_some_and(|t| t == -1 || t > now)
+    }
+}
+
+/// `PATCH /v1/conversations/{id}/settings`: any of the fields; `muted_until: null` unmutes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::http::present"
+    )]
+    pub muted_until: Option<Option<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marked_unread: Option<bool>,
+}
+
+/// `PATCH /v1/conversations/{id}` (group admins): a new `title` and/or `avatar` (an image
+/// file id of the caller's); `null` clears either.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationChange {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::http::present"
+    )]
+    pub title: Option<Option<String>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::http::present"
+    )]
+    pub avatar: Option<Option<FileId>>,
+}
+
+/// `PATCH /v1/conversations/{id}/members/{user}` (group admins).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
+
+/// `GET /v1/conversations?limit=&before=&archived=`: a page of the list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationPage {
+    pub conversations: Vec<Conversation>,
+    /// Pass as `before` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
+}
+
+/// `GET /v1/search?q=&conv=&before=&limit=`: matching messages, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub messages: Vec<crate::update::Message>,
+    /// Pass as `before` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 /// One member's watermarks in a conversation, as in a `receipt` update.
@@ -237,8 +357,12 @@ pub struct PushNotice {
     pub conv: ConvId,
     /// Unread messages in `conv` for the user.
     pub unread: i64,
-    /// Unread messages across all of the user's conversations (an app badge).
+    /// Unread messages across the user's conversations that are not muted (an app badge).
     pub badge: i64,
+    /// The new message mentions the user (by id or `@all`); a muted conversation notifies
+    /// only such messages.
+    #[serde(default)]
+    pub mentioned: bool,
     /// When the notice was made (Unix ms): a retried notice keeps its own, so a receiver
     /// can drop one older than the last it relayed.
     pub ts: i64,

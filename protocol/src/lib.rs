@@ -10,6 +10,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod ids;
 pub mod ops;
+pub mod search;
 pub mod topic;
 pub mod update;
 

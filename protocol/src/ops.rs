@@ -71,7 +71,15 @@ pub struct SendReq {
     pub reply_to: Option<MsgId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_of: Option<MsgId>,
+    /// Text messages only: member user ids the text mentions, or `@all` (group admins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Vec<String>>,
 }
+
+/// Most mentions one message carries.
+pub const MAX_MENTIONS: usize = 50;
+/// The mention of every member of a group (admins only).
+pub const MENTION_ALL: &str = "@all";
 
 fn invalid(message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidMessage, message)
@@ -132,6 +140,27 @@ impl SendReq {
         Ok(out)
     }
 
+    /// `mentions`, each once: user ids or `@all`, at most [`MAX_MENTIONS`]. Whether they
+    /// are members (and `@all` an admin's) is the store's to check.
+    fn mentions(&self) -> Result<Vec<String>, ErrorBody> {
+        let list = self.mentions.as_deref().unwrap_or_default();
+        if list.len() > MAX_MENTIONS {
+            return Err(invalid(format!(
+                "a message mentions at most {MAX_MENTIONS} users"
+            )));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for m in list {
+            if m != MENTION_ALL && crate::UserId::parse(m).is_none() {
+                return Err(invalid("`mentions` holds user ids or \"@all\""));
+            }
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks the client message id and turns the kind-specific fields into [`Content`],
     /// refusing fields that do not belong to the kind.
     pub fn content(&self) -> Result<Content, ErrorBody> {
@@ -148,6 +177,7 @@ impl SendReq {
                 ("location", self.location.is_some()),
                 ("contact", self.contact.is_some()),
                 ("attachments", self.attachments.is_some()),
+                ("mentions", self.mentions.is_some()),
             ];
             match present
                 .iter()
@@ -162,10 +192,13 @@ impl SendReq {
         };
         match self.kind.as_str() {
             "text" => {
-                extra(&["text"])?;
+                extra(&["text", "mentions"])?;
                 let text = self.text.as_deref().unwrap_or_default();
                 check_text(text)?;
-                Ok(Content::Text { text: text.into() })
+                Ok(Content::Text {
+                    text: text.into(),
+                    mentions: self.mentions()?,
+                })
             }
             "sticker" => {
                 extra(&["sticker"])?;

@@ -68,6 +68,13 @@ pub enum UpdateBody {
     /// A user's display name or avatar changed: sent to everyone who shares a conversation
     /// with them, and to their own devices.
     Profile { profile: crate::http::Profile },
+    /// The user changed their own settings for a conversation (mute, pin, archive, marked
+    /// unread): sent to their devices only.
+    Settings {
+        conv: ConvId,
+        #[serde(flatten)]
+        settings: crate::http::ConvSettings,
+    },
     /// `user` added (`on`) or removed a reaction.
     Reaction {
         conv: ConvId,
@@ -91,6 +98,7 @@ impl UpdateBody {
             Self::Reaction { .. } => "reaction",
             Self::Media { .. } => "media",
             Self::Profile { .. } => "profile",
+            Self::Settings { .. } => "settings",
         }
     }
 }
@@ -116,9 +124,32 @@ pub enum MemberAction {
     Created,
     Added,
     Removed,
-    /// `users` became admins: the group's last admin left, and its longest-standing member
-    /// takes over (`by` is the admin who left).
+    /// `users` became admins: an admin made them so, or the group's last admin left and its
+    /// longest-standing member takes over (then `by` is the admin who left).
     Promoted,
+    /// `users` are no longer admins.
+    Demoted,
+}
+
+/// What a `system` message records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemEvent {
+    /// The group was created with `users`.
+    Created,
+    /// `users` were added by the sender.
+    Added,
+    /// `users` were removed by the sender.
+    Removed,
+    /// The sender left.
+    Left,
+    /// The sender renamed the group to `title`.
+    TitleChanged,
+    /// The sender set or cleared the group's picture.
+    AvatarChanged,
+    /// `users` now have `role`: given by the sender, or, when the last admin left, passed on
+    /// to the longest-standing member (then the sender is the admin who left).
+    RoleChanged,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +192,10 @@ pub struct Message {
 pub enum Content {
     Text {
         text: String,
+        /// Who the text mentions: member user ids, or `@all` (group admins only). At most
+        /// [`MAX_MENTIONS`](crate::ops::MAX_MENTIONS).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<String>,
     },
     Sticker {
         sticker: String,
@@ -193,6 +228,20 @@ pub enum Content {
     },
     /// A tombstone: the message was deleted (see [`Message::deleted`]).
     Deleted {},
+    /// A line the server writes when the group or its members change; clients cannot send
+    /// one. The sender is who made the change.
+    System {
+        event: SystemEvent,
+        /// The users the change is about (added, removed, promoted, …).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        users: Vec<UserId>,
+        /// `title_changed`: the new title (absent when it was cleared).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        /// `role_changed`: the role the users now have (`admin` or `member`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+    },
 }
 
 /// A file carried by a message. Senders give only `file`; the server fills in the rest.
@@ -229,6 +278,7 @@ impl Content {
             Self::Voice { .. } => "voice",
             Self::File { .. } => "file",
             Self::Deleted {} => "deleted",
+            Self::System { .. } => "system",
         }
     }
 

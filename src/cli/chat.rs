@@ -11,7 +11,7 @@ use super::{describe, names, pick, session, Account};
 use anyhow::Context;
 use clap::Args;
 use client::protocol::http::{Conversation, Session};
-use client::protocol::update::Content;
+use client::protocol::update::{Content, SystemEvent};
 use client::protocol::{ConvId, Message, UpdateBody, UserId};
 use client::{Api, Client, ClientOptions, Event};
 use std::collections::BTreeMap;
@@ -48,9 +48,34 @@ fn hhmm(ms: i64) -> String {
 
 fn text_of(content: &Content) -> String {
     match content {
-        Content::Text { text } => super::printable(text),
+        Content::Text { text, .. } => super::printable(text),
         Content::Deleted {} => "(deleted)".into(),
         other => format!("[{}]", other.kind()),
+    }
+}
+
+/// What a system line says after the name of who made the change.
+pub fn system_text(
+    event: SystemEvent,
+    who: &[String],
+    title: Option<&str>,
+    role: Option<&str>,
+) -> String {
+    let who = who.join(", ");
+    match event {
+        SystemEvent::Created => format!("created the group with {who}"),
+        SystemEvent::Added => format!("added {who}"),
+        SystemEvent::Removed => format!("removed {who}"),
+        SystemEvent::Left => "left".into(),
+        SystemEvent::TitleChanged => match title {
+            Some(t) => format!("named the group \"{}\"", super::printable(t)),
+            None => "removed the group's name".into(),
+        },
+        SystemEvent::AvatarChanged => "changed the group's picture".into(),
+        SystemEvent::RoleChanged => match role {
+            Some("admin") => format!("made {who} an admin"),
+            _ => format!("made {who} a member (no longer an admin)"),
+        },
     }
 }
 
@@ -77,6 +102,22 @@ impl Chat {
     }
 
     fn print(&self, m: &Message) {
+        if let Content::System {
+            event,
+            users,
+            title,
+            role,
+        } = &m.content
+        {
+            let who: Vec<String> = users.iter().map(|u| self.name(u)).collect();
+            println!(
+                "[{}] · {} {}",
+                hhmm(m.ts),
+                self.name(&m.sender),
+                system_text(*event, &who, title.as_deref(), role.as_deref())
+            );
+            return;
+        }
         println!(
             "[{}] {}: {}",
             hhmm(m.ts),

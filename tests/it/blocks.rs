@@ -154,7 +154,8 @@ async fn a_block_stops_messages_typing_presence_and_adds(db: Db) {
     assert_eq!(
         msg.content,
         Content::Text {
-            text: "psst".into()
+            text: "psst".into(),
+            mentions: vec![]
         }
     );
     assert!(!msg.hidden);
@@ -232,7 +233,8 @@ async fn a_block_stops_messages_typing_presence_and_adds(db: Db) {
     assert_eq!(
         msg.content,
         Content::Text {
-            text: "friends again".into()
+            text: "friends again".into(),
+            mentions: vec![]
         }
     );
     let sent = bob.client.send_text(&group, "hi all").await.unwrap();
@@ -241,7 +243,8 @@ async fn a_block_stops_messages_typing_presence_and_adds(db: Db) {
         !msg.hidden
             && msg.content
                 == Content::Text {
-                    text: "hi all".into()
+                    text: "hi all".into(),
+                    mentions: vec![]
                 }
     );
     bob.client.typing(&group, false).await.unwrap();

@@ -106,7 +106,8 @@ async fn a_deleted_account_is_gone_but_its_messages_stay(db: Db) {
     assert_eq!(
         msg.content,
         Content::Text {
-            text: "hi bob".into()
+            text: "hi bob".into(),
+            mentions: vec![]
         }
     );
     let page = app

@@ -250,13 +250,14 @@ async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
         }
     }
     let total = 3 * PER_SENDER;
-    assert_eq!(acked, (1..=total as i64).collect());
+    // Seq 1 is the group's `created` line.
+    assert_eq!(acked, (2..=total as i64 + 1).collect());
 
     // Every device holds the same seq → message map, 1..=total with no gap.
     let mut views: Vec<BTreeMap<i64, String>> = Vec::new();
     for d in &mut devices {
         let mut view = BTreeMap::new();
-        while view.len() < total {
+        while view.len() < total + 1 {
             let u = d.next_message().await;
             if let UpdateBody::Message { msg } = u.body {
                 view.insert(msg.seq, msg.id.to_string());
@@ -264,7 +265,7 @@ async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
         }
         assert_eq!(
             view.keys().copied().collect::<Vec<_>>(),
-            (1..=total as i64).collect::<Vec<_>>()
+            (1..=total as i64 + 1).collect::<Vec<_>>()
         );
         views.push(view);
     }
@@ -283,7 +284,7 @@ async fn group_order_is_gapless_under_concurrent_senders(db: Db) {
                 _ => None,
             })
             .collect();
-        assert_eq!(seqs.len(), total);
+        assert_eq!(seqs.len(), total + 1);
         let useqs: Vec<i64> = updates.iter().map(|u| u.useq).collect();
         assert_eq!(
             useqs,

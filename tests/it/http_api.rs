@@ -186,34 +186,40 @@ async fn conversations_members_and_history(db: Db) {
     let err = d.client.send_text(&g.id, "still in?").await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotMember));
 
-    // History: newest first, keyset pages by seq.
+    // History: newest first, keyset pages by seq, after the system lines of the changes above.
+    let base = api.conversation(c.token(), &g.id).await.unwrap().last_seq;
     for n in 1..=7 {
         a.client.send_text(&g.id, &format!("m{n}")).await.unwrap();
     }
     let p1 = api.history(c.token(), &g.id, None, 3).await.unwrap();
-    let seqs: Vec<i64> = p1.messages.iter().map(|m| m.seq).collect();
+    let seqs: Vec<i64> = p1.messages.iter().map(|m| m.seq - base).collect();
     assert_eq!(seqs, [7, 6, 5]);
     let p2 = api
         .history(c.token(), &g.id, p1.next_before, 3)
         .await
         .unwrap();
     assert_eq!(
-        p2.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        p2.messages.iter().map(|m| m.seq - base).collect::<Vec<_>>(),
         [4, 3, 2]
     );
     let p3 = api
-        .history(c.token(), &g.id, p2.next_before, 3)
+        .history(c.token(), &g.id, p2.next_before, 50)
         .await
         .unwrap();
-    assert_eq!(p3.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1]);
+    let rest: Vec<i64> = p3.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(rest, (1..=base + 1).rev().collect::<Vec<_>>());
+    assert!(p3.messages[1..]
+        .iter()
+        .all(|m| m.content.kind() == "system"));
     assert_eq!(p3.next_before, None);
 
     // Listing: unread counts per member; the sender has read their own messages.
     let list = api.conversations(c.token()).await.unwrap();
     let group = list.iter().find(|x| x.id == g.id).unwrap();
-    assert_eq!((group.last_seq, group.read_seq, group.unread), (7, 0, 7));
+    assert_eq!((group.last_seq, group.unread), (base + 7, 7));
+    assert!(group.read_seq <= base);
     assert_eq!(group.members.len(), 3);
-    c.client.read(&g.id, 5).await.unwrap();
+    c.client.read(&g.id, base + 5).await.unwrap();
     let list = api.conversations(c.token()).await.unwrap();
     let group = list.iter().find(|x| x.id == g.id).unwrap();
     assert_eq!(group.unread, 2);
@@ -289,7 +295,11 @@ async fn listing_works_for_a_user_in_ten_thousand_conversations(db: Db) {
     let conn = sea_orm::Database::connect(&app.settings.database_url)
         .await
         .unwrap();
-    let text = serde_json::to_string(&Content::Text { text: "hi".into() }).unwrap();
+    let text = serde_json::to_string(&Content::Text {
+        text: "hi".into(),
+        mentions: vec![],
+    })
+    .unwrap();
     let ids: Vec<usize> = (0..N).collect();
     for chunk in ids.chunks(500) {
         let conv = |i: usize| format!("cbulk{i:05}");
@@ -301,6 +311,9 @@ async fn listing_works_for_a_user_in_ten_thousand_conversations(db: Db) {
             created_by: Set(alice.user.to_string()),
             last_seq: Set(1),
             created_at: Set(i as i64),
+            avatar_file: Set(None),
+            avatar_at: Set(None),
+            last_at: Set(i as i64),
         }))
         .exec(&conn)
         .await
@@ -313,6 +326,7 @@ async fn listing_works_for_a_user_in_ten_thousand_conversations(db: Db) {
                 delivered_seq: Set(0),
                 read_seq: Set(0),
                 joined_at: Set(0),
+                ..Default::default()
             })
         }))
         .exec(&conn)
@@ -339,6 +353,10 @@ async fn listing_works_for_a_user_in_ten_thousand_conversations(db: Db) {
     }
     let listed = app.api.conversations(&alice.token).await.unwrap();
     assert_eq!(listed.len(), N);
+    // Paged in list order: the most recently active first.
+    let expected: Vec<String> = (0..N).rev().map(|i| format!("cbulk{i:05}")).collect();
+    let got: Vec<String> = listed.iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(got, expected);
     assert!(listed
         .iter()
         .all(|c| c.unread == 1 && c.last_message.as_ref().is_some_and(|m| m.seq == 1)));

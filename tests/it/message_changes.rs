@@ -53,7 +53,7 @@ async fn changes_are_validated_and_synced(db: Db) {
 
     // Reactions: one per user per emoji; repeats change nothing.
     let r = bob.client.react(&hello.msg, "👍", true).await.unwrap();
-    assert_eq!((r.seq, r.on), (1, true));
+    assert_eq!((r.seq, r.on), (2, true));
     bob.client.react(&hello.msg, "👍", true).await.unwrap();
     carol.client.react(&hello.msg, "👍", true).await.unwrap();
     carol.client.react(&hello.msg, "❤️", true).await.unwrap();
@@ -109,7 +109,7 @@ async fn changes_are_validated_and_synced(db: Db) {
         ErrorCode::NotFound
     );
     let edited = alice.client.edit(&typo.msg, "typo").await.unwrap();
-    assert_eq!(edited.seq, 2);
+    assert_eq!(edited.seq, 3);
     let again = alice.client.edit(&typo.msg, "typo").await.unwrap();
     assert_eq!(again.edited_at, edited.edited_at);
     for d in [&mut bob, &mut carol] {
@@ -120,7 +120,7 @@ async fn changes_are_validated_and_synced(db: Db) {
             .collect();
         assert_eq!(edits.len(), 1, "one edit update");
         assert!(
-            matches!(&edits[0], UpdateBody::Edit { text, seq: 2, .. } if text == "typo"),
+            matches!(&edits[0], UpdateBody::Edit { text, seq: 3, .. } if text == "typo"),
             "{edits:?}"
         );
     }
@@ -138,7 +138,7 @@ async fn changes_are_validated_and_synced(db: Db) {
             b,
             UpdateBody::Delete {
                 scope: DeleteScope::Me,
-                seq: 1,
+                seq: 2,
                 ..
             }
         )),
@@ -175,7 +175,7 @@ async fn changes_are_validated_and_synced(db: Db) {
                 b,
                 UpdateBody::Delete {
                     scope: DeleteScope::Everyone,
-                    seq: 2,
+                    seq: 3,
                     ..
                 }
             )
@@ -219,11 +219,12 @@ async fn changes_are_validated_and_synced(db: Db) {
         .history(alice.token(), &group, None, 50)
         .await
         .unwrap();
-    let first = by_seq(&page.messages, 1);
+    let first = by_seq(&page.messages, 2);
     assert_eq!(
         first.content,
         Content::Text {
-            text: "hello".into()
+            text: "hello".into(),
+            mentions: vec![]
         }
     );
     let summary: Vec<(String, usize)> = first
@@ -232,17 +233,17 @@ async fn changes_are_validated_and_synced(db: Db) {
         .map(|r| (r.emoji.clone(), r.users.len()))
         .collect();
     assert_eq!(summary, vec![("🎉".into(), 1), ("👍".into(), 2)]);
-    let second = by_seq(&page.messages, 2);
+    let second = by_seq(&page.messages, 3);
     assert_eq!(second.content, Content::Deleted {});
     assert_eq!(second.deleted, Some(DeleteScope::Everyone));
     assert!(second.edited_at.is_some());
-    assert_eq!(by_seq(&page.messages, 3).reply_to, Some(hello.msg.clone()));
+    assert_eq!(by_seq(&page.messages, 4).reply_to, Some(hello.msg.clone()));
     let bobs = app
         .api
         .history(bob.token(), &group, None, 50)
         .await
         .unwrap();
-    let first = by_seq(&bobs.messages, 1);
+    let first = by_seq(&bobs.messages, 2);
     assert_eq!(first.content, Content::Deleted {});
     assert_eq!(first.deleted, Some(DeleteScope::Me));
     assert!(first.reactions.is_empty());
@@ -271,7 +272,7 @@ async fn changes_are_validated_and_synced(db: Db) {
     let msg1 = all
         .iter()
         .find_map(|u| match &u.body {
-            UpdateBody::Message { msg } if msg.seq == 1 && msg.conv == group => Some(msg),
+            UpdateBody::Message { msg } if msg.seq == 2 && msg.conv == group => Some(msg),
             _ => None,
         })
         .unwrap();
@@ -280,7 +281,7 @@ async fn changes_are_validated_and_synced(db: Db) {
     assert_eq!(kinds(|b| matches!(b, UpdateBody::Reaction { .. })), 5);
     assert_eq!(kinds(|b| matches!(b, UpdateBody::Edit { .. })), 1);
     assert_eq!(kinds(|b| matches!(b, UpdateBody::Delete { .. })), 2);
-    assert_eq!(reply.seq, 3);
+    assert_eq!(reply.seq, 4);
 }
 
 async fn edit_window_closes(db: Db) {
@@ -310,7 +311,8 @@ async fn edit_window_closes(db: Db) {
     assert_eq!(
         page.messages[0].content,
         Content::Text {
-            text: "quick!".into()
+            text: "quick!".into(),
+            mentions: vec![]
         }
     );
 }

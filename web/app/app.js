@@ -322,9 +322,26 @@ function typingText(c) {
   return c.kind === "group" ? `${who.join(", ")} typing…` : "typing…";
 }
 
+/** What a system line says: who did what. */
+function systemText(m) {
+  const by = m.sender === state.me.user ? "You" : nameOf(m.sender);
+  const who = (m.users || []).map((u) => (u === state.me.user ? "you" : nameOf(u))).join(", ");
+  switch (m.event) {
+    case "created": return `${by} created the group`;
+    case "added": return `${by} added ${who}`;
+    case "removed": return `${by} removed ${who}`;
+    case "left": return `${by} left`;
+    case "title_changed": return m.title ? `${by} named the group "${m.title}"` : `${by} removed the group's name`;
+    case "avatar_changed": return `${by} changed the group's picture`;
+    case "role_changed": return m.role === "admin" ? `${who} ${who === "you" ? "are" : "is"} now an admin` : `${who} ${who === "you" ? "are" : "is"} no longer an admin`;
+    default: return `${by} changed the group`;
+  }
+}
+
 function preview(m) {
   // A message hidden because its sender is blocked shows nothing at all.
   if (!m || m.hidden) return "";
+  if (m.kind === "system") return systemText(m);
   const who = m.sender === state.me.user ? "You: " : "";
   if (m.deleted) return who + "message deleted";
   const kinds = { image: "📷 Photo", video: "🎬 Video", voice: "🎤 Voice message", file: "📄 File", sticker: "Sticker", location: "📍 Location", contact: "👤 Contact" };
@@ -332,13 +349,16 @@ function preview(m) {
 }
 
 function activity(c) {
-  return c.lastMsg ? c.lastMsg.ts : c.created_at;
+  return Math.max(c.activity || c.created_at, c.lastMsg ? c.lastMsg.ts : 0);
 }
 
 function renderList() {
   const ul = $("conv-list");
   ul.replaceChildren();
-  const convs = [...state.convs.values()].sort((a, b) => activity(b) - activity(a));
+  // As the server lists them: pinned first, then the most recently active.
+  const convs = [...state.convs.values()]
+    .filter((c) => !c.archived)
+    .sort((a, b) => Number(!!b.pinned) - Number(!!a.pinned) || activity(b) - activity(a));
   for (const c of convs) {
     const other = otherOf(c);
     const typing = typingText(c);
@@ -473,6 +493,10 @@ function renderMessages({ bottom = false } = {}) {
   for (const s of seqs) {
     const m = box.bySeq.get(s);
     if (m.deleted === "me") continue;
+    if (m.kind === "system") {
+      nodes.push(el("div", { class: "system-line", "data-testid": "system-line", "data-seq": m.seq }, systemText(m)));
+      continue;
+    }
     if (m.sender === state.me.user) shownCmids.add(m.cmid);
     nodes.push(messageNode(conv, m));
   }
@@ -734,7 +758,11 @@ function onUpdate(u) {
       }
       const fresh = m.seq > c.last_seq;
       addMessage(m, true);
-      if (m.sender !== state.me.user) {
+      if (m.kind === "system") {
+        // The group changed: its title, picture or members, as the listing now has them.
+        if (m.event === "title_changed") c.title = m.title || null;
+        if (fresh && c.archived && !c.muted_until) c.archived = false;
+      } else if (m.sender !== state.me.user) {
         c.typing.delete(m.sender);
         if (fresh && m.seq > c.read_seq && !m.deleted) c.unread += 1;
         resolveNames([m.sender]).then(() => state.open === m.conv && renderMessages());
@@ -790,6 +818,11 @@ function onUpdate(u) {
     case "media":
       state.files.set(u.file, { ...(state.files.get(u.file) || {}), ...u, type: undefined });
       break;
+    case "settings": {
+      const c = state.convs.get(u.conv);
+      if (c) Object.assign(c, { muted_until: u.muted_until, pinned: u.pinned, archived: u.archived, marked_unread: u.marked_unread });
+      break;
+    }
     case "profile":
       state.people.set(u.profile.user, u.profile);
       if (u.profile.user === state.me.user) setMe(u.profile);

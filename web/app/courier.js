@@ -182,9 +182,54 @@ export class Api {
     return this.request("DELETE", `/v1/devices/${encodeURIComponent(id)}`);
   }
 
-  /** 🔒 The caller's conversations, newest first. */
-  conversations() {
-    return this.request("GET", "/v1/conversations");
+  /** 🔒 One page of the list: pinned first, then the most recently active.
+   * `{ conversations, next_before? }`; `archived: true` lists the archived ones. */
+  conversationsPage({ before, limit = 100, archived = false } = {}) {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (before) q.set("before", before);
+    if (archived) q.set("archived", "true");
+    return this.request("GET", `/v1/conversations?${q}`);
+  }
+
+  /** 🔒 Every conversation that is not archived, in list order (page by page). */
+  async conversations({ archived = false } = {}) {
+    const all = [];
+    let before;
+    for (;;) {
+      const page = await this.conversationsPage({ before, archived });
+      all.push(...page.conversations);
+      if (!page.next_before) return all;
+      before = page.next_before;
+    }
+  }
+
+  /** 🔒 The caller's own settings for a conversation: any of `muted_until` (ms, -1 for
+   * always, null to unmute), `pinned`, `archived`, `marked_unread`. */
+  conversationSettings(id, patch) {
+    return this.request("PATCH", `/v1/conversations/${encodeURIComponent(id)}/settings`, patch);
+  }
+
+  /** 🔒 Group admins: a new `title` and/or `avatar` (an image file id; null clears). */
+  changeGroup(id, change) {
+    return this.request("PATCH", `/v1/conversations/${encodeURIComponent(id)}`, change);
+  }
+
+  /** 🔒 Group admins: `role` is "admin" or "member". */
+  setRole(id, user, role) {
+    return this.request("PATCH", `/v1/conversations/${encodeURIComponent(id)}/members/${encodeURIComponent(user)}`, { role });
+  }
+
+  /** 🔒 Leaves a group (or, for admins, removes `user`). */
+  removeMember(id, user) {
+    return this.request("DELETE", `/v1/conversations/${encodeURIComponent(id)}/members/${encodeURIComponent(user)}`);
+  }
+
+  /** 🔒 Messages holding every word of `q`, newest first: `{ messages, next_before? }`. */
+  search(q, { conv, before, limit = 20 } = {}) {
+    const p = new URLSearchParams({ q, limit: String(limit) });
+    if (conv) p.set("conv", conv);
+    if (before) p.set("before", before);
+    return this.request("GET", `/v1/search?${p}`);
   }
 
   /** 🔒 One conversation. */

@@ -14,6 +14,12 @@ pub struct Model {
     pub created_by: String,
     pub last_seq: i64,
     pub created_at: i64,
+    /// The group's picture: an image file, whose square `avatar.webp` is served.
+    pub avatar_file: Option<String>,
+    /// Changes with every new picture: clients cache by it.
+    pub avatar_at: Option<i64>,
+    /// When the newest message was sent (`created_at` while there is none).
+    pub last_at: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

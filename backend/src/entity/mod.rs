@@ -11,6 +11,7 @@ pub mod invites;
 pub mod media_jobs;
 pub mod members;
 pub mod message_files;
+pub mod message_search;
 pub mod messages;
 pub mod reactions;
 pub mod reports;

@@ -1,12 +1,18 @@
-//! `/v1/conversations`: create, list, one, history, members.
+//! `/v1/conversations`: create, list, one, history, members and their roles, the group's
+//! title and picture, and each member's own settings.
 
 use super::{ApiJson, AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
+use crate::store::log::Outgoing;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::Json;
-use protocol::http::{AddMembers, ConvKind, Conversation, HistoryPage, NewConversation};
+use protocol::http::{
+    AddMembers, ConvKind, Conversation, ConversationChange, ConversationPage, HistoryPage,
+    NewConversation, RoleChange, SettingsPatch,
+};
 use protocol::{ConvId, ErrorCode, UserId};
 use serde::Deserialize;
 
@@ -31,27 +37,120 @@ pub async fn create(
         .store
         .create_conversation(&me.user, body.kind, &body.members, body.title)
         .await?;
-    let status = match created {
-        Some(out) => {
-            state.publisher.deliver(&out).await;
-            StatusCode::CREATED
-        }
-        None => StatusCode::OK,
+    let status = match created.is_empty() {
+        false => StatusCode::CREATED,
+        true => StatusCode::OK,
     };
+    deliver(&state, &created).await;
     Ok((status, Json(conv)))
 }
 
-/// `GET /v1/conversations`
+async fn deliver(state: &AppState, outs: &[Outgoing]) {
+    for out in outs {
+        state.publisher.deliver(out).await;
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    before: Option<String>,
+    limit: Option<u64>,
+    #[serde(default)]
+    archived: bool,
+}
+
+/// `GET /v1/conversations?limit=&before=&archived=`: pinned first, then by activity.
 pub async fn list(
     State(state): State<AppState>,
     Authed(me): Authed,
-) -> Result<Json<Vec<Conversation>>> {
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ConversationPage>> {
     state
         .store
         .shared
         .limit(Limit::History, me.user.as_str())
         .await?;
-    Ok(Json(state.store.list_conversations(&me.user).await?))
+    let (conversations, next_before) = state
+        .store
+        .list_conversations(
+            &me.user,
+            q.archived,
+            q.before.as_deref(),
+            q.limit.unwrap_or(50),
+        )
+        .await?;
+    Ok(Json(ConversationPage {
+        conversations,
+        next_before,
+    }))
+}
+
+/// `PATCH /v1/conversations/{id}` (group admins): title and picture.
+pub async fn change(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ConversationChange>,
+) -> Result<Json<Conversation>> {
+    state.spend(Limit::Settings, &me.user).await?;
+    let (conv, outs) = state
+        .store
+        .change_group(&conv_id(&id)?, &me.user, body)
+        .await?;
+    deliver(&state, &outs).await;
+    Ok(Json(conv))
+}
+
+/// `PATCH /v1/conversations/{id}/members/{user} {"role"}` (group admins).
+pub async fn set_role(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path((id, user)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RoleChange>,
+) -> Result<Json<Conversation>> {
+    state.spend(Limit::Settings, &me.user).await?;
+    let who =
+        UserId::parse(&user).ok_or_else(|| Error::client(ErrorCode::NotFound, "no such member"))?;
+    let (conv, outs) = state
+        .store
+        .set_role(&conv_id(&id)?, &me.user, &who, body.role)
+        .await?;
+    deliver(&state, &outs).await;
+    Ok(Json(conv))
+}
+
+/// `PATCH /v1/conversations/{id}/settings`: the caller's own settings.
+pub async fn settings(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SettingsPatch>,
+) -> Result<Json<Conversation>> {
+    state.spend(Limit::Settings, &me.user).await?;
+    let (conv, out) = state
+        .store
+        .change_conv_settings(&me.user, &conv_id(&id)?, body)
+        .await?;
+    deliver(&state, out.as_slice()).await;
+    Ok(Json(conv))
+}
+
+/// `GET /v1/conversations/{id}/avatar`: the group's picture, for its members.
+pub async fn avatar(
+    State(state): State<AppState>,
+    Authed(me): Authed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    state.spend(Limit::Download, &me.user).await?;
+    let none = || Error::client(ErrorCode::NotFound, "no picture to show");
+    let conv = ConvId::parse(&id).ok_or_else(none)?;
+    let key = state
+        .store
+        .group_avatar_of(&me.user, &conv)
+        .await?
+        .ok_or_else(none)?;
+    super::profiles::serve_avatar(&state, &key, &headers).await
 }
 
 /// `GET /v1/conversations/{id}`
@@ -109,13 +208,11 @@ pub async fn add_members(
     limits
         .limit_n(Limit::GroupAdd, me.user.as_str(), body.members.len())
         .await?;
-    let (conv, out) = state
+    let (conv, outs) = state
         .store
         .add_members(&conv_id(&id)?, &me.user, &body.members)
         .await?;
-    if let Some(out) = out {
-        state.publisher.deliver(&out).await;
-    }
+    deliver(&state, &outs).await;
     Ok(Json(conv))
 }
 
@@ -127,12 +224,10 @@ pub async fn remove_member(
 ) -> Result<StatusCode> {
     let who =
         UserId::parse(&user).ok_or_else(|| Error::client(ErrorCode::NotFound, "no such member"))?;
-    for out in state
+    let outs = state
         .store
         .remove_member(&conv_id(&id)?, &me.user, &who)
-        .await?
-    {
-        state.publisher.deliver(&out).await;
-    }
+        .await?;
+    deliver(&state, &outs).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,6 +12,7 @@ mod health;
 pub mod media;
 mod profiles;
 mod reports;
+mod search;
 pub mod serve;
 pub mod upload_slots;
 pub mod uploads;
@@ -21,7 +22,7 @@ mod web;
 use crate::publisher::Publisher;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, head, post, put};
+use axum::routing::{delete, get, head, patch, post, put};
 use axum::Router;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -108,7 +109,16 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/conversations",
             post(conversations::create).get(conversations::list),
         )
-        .route("/conversations/{id}", get(conversations::one))
+        .route(
+            "/conversations/{id}",
+            get(conversations::one).patch(conversations::change),
+        )
+        .route(
+            "/conversations/{id}/settings",
+            patch(conversations::settings),
+        )
+        .route("/conversations/{id}/avatar", get(conversations::avatar))
+        .route("/search", get(search::search))
         .route("/conversations/{id}/messages", get(conversations::history))
         .route(
             "/conversations/{id}/members",
@@ -116,7 +126,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
         )
         .route(
             "/conversations/{id}/members/{user}",
-            delete(conversations::remove_member),
+            delete(conversations::remove_member).patch(conversations::set_role),
         );
     // Uploads stream to disk under their own limit, not the JSON body limit.
     let uploads = Router::new()

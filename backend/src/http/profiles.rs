@@ -43,7 +43,16 @@ pub async fn avatar(
         .avatar_of(&me.user, &user)
         .await?
         .ok_or_else(none)?;
+    serve_avatar(&state, &key, &headers).await
+}
+
+/// An avatar (a user's or a group's) from its stored square.
+pub(super) async fn serve_avatar(
+    state: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+) -> Result<Response> {
     // The key names the stored derivative: a new avatar is a new key.
-    let etag = format!("avatar-{}", crate::util::token_hash(&key));
-    super::media::serve(&state, &key, "image/webp", None, &etag, &headers).await
+    let etag = format!("avatar-{}", crate::util::token_hash(key));
+    super::media::serve(state, key, "image/webp", None, &etag, headers).await
 }

@@ -89,13 +89,18 @@ pub enum Limit {
     Report,
     /// Profile changes, per user: each is an update to everyone they share a conversation with.
     Profile,
+    /// Conversation settings (mute, pin, archive, marked unread) and group changes (title,
+    /// picture, roles), per user: each is an update to their devices or to every member.
+    Settings,
+    /// Message searches, per user: each reads the search index.
+    Search,
     /// Packets asking for work (PUBLISH, SUBSCRIBE, UNSUBSCRIBE) per device connection, kept
     /// by Courier's broker itself: past it the connection is read no faster (never refused).
     Packets,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 22] = [
+    pub const ALL: [Limit; 24] = [
         Limit::Send,
         Limit::Ack,
         Limit::Read,
@@ -117,6 +122,8 @@ impl Limit {
         Limit::Block,
         Limit::Report,
         Limit::Profile,
+        Limit::Settings,
+        Limit::Search,
         Limit::Packets,
     ];
 
@@ -143,6 +150,8 @@ impl Limit {
             Limit::Block => "block",
             Limit::Report => "report",
             Limit::Profile => "profile",
+            Limit::Settings => "settings",
+            Limit::Search => "search",
             Limit::Packets => "packets",
         }
     }
@@ -174,6 +183,8 @@ impl Limit {
             Limit::Block => Rate::new(30, 60),
             Limit::Report => Rate::new(20, 3600),
             Limit::Profile => Rate::new(30, 3600),
+            Limit::Settings => Rate::new(60, 60),
+            Limit::Search => Rate::new(30, 60),
             // Every op at its own limit together is ~30 a second.
             Limit::Packets => Rate::new(100, 2),
         }

@@ -9,7 +9,7 @@
 use super::blocks::block_side;
 use super::conversations::{member_ids, membership};
 use super::log::{append, Entry, Outgoing};
-use super::Store;
+use super::{search, Store};
 use crate::entity::{hidden_messages, message_files, messages, reactions, users};
 use crate::error::{Error, Result};
 use crate::util::now_ms;
@@ -55,6 +55,17 @@ fn not_deleted(row: &messages::Model) -> Result<()> {
             format!("message {} was deleted", row.id),
         )),
         None => Ok(()),
+    }
+}
+
+/// System lines record what happened to the group: they stay as they are.
+fn not_system(row: &messages::Model, what: &str) -> Result<()> {
+    match row.kind.as_str() {
+        "system" => Err(Error::client(
+            ErrorCode::InvalidMessage,
+            format!("system messages cannot be {what}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -131,7 +142,15 @@ impl Store {
         }
         own_and_recent(&row, user, window, "edit")?;
         let conv = ConvId::from_trusted(row.conv_id.clone());
-        let content = Content::Text { text: text.into() };
+        // The mentions stay as they were.
+        let mentions = match serde_json::from_str(&row.content) {
+            Ok(Content::Text { mentions, .. }) => mentions,
+            _ => Vec::new(),
+        };
+        let content = Content::Text {
+            text: text.into(),
+            mentions,
+        };
         let json = serde_json::to_string(&content).expect("content serialises");
         if json == row.content {
             let at = row.edited_at.unwrap_or(row.created_at);
@@ -151,6 +170,7 @@ impl Store {
                 "the message was deleted",
             ));
         }
+        search::reindex(&txn, id.as_str(), text).await?;
         let out = to_members(
             &txn,
             &conv,
@@ -226,6 +246,7 @@ impl Store {
                 if row.deleted_at.is_some() {
                     return Ok((result, None));
                 }
+                not_system(&row, "deleted for everyone")?;
                 own_and_recent(&row, user, window, "delete")?;
                 let tombstone =
                     serde_json::to_string(&Content::Deleted {}).expect("content serialises");
@@ -239,6 +260,7 @@ impl Store {
                 if changed.rows_affected == 0 {
                     return Ok((result, None));
                 }
+                search::unindex(&txn, id.as_str()).await?;
                 reactions::Entity::delete_many()
                     .filter(reactions::Column::MsgId.eq(id.as_str()))
                     .exec(&txn)
@@ -270,6 +292,7 @@ impl Store {
         let txn = self.db.begin().await?;
         let row = visible(&txn, user, id).await?;
         not_deleted(&row)?;
+        not_system(&row, "reacted to")?;
         let conv = ConvId::from_trusted(row.conv_id.clone());
         let result = ReactResult {
             msg: id.clone(),

@@ -4,22 +4,65 @@
 use super::blocks::refuse_blocked;
 use super::changes::decorate;
 use super::log::{append, message_from_row, Appended, Entry, Outgoing};
-use super::{rows, Store};
+use super::{group, rows, Store};
 use crate::entity::{conversations, hidden_messages, members, messages, users};
 use crate::error::{is_unique_violation, Error, Result};
 use crate::util::{new_id, now_ms};
-use protocol::http::{ConvKind, Conversation, GroupAdds, MemberReceipt, Presence, PRESENCE_LIMIT};
-use protocol::update::MemberAction;
+use protocol::http::{
+    ConvKind, ConvSettings, Conversation, GroupAdds, MemberReceipt, Presence, Role, PRESENCE_LIMIT,
+};
+use protocol::update::{MemberAction, SystemEvent};
 use protocol::{ConvId, ErrorBody, ErrorCode, Message, UpdateBody, UserId};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement, TransactionTrait,
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
 pub const MAX_GROUP_MEMBERS: usize = 1000;
+/// Most conversations one page of the list holds.
+pub const MAX_LIST_PAGE: u64 = 100;
+
+/// Where a page of the conversation list ends: `{pinned}.{activity}.{conv}`, opaque to
+/// clients.
+struct ListCursor {
+    pinned: i32,
+    activity: i64,
+    conv: String,
+}
+
+impl ListCursor {
+    fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::client(
+                ErrorCode::BadRequest,
+                "`before` is not a cursor from a list",
+            )
+        };
+        let mut parts = s.splitn(3, '.');
+        let (Some(p), Some(a), Some(c)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let conv = ConvId::parse(c).ok_or_else(bad)?;
+        Ok(Self {
+            pinned: p
+                .parse()
+                .ok()
+                .filter(|p| *p == 0 || *p == 1)
+                .ok_or_else(bad)?,
+            activity: a.parse().map_err(|_| bad())?,
+            conv: conv.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.pinned, self.activity, self.conv)
+    }
+}
 pub const MAX_HISTORY_PAGE: u64 = 200;
 /// The newest messages of a conversation kept in the history cache (see `Store::history`).
 const CACHED_PAGE: u64 = 50;
@@ -83,6 +126,21 @@ async fn promote_if_leaderless<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(Some(UserId::from_trusted(heir.user_id)))
+}
+
+/// A member's own settings as they stand at `now`, in a conversation whose last seq is
+/// `last_seq`: a mute that ran out is none, and an archived conversation with a newer
+/// message is archived no more unless it is muted.
+pub(super) fn settings_of(m: &members::Model, last_seq: i64, now: i64) -> ConvSettings {
+    let muted_until = m.muted_until.filter(|t| *t == -1 || *t > now);
+    ConvSettings {
+        muted_until,
+        pinned: m.pinned_at.is_some(),
+        archived: m
+            .archived_seq
+            .is_some_and(|at| last_seq <= at || muted_until.is_some()),
+        marked_unread: m.marked_unread,
+    }
 }
 
 pub async fn member_ids<C: ConnectionTrait>(db: &C, conv: &ConvId) -> Result<Vec<UserId>> {
@@ -211,25 +269,19 @@ async fn contacts_among<C: ConnectionTrait>(
 
 impl Store {
     /// Creates a conversation; a direct one that already exists for the pair is returned as is.
-    /// Returns the conversation and, when it was created, the `member` updates to deliver.
+    /// Returns the conversation and, when it was created, the updates to deliver: `member`,
+    /// and for a group its `created` system line.
     pub async fn create_conversation(
         &self,
         creator: &UserId,
         kind: ConvKind,
         members_in: &[UserId],
         title: Option<String>,
-    ) -> Result<(Conversation, Option<Outgoing>)> {
+    ) -> Result<(Conversation, Vec<Outgoing>)> {
         let mut set: BTreeSet<UserId> = members_in.iter().cloned().collect();
         set.insert(creator.clone());
         let all: Vec<UserId> = set.into_iter().collect();
-        if let Some(t) = &title {
-            if t.chars().count() > 256 {
-                return Err(Error::client(
-                    ErrorCode::BadRequest,
-                    "title is longer than 256 characters",
-                ));
-            }
-        }
+        let title = title.as_deref().map(group::title).transpose()?;
         let direct_key = match kind {
             ConvKind::Direct => {
                 if all.len() != 2 || title.is_some() {
@@ -259,7 +311,7 @@ impl Store {
         }
         if let Some(key) = &direct_key {
             if let Some(existing) = self.find_direct(key).await? {
-                return Ok((self.conversation_for(&existing, creator).await?, None));
+                return Ok((self.conversation_for(&existing, creator).await?, vec![]));
             }
         }
         let id = new_id('c');
@@ -273,6 +325,9 @@ impl Store {
             created_by: Set(creator.to_string()),
             last_seq: Set(0),
             created_at: Set(now),
+            avatar_file: Set(None),
+            avatar_at: Set(None),
+            last_at: Set(now),
         })
         .exec(&txn)
         .await;
@@ -285,7 +340,7 @@ impl Store {
                     .find_direct(&key)
                     .await?
                     .ok_or_else(|| Error::Internal("direct conversation vanished".into()))?;
-                return Ok((self.conversation_for(&existing, creator).await?, None));
+                return Ok((self.conversation_for(&existing, creator).await?, vec![]));
             }
             other => other?,
         };
@@ -298,6 +353,7 @@ impl Store {
                 delivered_seq: Set(0),
                 read_seq: Set(0),
                 joined_at: Set(now),
+                ..Default::default()
             }
         });
         members::Entity::insert_many(rows).exec(&txn).await?;
@@ -312,6 +368,14 @@ impl Store {
             },
         };
         let to = append(&txn, &all, &entry).await?;
+        let mut outs = vec![Outgoing::new(&entry, to)];
+        let mut last_message = None;
+        if kind == ConvKind::Group {
+            let content = group::line(SystemEvent::Created, all.clone());
+            let (msg, out) = group::system_line(&txn, &conv, creator, content, &all).await?;
+            last_message = Some(msg);
+            outs.push(out);
+        }
         txn.commit().await?;
         let presence = self.presence(&others(&all, creator)).await?;
         let mut profiles = self.profiles(&others(&all, creator)).await?;
@@ -336,18 +400,22 @@ impl Store {
             id: conv,
             kind,
             title,
+            avatar: None,
             members: all,
             admins,
             created_at: now,
-            last_seq: 0,
+            activity: last_message.as_ref().map_or(now, |m| m.ts),
+            settings: ConvSettings::default(),
+            mentioned: false,
+            last_seq: last_message.as_ref().map_or(0, |m| m.seq),
             read_seq: 0,
             unread: 0,
             presence,
             receipts,
             profiles,
-            last_message: None,
+            last_message,
         };
-        Ok((summary, Some(Outgoing::new(&entry, to))))
+        Ok((summary, outs))
     }
 
     async fn find_direct(&self, key: &str) -> Result<Option<conversations::Model>> {
@@ -367,21 +435,72 @@ impl Store {
             .ok_or_else(|| Error::client(ErrorCode::NotMember, "not a member"))
     }
 
-    /// The user's conversations, the most recently active first: by their newest message, or
-    /// when the user joined (or the conversation began) if that is later.
-    pub async fn list_conversations(&self, user: &UserId) -> Result<Vec<Conversation>> {
-        let mine = members::Entity::find()
-            .filter(members::Column::UserId.eq(user.as_str()))
-            .all(&self.read)
+    /// A page of the user's conversations (or of their archived ones): pinned first, then
+    /// the most recently active (by their newest message, or when the user joined if that
+    /// is later), then by id; and the cursor of the next page. The page is found in one
+    /// statement over the user's memberships, ordered by that key.
+    pub async fn list_conversations(
+        &self,
+        user: &UserId,
+        archived: bool,
+        before: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<Conversation>, Option<String>)> {
+        let limit = limit.clamp(1, MAX_LIST_PAGE);
+        let before = before.map(ListCursor::parse).transpose()?;
+        let backend = self.read.get_database_backend();
+        let mut values: Vec<sea_orm::Value> = vec![
+            user.as_str().into(),
+            now_ms().into(),
+            i32::from(archived).into(),
+        ];
+        let mut after = String::new();
+        if let Some(c) = &before {
+            values.extend([c.pinned.into(), c.activity.into(), c.conv.clone().into()]);
+            after = " AND (t.p, t.activity, t.conv_id) < ($4, $5, $6)".into();
+        }
+        values.push(((limit + 1) as i64).into());
+        let sql = format!(
+            "SELECT t.conv_id, t.p, t.activity FROM (SELECT m.conv_id, \
+               CASE WHEN m.pinned_at IS NULL THEN 0 ELSE 1 END AS p, \
+               CASE WHEN c.last_at > m.joined_at THEN c.last_at ELSE m.joined_at END AS activity, \
+               CASE WHEN m.archived_seq IS NOT NULL AND (c.last_seq <= m.archived_seq \
+                 OR m.muted_until = -1 OR m.muted_until > $2) THEN 1 ELSE 0 END AS arch \
+             FROM members m JOIN conversations c ON c.id = m.conv_id WHERE m.user_id = $1) t \
+             WHERE t.arch = $3{after} \
+             ORDER BY t.p DESC, t.activity DESC, t.conv_id DESC LIMIT ${}",
+            values.len()
+        );
+        let sql = match backend {
+            DbBackend::Postgres => sql,
+            // SQLite numbers its parameters `?NNN`.
+            _ => sql.replace('$', "?"),
+        };
+        let rows = self
+            .read
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
-        if mine.is_empty() {
-            return Ok(vec![]);
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            keys.push(ListCursor {
+                conv: row.try_get_by_index(0)?,
+                pinned: row.try_get_by_index::<i32>(1)?,
+                activity: row.try_get_by_index(2)?,
+            });
+        }
+        let next = match keys.len() as u64 > limit {
+            true => keys.get(limit as usize - 1).map(ListCursor::to_string),
+            false => None,
+        };
+        keys.truncate(limit as usize);
+        if keys.is_empty() {
+            return Ok((vec![], None));
         }
         let convs = conversations::Entity::find()
-            .filter(conversations::Column::Id.is_in(mine.iter().map(|m| m.conv_id.clone())))
+            .filter(conversations::Column::Id.is_in(keys.iter().map(|k| k.conv.clone())))
             .all(&self.read)
             .await?;
-        self.summaries(convs, user).await
+        Ok((self.summaries(convs, user).await?, next))
     }
 
     async fn summaries(
@@ -428,6 +547,7 @@ impl Store {
             .map(|p| (p.user.to_string(), p))
             .collect();
         let mut newest = self.newest_messages(&convs, user).await?;
+        let now = now_ms();
         let mut out = Vec::with_capacity(convs.len());
         for c in convs {
             let ms = by_conv.remove(&c.id).unwrap_or_default();
@@ -435,12 +555,10 @@ impl Store {
                 continue;
             };
             let read_seq = me.read_seq;
-            // Last activity: the newest message, else joining (or the conversation's start).
-            let activity = newest
-                .get(&c.id)
-                .map_or(0, |m| m.ts)
-                .max(me.joined_at)
-                .max(c.created_at);
+            // Last activity: the newest message, or joining if that is later.
+            let activity = c.last_at.max(me.joined_at);
+            let settings = settings_of(me, c.last_seq, now);
+            let mentioned = me.mentioned_seq > me.read_seq;
             let conv_presence = ms
                 .iter()
                 .filter(|m| m.user_id != user.as_str())
@@ -464,13 +582,17 @@ impl Store {
                 })
                 .collect();
             out.push((
-                activity,
+                (settings.pinned, activity),
                 Conversation {
                     kind: if c.kind == "group" {
                         ConvKind::Group
                     } else {
                         ConvKind::Direct
                     },
+                    avatar: group::group_avatar_url(&c),
+                    activity,
+                    settings,
+                    mentioned,
                     title: c.title,
                     admins: ms
                         .iter()
@@ -542,7 +664,7 @@ impl Store {
 
     /// Unread messages per conversation, given the user's `(conv, read_seq)` watermarks:
     /// messages after the watermark, not the user's own, not deleted (for everyone or for
-    /// the user).
+    /// the user), not system lines.
     pub async fn unread_counts(
         &self,
         user: &UserId,
@@ -571,6 +693,7 @@ impl Store {
                 .filter(after)
                 .filter(messages::Column::SenderId.ne(user.as_str()))
                 .filter(messages::Column::DeletedAt.is_null())
+                .filter(messages::Column::Kind.ne("system"))
                 .filter(messages::Column::Id.not_in_subquery(hidden))
                 .group_by(messages::Column::ConvId)
                 .into_tuple()
@@ -590,44 +713,18 @@ impl Store {
         self.conversation_for(&row, user).await
     }
 
-    async fn require_admin_group<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        conv: &ConvId,
-        user: &UserId,
-    ) -> Result<()> {
-        let row = conversations::Entity::find_by_id(conv.as_str())
-            .one(db)
-            .await?
-            .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
-        let me = membership(db, conv, user).await?;
-        if row.kind != "group" {
-            return Err(Error::client(
-                ErrorCode::BadRequest,
-                "direct conversations have fixed members",
-            ));
-        }
-        if me.role != "admin" {
-            return Err(Error::client(
-                ErrorCode::Forbidden,
-                "only group admins can change members",
-            ));
-        }
-        Ok(())
-    }
-
     /// Adds members to a group (admins only). New members see messages from their join on.
     pub async fn add_members(
         &self,
         conv: &ConvId,
         by: &UserId,
         new: &[UserId],
-    ) -> Result<(Conversation, Option<Outgoing>)> {
+    ) -> Result<(Conversation, Vec<Outgoing>)> {
         if new.is_empty() {
             return Err(Error::client(ErrorCode::BadRequest, "`members` is empty"));
         }
         let txn = self.db.begin().await?;
-        self.require_admin_group(&txn, conv, by).await?;
+        let row = group::admin_of_group(&txn, conv, by).await?;
         let existing = member_ids(&txn, conv).await?;
         let added: Vec<UserId> = new
             .iter()
@@ -643,13 +740,9 @@ impl Store {
                 format!("a group has at most {MAX_GROUP_MEMBERS} members"),
             ));
         }
-        let mut out = None;
+        let mut outs = Vec::new();
         if !added.is_empty() {
-            let last_seq = conversations::Entity::find_by_id(conv.as_str())
-                .one(&txn)
-                .await?
-                .map(|c| c.last_seq)
-                .unwrap_or(0);
+            let last_seq = row.last_seq;
             let now = now_ms();
             members::Entity::insert_many(added.iter().map(|u| members::ActiveModel {
                 conv_id: Set(conv.to_string()),
@@ -659,6 +752,7 @@ impl Store {
                 delivered_seq: Set(last_seq),
                 read_seq: Set(last_seq),
                 joined_at: Set(now),
+                ..Default::default()
             }))
             .exec(&txn)
             .await?;
@@ -673,10 +767,19 @@ impl Store {
             };
             let everyone: Vec<UserId> = existing.iter().chain(&added).cloned().collect();
             let to = append(&txn, &everyone, &entry).await?;
-            out = Some(Outgoing::new(&entry, to));
+            outs.push(Outgoing::new(&entry, to));
+            let content = group::line(SystemEvent::Added, added);
+            outs.push(
+                group::system_line(&txn, conv, by, content, &everyone)
+                    .await?
+                    .1,
+            );
         }
         txn.commit().await?;
-        Ok((self.conversation(conv, by).await?, out))
+        if !outs.is_empty() {
+            self.shared.conversation_changed(conv).await;
+        }
+        Ok((self.conversation(conv, by).await?, outs))
     }
 
     /// Removes a member: admins remove anyone, any member may remove themself (leave). When
@@ -690,12 +793,9 @@ impl Store {
     ) -> Result<Vec<Outgoing>> {
         let txn = self.db.begin().await?;
         if by != who {
-            self.require_admin_group(&txn, conv, by).await?;
+            group::admin_of_group(&txn, conv, by).await?;
         } else {
-            let row = conversations::Entity::find_by_id(conv.as_str())
-                .one(&txn)
-                .await?
-                .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such conversation"))?;
+            let row = group::lock_conversation(&txn, conv).await?;
             membership(&txn, conv, by).await?;
             if row.kind != "group" {
                 return Err(Error::client(
@@ -729,21 +829,37 @@ impl Store {
             &removed,
             append(&txn, &existing, &removed).await?,
         )];
+        let content = match by == who {
+            true => group::line(SystemEvent::Left, vec![]),
+            false => group::line(SystemEvent::Removed, vec![who.clone()]),
+        };
+        out.push(
+            group::system_line(&txn, conv, by, content, &existing)
+                .await?
+                .1,
+        );
         if let Some(heir) = promote_if_leaderless(&txn, conv).await? {
             let promoted = Entry {
                 ts: now,
                 body: UpdateBody::Member {
                     conv: conv.clone(),
                     action: MemberAction::Promoted,
-                    users: vec![heir],
+                    users: vec![heir.clone()],
                     by: who.clone(),
                 },
             };
             let remaining: Vec<UserId> = existing.into_iter().filter(|u| u != who).collect();
             let to: Vec<Appended> = append(&txn, &remaining, &promoted).await?;
             out.push(Outgoing::new(&promoted, to));
+            let content = group::role_line(&heir, Role::Admin);
+            out.push(
+                group::system_line(&txn, conv, who, content, &remaining)
+                    .await?
+                    .1,
+            );
         }
         txn.commit().await?;
+        self.shared.conversation_changed(conv).await;
         Ok(out)
     }
 

@@ -194,9 +194,9 @@ fn columns(entry: &Entry) -> Columns {
             Some(msg.id.to_string()),
             None,
         ),
-        UpdateBody::Receipt { conv, .. } | UpdateBody::Member { conv, .. } => {
-            (kind, Some(conv.to_string()), None, None, json())
-        }
+        UpdateBody::Receipt { conv, .. }
+        | UpdateBody::Member { conv, .. }
+        | UpdateBody::Settings { conv, .. } => (kind, Some(conv.to_string()), None, None, json()),
         UpdateBody::Media { .. } | UpdateBody::Profile { .. } => (kind, None, None, None, json()),
         UpdateBody::Edit { conv, msg, seq, .. }
         | UpdateBody::Delete { conv, msg, seq, .. }

@@ -6,11 +6,11 @@ use super::blocks::blocks_touching;
 use super::changes::hide;
 use super::conversations::{members_of, membership};
 use super::log::{append_many, Entry, Outgoing};
-use super::{locks_rows_in_order, rows, Store};
+use super::{locks_rows_in_order, rows, search, Store};
 use crate::entity::{blobs, conversations, files, hidden_messages, message_files, messages, users};
 use crate::error::{Error, Result};
 use crate::util::{new_id, now_ms};
-use protocol::ops::{SendReq, SendResult};
+use protocol::ops::{SendReq, SendResult, MENTION_ALL};
 use protocol::update::Content;
 use protocol::{ConvId, DeviceId, ErrorCode, Message, MsgId, UpdateBody, UserId};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
@@ -222,6 +222,10 @@ impl Store {
                 plans.push(Plan::Done(Err(e)));
                 continue;
             }
+            if let Err(e) = check_mentions(db, j, &members_of).await {
+                plans.push(Plan::Done(Err(e)));
+                continue;
+            }
             if !j.content.attachments().is_empty() {
                 match Self::attach(db, &j.user, &j.content, &files_by_id, &blobs_by_sha).await {
                     Ok(c) => {
@@ -238,10 +242,10 @@ impl Store {
             plans.push(Plan::New);
         }
 
-        let mut next_seq = bump_seqs(db, &new_per_conv).await?;
+        let ts = now_ms();
+        let mut next_seq = bump_seqs(db, &new_per_conv, ts).await?;
 
         // The messages, in job order.
-        let ts = now_ms();
         let mut new_msgs: Vec<(usize, Message)> = Vec::new();
         for (i, (j, plan)) in jobs.iter().zip(&plans).enumerate() {
             if !matches!(plan, Plan::New) {
@@ -274,6 +278,7 @@ impl Store {
             return Ok(resolve(plans, HashMap::new()));
         }
         insert_messages(db, new_msgs.iter().map(|(_, m)| m)).await?;
+        search::index(db, new_msgs.iter().map(|(_, m)| m)).await?;
 
         // Members of these conversations may now download the files.
         let carried: Vec<message_files::ActiveModel> = new_msgs
@@ -303,6 +308,7 @@ impl Store {
             span.0 = Ord::min(span.0, m.seq);
             span.1 = Ord::max(span.1, m.seq);
         }
+        mark_mentioned(db, &new_msgs, &members_of, &blocks, &sender_top).await?;
         let read_before = senders_seen(db, &sender_top).await?;
 
         // Every member's log gets each message: one counter bump per user, by their count.
@@ -435,6 +441,106 @@ impl Store {
     }
 }
 
+/// Refuses mentions of non-members (`invalid_message`) and `@all` from anyone but a group's
+/// admin (`forbidden`).
+async fn check_mentions<C: ConnectionTrait>(
+    db: &C,
+    job: &SendJob,
+    members_of: &HashMap<String, Vec<UserId>>,
+) -> Result<()> {
+    let Content::Text { mentions, .. } = &job.content else {
+        return Ok(());
+    };
+    let members = members_of
+        .get(job.req.conv.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for m in mentions {
+        if m == MENTION_ALL {
+            if membership(db, &job.req.conv, &job.user).await?.role != "admin" {
+                return Err(Error::client(
+                    ErrorCode::Forbidden,
+                    "only group admins can mention @all",
+                ));
+            }
+        } else if !members.iter().any(|u| u.as_str() == m) {
+            return Err(Error::client(
+                ErrorCode::InvalidMessage,
+                "`mentions` names someone who is not a member of the conversation",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records, for each member a new message mentions (by id, or all but the sender for
+/// `@all`), that it does, unless they blocked the sender: their listing shows `mentioned`
+/// until they read past it. One statement for the batch. On PostgreSQL the member rows it
+/// moves are locked in key order together with the senders' (`senders_seen` moves those
+/// next), so that two batches cannot each hold a row the other waits for.
+async fn mark_mentioned<C: ConnectionTrait>(
+    db: &C,
+    msgs: &[(usize, Message)],
+    members_of: &HashMap<String, Vec<UserId>>,
+    blocks: &Blocks,
+    senders: &BTreeMap<(String, String), (i64, i64)>,
+) -> Result<()> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        c: &'a str,
+        u: &'a str,
+        s: i64,
+    }
+    const SQL: &str = "UPDATE members SET mentioned_seq = CAST(j.value->>'s' AS BIGINT) \
+        FROM {rows} WHERE members.conv_id = j.value->>'c' AND members.user_id = j.value->>'u' \
+        AND members.mentioned_seq < CAST(j.value->>'s' AS BIGINT)";
+    let mut rows: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for (_, m) in msgs {
+        let Content::Text { mentions, .. } = &m.content else {
+            continue;
+        };
+        if mentions.is_empty() {
+            continue;
+        }
+        let members = members_of
+            .get(m.conv.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let all = mentions.iter().any(|x| x == MENTION_ALL);
+        let hiders = blocks.blockers_of(&m.sender, members);
+        for u in members {
+            let named = all || mentions.iter().any(|x| x == u.as_str());
+            if named && *u != m.sender && !hiders.contains(u) {
+                let top = rows.entry((m.conv.as_str(), u.as_str())).or_default();
+                *top = (*top).max(m.seq);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if locks_rows_in_order(db) {
+        let keys: BTreeSet<(&str, &str)> = rows
+            .keys()
+            .copied()
+            .chain(senders.keys().map(|(c, u)| (c.as_str(), u.as_str())))
+            .collect();
+        let keys: Vec<Row> = keys.into_iter().map(|(c, u)| Row { c, u, s: 0 }).collect();
+        let lock = format!(
+            "SELECT members.conv_id FROM {{rows}} JOIN members ON members.conv_id = j.value->>'c' \
+             AND members.user_id = j.value->>'u' ORDER BY members.conv_id, members.user_id{}",
+            rows::lock_clause(db, "members")
+        );
+        db.query_all_raw(rows::over(db, &lock, &keys)).await?;
+    }
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .map(|((c, u), s)| Row { c, u, s })
+        .collect();
+    db.execute_raw(rows::over(db, SQL, &rows)).await?;
+    Ok(())
+}
+
 /// `(device, cmid)` of the batch's sends that were stored before, with their original acks.
 async fn stored_acks<C: ConnectionTrait>(
     db: &C,
@@ -481,22 +587,25 @@ async fn stored_acks<C: ConnectionTrait>(
     Ok(stored)
 }
 
-/// Moves each conversation's seq counter by its number of new messages, in one statement;
-/// returns the first seq each conversation's messages take.
-async fn bump_seqs<C: ConnectionTrait>(
+/// Moves each conversation's seq counter by its number of new messages, and its last
+/// activity to `ts`, in one statement; returns the first seq each conversation's messages take.
+pub(super) async fn bump_seqs<C: ConnectionTrait>(
     db: &C,
     new_per_conv: &BTreeMap<&str, i64>,
+    ts: i64,
 ) -> Result<HashMap<String, i64>> {
     #[derive(Serialize)]
     struct Bump<'a> {
         c: &'a str,
         n: i64,
+        t: i64,
     }
     const LOCK: &str = "SELECT conversations.id FROM conversations \
         WHERE conversations.id IN (SELECT j.value->>'c' FROM {rows}) \
         ORDER BY conversations.id FOR NO KEY UPDATE";
     const BUMP: &str = "UPDATE conversations \
-        SET last_seq = conversations.last_seq + CAST(j.value->>'n' AS BIGINT) \
+        SET last_seq = conversations.last_seq + CAST(j.value->>'n' AS BIGINT), \
+        last_at = CAST(j.value->>'t' AS BIGINT) \
         FROM {rows} WHERE conversations.id = j.value->>'c' \
         RETURNING conversations.id, conversations.last_seq";
     if new_per_conv.is_empty() {
@@ -504,7 +613,7 @@ async fn bump_seqs<C: ConnectionTrait>(
     }
     let bumps: Vec<Bump> = new_per_conv
         .iter()
-        .map(|(c, n)| Bump { c, n: *n })
+        .map(|(c, n)| Bump { c, n: *n, t: ts })
         .collect();
     if locks_rows_in_order(db) {
         db.query_all_raw(rows::over(db, LOCK, &bumps)).await?;
@@ -524,7 +633,7 @@ async fn bump_seqs<C: ConnectionTrait>(
 }
 
 /// Inserts the messages, in one statement.
-async fn insert_messages<'a, C: ConnectionTrait>(
+pub(super) async fn insert_messages<'a, C: ConnectionTrait>(
     db: &C,
     msgs: impl Iterator<Item = &'a Message>,
 ) -> Result<()> {

@@ -19,6 +19,7 @@ pub mod changes;
 pub mod conversations;
 pub mod deletion;
 pub mod gc;
+pub mod group;
 pub mod invites;
 pub mod jobs;
 pub mod log;
@@ -30,6 +31,8 @@ pub mod presence;
 pub mod profiles;
 pub mod receipts;
 mod rows;
+pub mod search;
+pub mod settings;
 pub mod token_cache;
 pub mod trim;
 

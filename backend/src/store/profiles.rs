@@ -10,7 +10,7 @@ use crate::entity::{blobs, files, members, users};
 use crate::error::{Error, Result};
 use crate::util::now_ms;
 use protocol::http::{Profile, ProfileChange, MAX_DISPLAY_NAME};
-use protocol::{ErrorCode, UpdateBody, UserId};
+use protocol::{ErrorCode, FileId, UpdateBody, UserId};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
@@ -59,6 +59,50 @@ fn display_name(raw: &str) -> Result<String> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// The file `file` if it can be an avatar (a user's or a group's): an image `user` uploaded
+/// whose processing is done. Share-locked on PostgreSQL: storage collection cannot take the
+/// file between this check and the commit (it keeps files that are an avatar).
+pub(super) async fn avatar_image<C: ConnectionTrait>(
+    txn: &C,
+    user: &UserId,
+    file: &FileId,
+) -> Result<files::Model> {
+    let mut q =
+        files::Entity::find_by_id(file.as_str()).filter(files::Column::OwnerId.eq(user.as_str()));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        q = q.lock_shared();
+    }
+    let not_found = || Error::client(ErrorCode::NotFound, format!("no file {file} of yours"));
+    let f = q.one(txn).await?.ok_or_else(not_found)?;
+    let blob = blobs::Entity::find_by_id(f.sha256.as_str())
+        .one(txn)
+        .await?
+        .ok_or_else(not_found)?;
+    if f.class != "image" || blob.status == "failed" {
+        return Err(Error::client(
+            ErrorCode::UnsupportedMedia,
+            "an avatar is an image Courier could read",
+        ));
+    }
+    if blob.status != "ready" {
+        return Err(Error::client(
+            ErrorCode::BadRequest,
+            "the image is still being processed: set it once its status is ready",
+        ));
+    }
+    Ok(f)
+}
+
+/// The stored square of an avatar image file: its `avatar.webp`, or, for images processed
+/// before avatars existed, its thumbnail.
+pub(super) async fn avatar_key<C: ConnectionTrait>(db: &C, file: &str) -> Result<Option<String>> {
+    let Some(f) = files::Entity::find_by_id(file).one(db).await? else {
+        return Ok(None);
+    };
+    let blob = blobs::Entity::find_by_id(f.sha256).one(db).await?;
+    Ok(blob.and_then(|b| b.avatar_key.or(b.thumb_key)))
 }
 
 impl Store {
@@ -134,32 +178,7 @@ impl Store {
         }
         match &change.avatar {
             Some(Some(file)) if row.avatar_file.as_deref() != Some(file.as_str()) => {
-                // Share-locked on PostgreSQL: storage collection cannot take the file between
-                // this check and the commit (it keeps files that are someone's avatar).
-                let mut q = files::Entity::find_by_id(file.as_str())
-                    .filter(files::Column::OwnerId.eq(user.as_str()));
-                if txn.get_database_backend() == DbBackend::Postgres {
-                    q = q.lock_shared();
-                }
-                let not_found =
-                    || Error::client(ErrorCode::NotFound, format!("no file {file} of yours"));
-                let f = q.one(&txn).await?.ok_or_else(not_found)?;
-                let blob = blobs::Entity::find_by_id(f.sha256.as_str())
-                    .one(&txn)
-                    .await?
-                    .ok_or_else(not_found)?;
-                if f.class != "image" || blob.status == "failed" {
-                    return Err(Error::client(
-                        ErrorCode::UnsupportedMedia,
-                        "an avatar is an image Courier could read",
-                    ));
-                }
-                if blob.status != "ready" {
-                    return Err(Error::client(
-                        ErrorCode::BadRequest,
-                        "the image is still being processed: set it once its status is ready",
-                    ));
-                }
+                let f = avatar_image(&txn, user, file).await?;
                 row.avatar_file = Some(f.id);
                 // Strictly newer, so that the address changes even within a millisecond.
                 row.avatar_at = Some(now_ms().max(row.avatar_at.unwrap_or(0) + 1));
@@ -222,11 +241,6 @@ impl Store {
         let Some(file) = u.avatar_file else {
             return Ok(None);
         };
-        let Some(f) = files::Entity::find_by_id(file).one(&self.read).await? else {
-            return Ok(None);
-        };
-        let blob = blobs::Entity::find_by_id(f.sha256).one(&self.read).await?;
-        // Images processed before avatars existed have only their thumbnail.
-        Ok(blob.and_then(|b| b.avatar_key.or(b.thumb_key)))
+        avatar_key(&self.read, &file).await
     }
 }

@@ -6,7 +6,7 @@
 //! becomes one `receipt` update for the other members — and, for reads, for the reader's own
 //! devices — however many messages it covers.
 
-use super::conversations::{member_ids, members_of, membership};
+use super::conversations::{member_ids, members_of, membership, settings_of};
 use super::log::{append, append_many, Entry, Outgoing};
 use super::{rows, Store};
 use crate::entity::{conversations, members};
@@ -286,8 +286,31 @@ impl Store {
             .map(|c| c.last_seq)
             .unwrap_or(0);
         let seq = seq.min(last);
+        // Reading clears a conversation marked unread: the reader's devices hear it from the
+        // receipt, or, when the watermark does not move, from a `settings` update.
+        if me.marked_unread {
+            members::Entity::update_many()
+                .col_expr(members::Column::MarkedUnread, Expr::value(false))
+                .filter(members::Column::ConvId.eq(conv.as_str()))
+                .filter(members::Column::UserId.eq(user.as_str()))
+                .exec(txn)
+                .await?;
+        }
         if seq <= me.read_seq {
-            return Ok((me.read_seq, None));
+            if !me.marked_unread {
+                return Ok((me.read_seq, None));
+            }
+            let mut me = me;
+            me.marked_unread = false;
+            let entry = Entry {
+                ts: now_ms(),
+                body: UpdateBody::Settings {
+                    conv: conv.clone(),
+                    settings: settings_of(&me, last, now_ms()),
+                },
+            };
+            let landed = append(txn, std::slice::from_ref(user), &entry).await?;
+            return Ok((me.read_seq, Some(Outgoing::new(&entry, landed))));
         }
         let out = match Self::move_watermarks(txn, conv, user, seq, Some(seq)).await? {
             Some((entry, to)) => Some(Outgoing::new(&entry, append(txn, &to, &entry).await?)),

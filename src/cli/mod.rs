@@ -12,7 +12,10 @@ pub mod chat;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use client::protocol::http::{Conversation, GroupAdds, Profile, Session};
+use client::protocol::http::{
+    Conversation, ConversationChange, GroupAdds, Profile, Role, Session, SettingsPatch,
+};
+use client::protocol::update::Content;
 use client::protocol::{ConvId, ErrorCode, UserId};
 use client::Api;
 use std::collections::BTreeMap;
@@ -100,11 +103,75 @@ pub enum ConvCommand {
         #[command(flatten)]
         account: Account,
     },
-    /// Your conversations: id, members, unread count
+    /// Your conversations, pinned first then by activity: id, members, unread count, and
+    /// marks (pinned, muted, archived, marked unread, @ mentioned)
     List {
+        /// The archived ones instead
+        #[arg(long)]
+        archived: bool,
         #[command(flatten)]
         account: Account,
     },
+    /// Your own settings for a conversation
+    Set {
+        /// The conversation id
+        conv: String,
+        /// Mute for this many minutes, `always`, or `off`
+        #[arg(long)]
+        mute: Option<String>,
+        #[arg(long)]
+        pin: Option<bool>,
+        #[arg(long)]
+        archive: Option<bool>,
+        /// Mark it unread (reading it clears this)
+        #[arg(long)]
+        unread: Option<bool>,
+        #[command(flatten)]
+        account: Account,
+    },
+    /// Rename a group (admins); an empty title clears it
+    Rename {
+        conv: String,
+        title: String,
+        #[command(flatten)]
+        account: Account,
+    },
+    /// Make a member an admin, or an admin a member (admins)
+    Role {
+        conv: String,
+        /// The member's username
+        member: String,
+        /// `admin` or `member`
+        #[arg(value_name = "ROLE", value_parser = ["admin", "member"])]
+        to: String,
+        #[command(flatten)]
+        account: Account,
+    },
+    /// Leave a group
+    Leave {
+        conv: String,
+        #[command(flatten)]
+        account: Account,
+    },
+    /// Find your messages holding every word of QUERY, newest first
+    Search {
+        query: String,
+        /// Only in this conversation
+        #[arg(long)]
+        conv: Option<String>,
+        #[command(flatten)]
+        account: Account,
+    },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn conv_arg(id: &str) -> anyhow::Result<ConvId> {
+    ConvId::parse(id).with_context(|| format!("`{id}` is not a conversation id"))
 }
 
 fn read_password(prompt: &str) -> anyhow::Result<String> {
@@ -371,7 +438,19 @@ pub fn describe(c: &Conversation, me: &UserId, names: &BTreeMap<UserId, String>)
     } else {
         String::new()
     };
-    format!("{}  {title}{unread}", c.id)
+    let mut marks = String::new();
+    for (on, mark) in [
+        (c.settings.pinned, " [pinned]"),
+        (c.settings.muted_until.is_some(), " [muted]"),
+        (c.settings.archived, " [archived]"),
+        (c.settings.marked_unread, " [marked unread]"),
+        (c.mentioned, " [@ you]"),
+    ] {
+        if on {
+            marks.push_str(mark);
+        }
+    }
+    format!("{}  {title}{unread}{marks}", c.id)
 }
 
 pub async fn conv(cmd: ConvCommand) -> anyhow::Result<()> {
@@ -396,13 +475,120 @@ pub async fn conv(cmd: ConvCommand) -> anyhow::Result<()> {
             };
             println!("{}", conv.id);
         }
-        ConvCommand::List { account } => {
+        ConvCommand::List { archived, account } => {
             let (api, s) = session(&account).await?;
-            let convs = api.conversations(&s.token).await?;
-            let all: Vec<&UserId> = convs.iter().flat_map(|c| &c.members).collect();
-            let names = names(&api, &s.token, &all).await?;
-            for c in &convs {
-                println!("{}", describe(c, &s.user, &names));
+            let mut before: Option<String> = None;
+            loop {
+                let page = api
+                    .conversations_page(&s.token, archived, before.as_deref(), 100)
+                    .await?;
+                let all: Vec<&UserId> =
+                    page.conversations.iter().flat_map(|c| &c.members).collect();
+                let names = names(&api, &s.token, &all).await?;
+                for c in &page.conversations {
+                    println!("{}", describe(c, &s.user, &names));
+                }
+                match page.next_before {
+                    Some(next) => before = Some(next),
+                    None => break,
+                }
+            }
+        }
+        ConvCommand::Set {
+            conv,
+            mute,
+            pin,
+            archive,
+            unread,
+            account,
+        } => {
+            let muted_until = match mute.as_deref() {
+                None => None,
+                Some("off") => Some(None),
+                Some("always") => Some(Some(-1)),
+                Some(minutes) => {
+                    let m: i64 = minutes
+                        .parse()
+                        .context("--mute takes minutes, `always` or `off`")?;
+                    Some(Some(now_ms() + m * 60_000))
+                }
+            };
+            let patch = SettingsPatch {
+                muted_until,
+                pinned: pin,
+                archived: archive,
+                marked_unread: unread,
+            };
+            let (api, s) = session(&account).await?;
+            let c = api
+                .conversation_settings(&s.token, &conv_arg(&conv)?, &patch)
+                .await?;
+            let names = names(&api, &s.token, &c.members.iter().collect::<Vec<_>>()).await?;
+            println!("{}", describe(&c, &s.user, &names));
+        }
+        ConvCommand::Rename {
+            conv,
+            title,
+            account,
+        } => {
+            let (api, s) = session(&account).await?;
+            let change = ConversationChange {
+                title: Some((!title.trim().is_empty()).then_some(title)),
+                avatar: None,
+            };
+            api.change_group(&s.token, &conv_arg(&conv)?, &change)
+                .await?;
+        }
+        ConvCommand::Role {
+            conv,
+            member,
+            to,
+            account,
+        } => {
+            let (api, s) = session(&account).await?;
+            let ids = user_ids(&api, &s.token, &[member]).await?;
+            let role = match to.as_str() {
+                "admin" => Role::Admin,
+                _ => Role::Member,
+            };
+            api.set_role(&s.token, &conv_arg(&conv)?, &ids[0], role)
+                .await?;
+        }
+        ConvCommand::Leave { conv, account } => {
+            let (api, s) = session(&account).await?;
+            api.remove_member(&s.token, &conv_arg(&conv)?, &s.user)
+                .await?;
+        }
+        ConvCommand::Search {
+            query,
+            conv,
+            account,
+        } => {
+            let (api, s) = session(&account).await?;
+            let conv = conv.as_deref().map(conv_arg).transpose()?;
+            let page = api
+                .search(&s.token, &query, conv.as_ref(), None, 50)
+                .await?;
+            let senders: Vec<&UserId> = page.messages.iter().map(|m| &m.sender).collect();
+            let names = names(&api, &s.token, &senders).await?;
+            for m in &page.messages {
+                let text = match &m.content {
+                    Content::Text { text, .. } => text.as_str(),
+                    Content::Image { text, .. } | Content::Video { text, .. } => {
+                        text.as_deref().unwrap_or_default()
+                    }
+                    _ => "",
+                };
+                println!(
+                    "{}  {}  {}  {}: {}",
+                    when(m.ts),
+                    m.conv,
+                    m.id,
+                    names
+                        .get(&m.sender)
+                        .map_or(m.sender.as_str(), String::as_str),
+                    printable(text)
+                );
             }
         }
     }

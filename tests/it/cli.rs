@@ -210,6 +210,59 @@ async fn two_terminals_talk() {
         assert_eq!(named.trim(), "Alice A. (alice)");
         let listed = run(c(), &["conv", "list", "-u", "bob"]);
         assert!(listed.contains("Alice A. (alice)"), "{listed}");
+
+        // A group run from the terminal: renamed by its admin (not by a member), pinned and
+        // muted by bob, bob made an admin; the chat shows each change as a line, and search
+        // finds a message without its accents.
+        let crew = run(
+            c(),
+            &[
+                "conv",
+                "create",
+                "-u",
+                "alice",
+                "--group",
+                "Crew",
+                "--members",
+                "bob",
+            ],
+        );
+        let crew = crew.trim().to_owned();
+        run(c(), &["conv", "rename", "-u", "alice", &crew, "Crew 2"]);
+        let refused = c()
+            .args(["conv", "rename", "-u", "bob", &crew, "mine"])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("forbidden"));
+        let set = run(
+            c(),
+            &[
+                "conv", "set", "-u", "bob", &crew, "--pin", "true", "--mute", "always",
+            ],
+        );
+        assert!(set.contains("[pinned] [muted]"), "{set}");
+        let listed = run(c(), &["conv", "list", "-u", "bob"]);
+        let first = listed.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&crew) && first.contains("Crew 2"),
+            "{listed}"
+        );
+        run(c(), &["conv", "role", "-u", "alice", &crew, "bob", "admin"]);
+        let mut chat = Chat::start(c(), &["-u", "bob", "--conv", &crew]);
+        chat.expect("· Alice A. (alice) created the group with");
+        chat.expect("· Alice A. (alice) named the group \"Crew 2\"");
+        chat.expect("· Alice A. (alice) made me an admin");
+        chat.say("hẹn gặp ở Đà Lạt");
+        chat.expect("✓ #4");
+        chat.quit();
+        let found = run(c(), &["conv", "search", "-u", "alice", "da lat"]);
+        assert!(
+            found.contains("hẹn gặp ở Đà Lạt") && found.contains(&crew),
+            "{found}"
+        );
+        run(c(), &["conv", "leave", "-u", "bob", &crew]);
+        assert!(!run(c(), &["conv", "list", "-u", "bob"]).contains(&crew));
     });
 }
 

@@ -4,7 +4,6 @@
 
 use crate::helpers::{spawn_app_with, Db};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use courier_client::protocol::http::PushNotice;
 use courier_client::protocol::ErrorCode;
 use std::sync::{Arc, Mutex};
@@ -22,9 +21,21 @@ pub struct Receiver {
 pub async fn receiver() -> (String, Arc<Receiver>) {
     let state = Arc::new(Receiver::default());
     let s = state.clone();
+    let log = state.clone();
     let app = axum::Router::new().route(
         "/push",
-        post(move |headers: HeaderMap, body: String| {
+        // GET: every notice received so far, as a JSON array (for the browser test).
+        axum::routing::get(move || {
+            let bodies: Vec<serde_json::Value> = log
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|(_, b)| serde_json::from_str(b).ok())
+                .collect();
+            async move { axum::Json(bodies) }
+        })
+        .post(move |headers: HeaderMap, body: String| {
             let s = s.clone();
             async move {
                 let auth = headers

@@ -424,3 +424,74 @@ async fn blocks_reports_and_profile_changes_have_buckets_per_user() {
     let me = api.me(&dave.token).await.unwrap();
     assert_eq!(me.display_name.as_deref(), Some("two"));
 }
+
+/// Conversation settings and group changes share a bucket per user, searches have their own:
+/// a script flipping a setting or searching in a loop is held to its rate and changes
+/// nothing past it, and another user is not held with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_group_changes_and_searches_have_buckets_per_user() {
+    use courier_client::protocol::http::{ConversationChange, SettingsPatch};
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.limits
+            .set(Limit::Settings, per_minute(3))
+            .set(Limit::Search, per_minute(2));
+    })
+    .await;
+    app.users(&["alice", "bob"]).await;
+    let alice = app.tcp_device("alice", "phone").await;
+    let bob = app.tcp_device("bob", "phone").await;
+    let g = app.group(&alice, "g", &[&bob]).await;
+    let api = &app.api;
+    let pin = |on: bool| SettingsPatch {
+        pinned: Some(on),
+        ..Default::default()
+    };
+    api.conversation_settings(alice.token(), &g, &pin(true))
+        .await
+        .unwrap();
+    api.conversation_settings(alice.token(), &g, &pin(false))
+        .await
+        .unwrap();
+    let rename = ConversationChange {
+        title: Some(Some("renamed".into())),
+        avatar: None,
+    };
+    api.change_group(alice.token(), &g, &rename).await.unwrap();
+    retry_after_ms(
+        &api.conversation_settings(alice.token(), &g, &pin(true))
+            .await
+            .unwrap_err(),
+    );
+    let again = ConversationChange {
+        title: Some(Some("again".into())),
+        avatar: None,
+    };
+    retry_after_ms(
+        &api.change_group(alice.token(), &g, &again)
+            .await
+            .unwrap_err(),
+    );
+    let c = api.conversation(alice.token(), &g).await.unwrap();
+    assert_eq!(
+        (c.title.as_deref(), c.settings.pinned),
+        (Some("renamed"), false)
+    );
+    api.conversation_settings(bob.token(), &g, &pin(true))
+        .await
+        .unwrap();
+
+    api.search(alice.token(), "renamed", None, None, 10)
+        .await
+        .unwrap();
+    api.search(alice.token(), "renamed", None, None, 10)
+        .await
+        .unwrap();
+    retry_after_ms(
+        &api.search(alice.token(), "renamed", None, None, 10)
+            .await
+            .unwrap_err(),
+    );
+    api.search(bob.token(), "renamed", None, None, 10)
+        .await
+        .unwrap();
+}

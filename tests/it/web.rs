@@ -133,7 +133,10 @@ async fn the_js_sdk_keeps_order_and_sends_each_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_chat_in_headless_chromium() {
     let browser = chromium();
-    let app = spawn_app(Db::Sqlite).await;
+    // Push notices go to a local receiver the page's test reads back.
+    let (push, _notices) = crate::push::receiver().await;
+    let app =
+        crate::helpers::spawn_app_with(Db::Sqlite, |s| s.push_webhook = Some(push.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let photo = dir.path().join("photo.jpg");
     std::fs::write(&photo, crate::media_jobs::jpeg(1600, 1200)).unwrap();
@@ -150,6 +153,7 @@ async fn two_people_chat_in_headless_chromium() {
             ("COURIER_VIDEO", &clip),
             ("COURIER_ARTIFACTS", &artifacts),
             ("CHROMIUM", Path::new(&browser)),
+            ("COURIER_PUSH_LOG", Path::new(&push)),
         ],
     )
     .await;

@@ -35,6 +35,9 @@ const state = {
   blobs: new Map(), // "file/which" → Promise<blob: URL>
   uploads: new Map(), // local id → { conv, name, sent, total, error }
   open: null,
+  showArchived: false, // the list shows the archived conversations instead
+  mentionPicks: new Map(), // "@Name" typed through the autocomplete → user id
+  found: null, // the message a search result opened, shown marked
 };
 
 // ---------- start, log in, log out ----------
@@ -356,8 +359,9 @@ function renderList() {
   const ul = $("conv-list");
   ul.replaceChildren();
   // As the server lists them: pinned first, then the most recently active.
+  $("show-archived").classList.toggle("on", state.showArchived);
   const convs = [...state.convs.values()]
-    .filter((c) => !c.archived)
+    .filter((c) => !!c.archived === state.showArchived)
     .sort((a, b) => Number(!!b.pinned) - Number(!!a.pinned) || activity(b) - activity(a));
   for (const c of convs) {
     const other = otherOf(c);
@@ -377,11 +381,20 @@ function renderList() {
           el("div", { class: "last" + (typing ? " typing" : ""), "data-testid": "conv-last" }, typing || preview(c.lastMsg)),
           el("div", { class: "seen" + (seen === "online" ? " online" : ""), "data-testid": "conv-seen" }, seen),
         ),
-        c.unread > 0 ? el("span", { class: "unread", "data-testid": "unread" }, String(c.unread)) : null,
+        el(
+          "span",
+          { class: "marks" },
+          c.pinned ? el("span", { "data-testid": "pinned", title: "pinned" }, "📌") : null,
+          isMuted(c) ? el("span", { "data-testid": "muted", title: "muted" }, "🔕") : null,
+          c.mentioned ? el("span", { class: "mentioned", "data-testid": "mentioned", title: "you were mentioned" }, "@") : null,
+        ),
+        c.unread > 0 || c.marked_unread ? el("span", { class: "unread", "data-testid": "unread" }, c.unread > 0 ? String(c.unread) : "•") : null,
       ),
     );
   }
 }
+
+const isMuted = (c) => c.muted_until === -1 || (c.muted_until && c.muted_until > Date.now());
 
 // ---------- one conversation ----------
 
@@ -454,6 +467,10 @@ function renderHead() {
   $("block").hidden = !other || gone;
   $("block").textContent = blocked ? "Unblock" : "Block";
   $("report").hidden = !other || gone;
+  $("pin").textContent = c.pinned ? "Unpin" : "Pin";
+  $("mute").textContent = isMuted(c) ? "Unmute" : "Mute";
+  $("archive").textContent = c.archived ? "Unarchive" : "Archive";
+  $("group-settings").hidden = c.kind !== "group";
   const banner = gone ? "This account was deleted: you can read this chat, not write to it." : blocked ? `You blocked ${nameOf(other)}. Unblock to send messages.` : "";
   $("blocked-banner").textContent = banner;
   $("blocked-banner").hidden = !banner;
@@ -517,7 +534,7 @@ function messageNode(c, m) {
   const time = new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   return el(
     "div",
-    { class: `msg${mine ? " mine" : ""}${m.deleted ? " deleted" : ""}`, "data-testid": "message", "data-seq": m.seq, "data-cmid": m.cmid, "data-msg": m.id },
+    { class: `msg${mine ? " mine" : ""}${m.deleted ? " deleted" : ""}${m.id === state.found ? " found" : ""}`, "data-testid": "message", "data-seq": m.seq, "data-cmid": m.cmid, "data-msg": m.id, "data-found": m.id === state.found ? "true" : null },
     c.kind === "group" && !mine ? el("div", { class: "who" }, m.sender_deleted ? "Deleted account" : nameOf(m.sender)) : null,
     m.deleted ? el("div", { class: "text" }, "message deleted") : content(m),
     el(
@@ -570,7 +587,7 @@ function content(m) {
   const parts = [];
   const atts = m.attachments || [];
   for (const a of atts) parts.push(attachmentNode(m.kind, a));
-  if (m.text) parts.push(el("div", { class: "text", "data-testid": "text" }, m.text));
+  if (m.text) parts.push(el("div", { class: "text", "data-testid": "text" }, ...withMentions(m)));
   if (m.kind === "sticker") parts.push(el("div", { class: "text" }, `[sticker ${m.sticker}]`));
   if (m.kind === "location") parts.push(el("div", { class: "text" }, `📍 ${m.location.name || ""} ${m.location.lat}, ${m.location.lng}`));
   if (m.kind === "contact") parts.push(el("div", { class: "text" }, `👤 ${m.contact.name}`));
@@ -683,8 +700,10 @@ $("composer").addEventListener("submit", (ev) => {
   const text = $("text").value;
   if (!text.trim() || !state.open || !state.client) return;
   $("text").value = "";
+  $("mention-list").hidden = true;
   stopTyping(state.open);
-  state.client.send(state.open, { kind: "text", text });
+  const mentions = mentionsIn(text);
+  state.client.send(state.open, mentions.length ? { kind: "text", text, mentions } : { kind: "text", text });
   renderMessages({ bottom: true });
 });
 
@@ -763,6 +782,8 @@ function onUpdate(u) {
         if (m.event === "title_changed") c.title = m.title || null;
         if (fresh && c.archived && !c.muted_until) c.archived = false;
       } else if (m.sender !== state.me.user) {
+        if (fresh && (m.mentions || []).some((x) => x === state.me.user || x === "@all")) c.mentioned = true;
+        if (fresh && c.archived && !isMuted(c)) c.archived = false;
         c.typing.delete(m.sender);
         if (fresh && m.seq > c.read_seq && !m.deleted) c.unread += 1;
         resolveNames([m.sender]).then(() => state.open === m.conv && renderMessages());
@@ -869,13 +890,14 @@ let reading = false;
 async function markRead() {
   const c = state.convs.get(state.open);
   if (!c || reading || document.visibilityState !== "visible" || !state.client || !state.client.connected) return;
-  if (c.read_seq >= c.last_seq && c.unread === 0) return;
+  if (c.read_seq >= c.last_seq && c.unread === 0 && !c.marked_unread && !c.mentioned) return;
   reading = true;
   try {
     const seq = c.last_seq;
     const r = await state.client.read(c.id, seq);
     c.read_seq = Math.max(c.read_seq, r.read_seq);
-    if (c.read_seq >= c.last_seq) c.unread = 0;
+    if (c.read_seq >= c.last_seq) Object.assign(c, { unread: 0, mentioned: false });
+    c.marked_unread = false;
     renderList();
   } catch {
     // Not connected: tried again on the next update or visit.
@@ -959,17 +981,9 @@ $("avatar-input").addEventListener("change", async (ev) => {
   const file = ev.target.files[0];
   if (!file) return;
   $("profile-error").textContent = "";
-  $("profile-status").textContent = "uploading…";
   try {
-    const media = await state.api.upload(file, { tus: window.tus });
-    $("profile-status").textContent = "making your picture…";
-    const end = Date.now() + 60000;
-    for (let info = media; info.status !== "ready"; info = await state.api.mediaInfo(media.id)) {
-      if (info.status === "failed" || info.class !== "image") throw new CourierError("unsupported_media", "that picture could not be read");
-      if (Date.now() > end) throw new CourierError("timeout", "the picture took too long to process");
-      await new Promise((r) => setTimeout(r, 300));
-    }
-    const p = await state.api.changeProfile({ avatar: media.id });
+    const media = await uploadPicture(file, $("profile-status"));
+    const p = await state.api.changeProfile({ avatar: media });
     setMe(p);
     showAvatar($("profile-avatar"), p);
     $("profile-status").textContent = "picture saved";
@@ -1053,3 +1067,273 @@ $("report-form").addEventListener("submit", async (ev) => {
 });
 
 start();
+
+// ---------- organizing: settings, group admin, mentions, search ----------
+
+/** Applies a change to the caller's own settings for the open conversation. */
+async function changeSettings(patch) {
+  const id = state.open;
+  if (!id) return;
+  try {
+    mergeConv(await state.api.conversationSettings(id, patch));
+  } catch (e) {
+    toast(e.code === "bad_request" && patch.pinned ? "You can pin at most 5 chats." : e.message);
+  }
+  renderList();
+  renderHead();
+}
+
+$("pin").addEventListener("click", () => changeSettings({ pinned: !state.convs.get(state.open)?.pinned }));
+$("mute").addEventListener("click", () => changeSettings({ muted_until: isMuted(state.convs.get(state.open) || {}) ? null : -1 }));
+$("archive").addEventListener("click", async () => {
+  const c = state.convs.get(state.open);
+  if (!c) return;
+  await changeSettings({ archived: !c.archived });
+  if (state.convs.get(c.id)?.archived) toast("Archived: it comes back with a new message (unless muted).");
+});
+$("mark-unread").addEventListener("click", async () => {
+  await changeSettings({ marked_unread: true });
+  // Reading it (opening it again) clears the mark.
+  state.open = null;
+  document.querySelector(".chat-head").hidden = true;
+  for (const id of ["messages", "composer"]) $(id).hidden = true;
+  $("no-chat").hidden = false;
+  renderList();
+});
+
+$("show-archived").addEventListener("click", async () => {
+  state.showArchived = !state.showArchived;
+  if (state.showArchived) {
+    try {
+      for (const c of await state.api.conversations({ archived: true })) mergeConv(c);
+    } catch (e) {
+      toast(e.message);
+    }
+  }
+  renderList();
+});
+
+// Mentions: typing "@" in a group offers its members; picks are sent as `mentions`.
+
+/** The members a text mentions through the picks it still holds, and `@all` (admins). */
+function mentionsIn(text) {
+  const c = state.convs.get(state.open);
+  if (!c || c.kind !== "group") return [];
+  const out = new Set();
+  for (const [tag, user] of state.mentionPicks) if (text.includes(tag) && c.members.includes(user)) out.add(user);
+  if (/(^|\s)@all\b/.test(text) && (c.admins || []).includes(state.me.user)) out.add("@all");
+  state.mentionPicks.clear();
+  return [...out].slice(0, 50);
+}
+
+/** A message's text, with the names it mentions highlighted. */
+function withMentions(m) {
+  const who = (m.mentions || []).map((u) => (u === "@all" ? "@all" : "@" + nameOf(u)));
+  if (!who.length) return [m.text];
+  const escaped = who.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const parts = m.text.split(new RegExp(`(${escaped.join("|")})`));
+  return parts.map((p) => (who.includes(p) ? el("span", { class: "mention", "data-testid": "mention" }, p) : p));
+}
+
+$("text").addEventListener("input", () => {
+  const c = state.convs.get(state.open);
+  const list = $("mention-list");
+  const typed = /(^|\s)@([^\s@]*)$/.exec($("text").value);
+  if (!c || c.kind !== "group" || !typed) {
+    list.hidden = true;
+    return;
+  }
+  const q = typed[2].toLowerCase();
+  const options = c.members
+    .filter((u) => u !== state.me.user)
+    .map((u) => ({ user: u, name: nameOf(u) }))
+    .filter((o) => o.name.toLowerCase().startsWith(q))
+    .slice(0, 8);
+  if ((c.admins || []).includes(state.me.user) && "all".startsWith(q)) options.push({ user: "@all", name: "all" });
+  list.replaceChildren(
+    ...options.map((o) =>
+      el(
+        "li",
+        {
+          "data-testid": "mention-option",
+          onmousedown: (ev) => {
+            ev.preventDefault();
+            const tag = "@" + o.name;
+            $("text").value = $("text").value.replace(/@([^\s@]*)$/, tag + " ");
+            if (o.user !== "@all") state.mentionPicks.set(tag, o.user);
+            list.hidden = true;
+            $("text").focus();
+          },
+        },
+        o.user === "@all" ? "@all — everyone" : o.name,
+      ),
+    ),
+  );
+  list.hidden = !options.length;
+});
+
+// The group dialog: name, picture, members and their roles, leaving.
+
+async function uploadPicture(file, status) {
+  status.textContent = "uploading…";
+  const media = await state.api.upload(file, { tus: window.tus });
+  status.textContent = "making the picture…";
+  const end = Date.now() + 60000;
+  for (let info = media; info.status !== "ready"; info = await state.api.mediaInfo(media.id)) {
+    if (info.status === "failed" || info.class !== "image") throw new CourierError("unsupported_media", "that picture could not be read");
+    if (Date.now() > end) throw new CourierError("timeout", "the picture took too long to process");
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return media.id;
+}
+
+function renderGroupDialog() {
+  const c = state.convs.get(state.open);
+  if (!c) return;
+  const admin = (c.admins || []).includes(state.me.user);
+  $("group-form").classList.toggle("admin", admin);
+  $("group-name").readOnly = !admin;
+  showAvatar($("group-avatar"), c.avatar ? { avatar: c.avatar } : null);
+  const act = (label, testid, fn) => el("button", { type: "button", class: "secondary", "data-testid": testid, onclick: fn }, label);
+  $("group-members").replaceChildren(
+    ...c.members.map((u) => {
+      const isAdmin = (c.admins || []).includes(u);
+      return el(
+        "li",
+        { "data-testid": "group-member", "data-user": u },
+        el("span", { class: "grow" }, u === state.me.user ? "You" : nameOf(u)),
+        el("span", { class: "role", "data-testid": "role" }, isAdmin ? "admin" : "member"),
+        admin && u !== state.me.user ? act(isAdmin ? "Remove admin" : "Make admin", "toggle-admin", () => groupAction(() => state.api.setRole(c.id, u, isAdmin ? "member" : "admin"))) : null,
+        admin && u !== state.me.user ? act("Remove", "remove-member", () => groupAction(() => state.api.removeMember(c.id, u))) : null,
+      );
+    }),
+  );
+}
+
+async function groupAction(call) {
+  $("group-error").textContent = "";
+  try {
+    const r = await call();
+    mergeConv(r && r.id ? r : await state.api.conversation(state.open));
+  } catch (e) {
+    $("group-error").textContent = e.message;
+  }
+  renderGroupDialog();
+  renderList();
+  renderHead();
+}
+
+$("group-settings").addEventListener("click", () => {
+  const c = state.convs.get(state.open);
+  if (!c) return;
+  $("group-name").value = c.title || "";
+  $("group-status").textContent = "";
+  $("group-error").textContent = "";
+  renderGroupDialog();
+  $("group-dialog").showModal();
+});
+
+$("group-form").addEventListener("submit", async (ev) => {
+  const c = state.convs.get(state.open);
+  if (ev.submitter?.value !== "save" || !c) return;
+  ev.preventDefault();
+  const title = $("group-name").value.trim();
+  if (title === (c.title || "")) return $("group-dialog").close();
+  await groupAction(() => state.api.changeGroup(c.id, { title: title || null }));
+  if (!$("group-error").textContent) $("group-dialog").close();
+});
+
+$("group-avatar-input").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  if (!file || !state.open) return;
+  const id = state.open;
+  try {
+    const media = await uploadPicture(file, $("group-status"));
+    await groupAction(() => state.api.changeGroup(id, { avatar: media }));
+    $("group-status").textContent = "picture saved";
+  } catch (e) {
+    $("group-status").textContent = "";
+    $("group-error").textContent = e.message;
+  }
+  ev.target.value = "";
+});
+
+$("group-leave").addEventListener("click", async () => {
+  const id = state.open;
+  try {
+    await state.api.removeMember(id, state.me.user);
+    state.convs.delete(id);
+    state.open = null;
+    $("group-dialog").close();
+    location.hash = "";
+    renderList();
+    document.querySelector(".chat-head").hidden = true;
+    for (const x of ["messages", "composer"]) $(x).hidden = true;
+    $("no-chat").hidden = false;
+  } catch (e) {
+    $("group-error").textContent = e.message;
+  }
+});
+
+// Search: results replace the list while the box holds a query; one opens its message.
+
+let searchTimer = null;
+let searchAsked = 0;
+$("search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(runSearch, 250);
+});
+
+async function runSearch() {
+  const q = $("search").value.trim();
+  const asked = ++searchAsked;
+  const box = $("search-results");
+  if (!/[\p{L}\p{N}]/u.test(q)) {
+    box.hidden = true;
+    $("conv-list").hidden = false;
+    return;
+  }
+  let page;
+  try {
+    page = await state.api.search(q);
+  } catch (e) {
+    if (asked === searchAsked) toast(e.message);
+    return;
+  }
+  if (asked !== searchAsked) return;
+  await resolveNames(page.messages.map((m) => m.sender));
+  box.replaceChildren(
+    ...(page.messages.length
+      ? page.messages.map((m) => {
+          const c = state.convs.get(m.conv);
+          return el(
+            "li",
+            { class: "conv search-result", "data-testid": "search-result", "data-msg": m.id, onclick: () => openFound(m) },
+            el(
+              "div",
+              { class: "body" },
+              el("div", { class: "name" }, c ? titleOf(c) : "a conversation"),
+              el("div", { class: "snippet" }, `${m.sender === state.me.user ? "You" : nameOf(m.sender)}: ${m.text || ""}`),
+            ),
+          );
+        })
+      : [el("li", { class: "empty", "data-testid": "no-results" }, "No messages found")]),
+  );
+  box.hidden = false;
+  $("conv-list").hidden = true;
+}
+
+/** Opens the conversation of a found message, with enough history loaded to show it. */
+async function openFound(m) {
+  $("search").value = "";
+  $("search-results").hidden = true;
+  $("conv-list").hidden = false;
+  if (!state.convs.has(m.conv)) mergeConv(await state.api.conversation(m.conv));
+  await openConv(m.conv);
+  const box = msgBox(m.conv);
+  for (let i = 0; i < 50 && !box.bySeq.has(m.seq) && box.nextBefore !== undefined; i++) await loadOlder(m.conv);
+  state.found = m.id;
+  renderMessages();
+  const node = $("messages").querySelector(`[data-msg="${CSS.escape(m.id)}"]`);
+  if (node) node.scrollIntoView({ block: "center" });
+}

@@ -11,6 +11,7 @@
 //   COURIER_VIDEO      an MP4 to upload
 //   COURIER_ARTIFACTS  where screenshots go when a step fails
 //   CHROMIUM           the browser (default /usr/bin/chromium)
+//   COURIER_PUSH_LOG   GET: the push notices the server's webhook received, as a JSON array
 
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -20,11 +21,12 @@ const url = process.env.COURIER_URL;
 const image = process.env.COURIER_IMAGE;
 const video = process.env.COURIER_VIDEO;
 const artifacts = process.env.COURIER_ARTIFACTS || "test-results";
+const pushLog = process.env.COURIER_PUSH_LOG;
 const password = "correct horse battery";
 const TIMEOUT = 20000;
 
-if (!url || !image || !video) {
-  console.error("COURIER_URL, COURIER_IMAGE and COURIER_VIDEO must be set (tests/it/web.rs does)");
+if (!url || !image || !video || !pushLog) {
+  console.error("COURIER_URL, COURIER_IMAGE, COURIER_VIDEO and COURIER_PUSH_LOG must be set (tests/it/web.rs does)");
   process.exit(2);
 }
 
@@ -77,6 +79,19 @@ async function person(name) {
 
 /** The texts of the messages shown in the open conversation. */
 const texts = (page) => page.getByTestId("message").locator('[data-testid="text"]').allTextContents();
+
+/** Picks `name` from the @ autocomplete after typing `typed`, then sends `rest` after it. */
+async function mention(page, typed, name, rest) {
+  await page.getByTestId("composer").fill(typed);
+  await page.getByTestId("mention-option").filter({ hasText: name }).first().click();
+  const value = await page.getByTestId("composer").inputValue();
+  if (value !== `@${name} `) throw new Error(`the autocomplete typed ${JSON.stringify(value)}`);
+  await page.getByTestId("composer").fill(value + rest);
+  await page.getByTestId("composer").press("Enter");
+}
+
+/** The list entry of the conversation called `name`. */
+const entry = (page, name) => page.getByTestId("conv").filter({ has: page.getByTestId("conv-name").getByText(name, { exact: true }) });
 
 /** The tick state of the (last) own message whose text is `text`. */
 async function ticks(page, text) {
@@ -292,7 +307,7 @@ try {
 
   step = "a second tab of alice's waits, then takes the connection over";
   log(step);
-  const a2 = await alice.context.newPage();
+  let a2 = await alice.context.newPage();
   pages.alice2 = a2;
   await a2.goto(url);
   await until("the second tab offers 'Use here'", () => a2.getByTestId("elsewhere").isVisible());
@@ -321,6 +336,80 @@ try {
     return size && size[0] === 256 && size[1] === 256;
   });
   await a2.locator('#profile-form button[value="cancel"]').click();
+
+  step = "alice renames the group: carol reads a system line and sees the new name; she cannot rename it";
+  log(step);
+  await openConv(a2, "Weekend");
+  await a2.getByTestId("group-settings").click();
+  await a2.getByTestId("group-name").fill("Weekend trip");
+  await a2.getByTestId("group-save").click();
+  await until("alice's list has the new name", async () => (await a2.getByTestId("conv-name").allTextContents()).includes("Weekend trip"));
+  await until("carol reads the line", async () => (await c.getByTestId("system-line").allTextContents()).includes('Alice Liddell named the group "Weekend trip"'));
+  await until("carol sees the new name", async () => (await c.getByTestId("chat-title").textContent()) === "Weekend trip");
+  await c.getByTestId("group-settings").click();
+  await until("carol's dialog lists the roles", async () => (await c.getByTestId("role").allTextContents()).join(",") !== "");
+  if (await c.getByTestId("group-save").isVisible()) throw new Error("a member is offered to save group changes");
+  await c.locator('#group-form button[value="cancel"]').click();
+
+  step = "carol mentions alice with the autocomplete: alice's list marks it, the name is highlighted";
+  log(step);
+  await openConv(a2, "bob");
+  await mention(c, "@Ali", "Alice Liddell", "are you in?");
+  await until("alice's list marks the mention", () => entry(a2, "Weekend trip").getByTestId("mentioned").isVisible());
+  await openConv(a2, "Weekend trip");
+  await until("the mention is highlighted", async () => (await a2.getByTestId("mention").allTextContents()).includes("@Alice Liddell"));
+  await until("the mark goes once read", async () => (await entry(a2, "Weekend trip").getByTestId("mentioned").count()) === 0);
+
+  step = "alice pins her chat with bob: it goes to the top, and stays there after a reload";
+  log(step);
+  await openConv(a2, "bob");
+  await a2.getByTestId("pin").click();
+  const firstIsBob = async () =>
+    (await a2.getByTestId("conv-name").first().textContent()) === "bob" && (await a2.getByTestId("conv").first().getByTestId("pinned").isVisible());
+  await until("bob's chat first, pinned", firstIsBob);
+  await a2.reload();
+  await a2.getByTestId("status").and(a2.locator('[data-state="online"]')).waitFor({ timeout: TIMEOUT });
+  await until("still first", firstIsBob);
+
+  step = "alice mutes the group and goes away: carol's chatter pushes nothing, a mention does";
+  log(step);
+  const session = await a2.evaluate(() => JSON.parse(localStorage.getItem("courier:session")));
+  await a2.evaluate(async ({ device, token }) => {
+    const r = await fetch(`/v1/devices/${device}/push`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ provider: "webpush", token: "alice-browser" }),
+    });
+    if (!r.ok) throw new Error(`push token: ${r.status}`);
+  }, session);
+  await openConv(a2, "Weekend trip");
+  await a2.getByTestId("mute").click();
+  await until("the muted mark", () => entry(a2, "Weekend trip").getByTestId("muted").isVisible());
+  await a.close();
+  await a2.close();
+  const notices = async () => (await (await fetch(pushLog)).json()).filter((n) => n.user === session.user);
+  await new Promise((r) => setTimeout(r, 1500));
+  await typeAndSend(c, "muted chatter");
+  await new Promise((r) => setTimeout(r, 2500));
+  if ((await notices()).length) throw new Error(`a muted group pushed: ${JSON.stringify(await notices())}`);
+  await mention(c, "@Ali", "Alice Liddell", "need you here");
+  await until("the mention is pushed", async () => (await notices()).some((n) => n.mentioned));
+  a2 = await alice.context.newPage();
+  pages.alice2 = a2;
+  await a2.goto(url);
+  await a2.getByTestId("status").and(a2.locator('[data-state="online"]')).waitFor({ timeout: TIMEOUT });
+
+  step = "alice finds a message by searching without accents, and opens it";
+  log(step);
+  await typeAndSend(c, "Hẹn gặp ở Đà Lạt nhé");
+  await a2.getByTestId("search").fill("da lat");
+  await until("one result", async () => (await a2.getByTestId("search-result").count()) === 1);
+  await a2.getByTestId("search-result").first().click();
+  await until("the found message is shown", async () => {
+    const found = a2.locator('[data-testid="message"][data-found="true"]');
+    return (await found.count()) === 1 && (await found.getByTestId("text").textContent()) === "Hẹn gặp ở Đà Lạt nhé";
+  });
+  if ((await a2.getByTestId("chat-title").textContent()) !== "Weekend trip") throw new Error("search opened the wrong chat");
 
   step = "carol writes to alice; alice reports and blocks her; carol's next message is refused, with a reason";
   log(step);

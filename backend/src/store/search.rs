@@ -76,25 +76,15 @@ pub(super) async fn unindex<C: ConnectionTrait>(db: &C, msg: &str) -> Result<()>
     Ok(())
 }
 
-/// A search cursor: the last message's time and id (`{ts}.{id}`).
-fn cursor(m: &Message) -> String {
-    format!("{}.{}", m.ts, m.id)
-}
-
-fn parse_cursor(s: &str) -> Result<(i64, String)> {
-    let bad = || {
+/// A search cursor: the index row of the last message found (newer messages have higher
+/// ones), opaque to clients.
+fn parse_cursor(s: &str) -> Result<i64> {
+    s.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
         Error::client(
             ErrorCode::BadRequest,
             "`before` is not a cursor from a search",
         )
-    };
-    let (ts, id) = s.split_once('.').ok_or_else(bad)?;
-    let ts = ts.parse().map_err(|_| bad())?;
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        return Err(bad());
-    }
-    Ok((ts, id.to_owned()))
+    })
 }
 
 impl Store {
@@ -127,15 +117,21 @@ impl Store {
         // Every word, the last as a prefix; the words are letters and digits only.
         let last = words.len() - 1;
         type Term = fn(&str, bool) -> String;
-        let (matcher, term, and): (&str, Term, &str) = match backend {
+        // Each finds the matching index rows newest first (highest row first), so a page
+        // stops after its `limit` rows that the caller can see.
+        let (tables, matches, key, term, and): (&str, &str, &str, Term, &str) = match backend {
             DbBackend::Postgres => (
-                "s.id IN (SELECT id FROM message_search \
-                 WHERE to_tsvector('simple', body) @@ to_tsquery('simple', $1))",
+                "message_search s",
+                "to_tsvector('simple', s.body) @@ to_tsquery('simple', $1)",
+                "s.id",
                 |w, prefix| format!("{w}{}", if prefix { ":*" } else { "" }),
                 " & ",
             ),
+            // FTS5 walks its matches by rowid (the index row) when ordered and bounded by it.
             _ => (
-                "s.id IN (SELECT rowid FROM message_search_fts WHERE message_search_fts MATCH $1)",
+                "message_search_fts f JOIN message_search s ON s.id = f.rowid",
+                "message_search_fts MATCH $1",
+                "f.rowid",
                 |w, prefix| format!("\"{w}\"{}", if prefix { "*" } else { "" }),
                 " ",
             ),
@@ -152,24 +148,19 @@ impl Store {
             values.push(conv.as_str().into());
             extra.push_str(&format!(" AND m.conv_id = ${}", values.len()));
         }
-        if let Some((ts, id)) = &before {
-            values.push((*ts).into());
-            let t = values.len();
-            values.push(id.clone().into());
-            let i = values.len();
-            extra.push_str(&format!(
-                " AND (m.created_at < ${t} OR (m.created_at = ${t} AND m.id < ${i}))"
-            ));
+        if let Some(row) = before {
+            values.push(row.into());
+            extra.push_str(&format!(" AND {key} < ${}", values.len()));
         }
         values.push(((limit + 1) as i64).into());
         let sql = format!(
-            "SELECT m.* FROM message_search s \
+            "SELECT s.id AS search_row, m.* FROM {tables} \
              JOIN messages m ON m.id = s.msg_id \
              JOIN members mb ON mb.conv_id = m.conv_id AND mb.user_id = $2 \
-             WHERE {matcher} AND m.deleted_at IS NULL{extra} \
+             WHERE {matches} AND m.deleted_at IS NULL{extra} \
              AND NOT EXISTS (SELECT 1 FROM hidden_messages h \
                  WHERE h.user_id = $2 AND h.msg_id = m.id) \
-             ORDER BY m.created_at DESC, m.id DESC LIMIT ${}",
+             ORDER BY {key} DESC LIMIT ${}",
             values.len()
         );
         let sql = match backend {
@@ -177,19 +168,28 @@ impl Store {
             // SQLite numbers its parameters `?NNN`.
             _ => sql.replace('$', "?"),
         };
-        let rows = messages::Model::find_by_statement(Statement::from_sql_and_values(
-            backend, sql, values,
-        ))
-        .all(&self.read)
-        .await?;
+        let found = self
+            .read
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        let mut rows = Vec::with_capacity(found.len());
+        for r in &found {
+            rows.push((
+                r.try_get::<i64>("", "search_row")?,
+                messages::Model::from_query_result(r, "")?,
+            ));
+        }
         let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let next = match more {
+            true => rows.last().map(|(row, _)| row.to_string()),
+            false => None,
+        };
         let mut msgs = rows
             .into_iter()
-            .take(limit as usize)
-            .map(message_from_row)
+            .map(|(_, m)| message_from_row(m))
             .collect::<Result<Vec<_>>>()?;
         decorate(&self.read, user, &mut msgs).await?;
-        let next = if more { msgs.last().map(cursor) } else { None };
         Ok((msgs, next))
     }
 }

@@ -211,7 +211,7 @@ pub struct Conversation {
 /// updates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConvSettings {
-    /// Muted until this time (Unix ms), `-1` for always; absent when not muted. A muted
+    /// Muted until this time (Unix ms), `-1` for always; `null` when not muted. A muted
     /// conversation sends no push notices (but for mentions) and stays archived.
     #[serde(default)]
     pub muted_until: Option<i64>,

@@ -1,5 +1,5 @@
 //! Table `message_search`. Each searchable message's text, folded (`protocol::search::fold`);
-//! indexed by an FTS5 table (SQLite) or a GIN tsvector index (PostgreSQL).
+//! indexed by an FTS5 table (SQLite) or a GIN index of its stored tsvector (PostgreSQL).
 
 use sea_orm::entity::prelude::*;
 

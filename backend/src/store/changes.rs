@@ -170,7 +170,7 @@ impl Store {
                 "the message was deleted",
             ));
         }
-        search::reindex(&txn, id.as_str(), text).await?;
+        search::reindex(&txn, &row.conv_id, id.as_str(), text).await?;
         let out = to_members(
             &txn,
             &conv,

@@ -31,6 +31,14 @@ pub(super) fn searchable(content: &Content) -> Option<&str> {
     }
 }
 
+/// What the index holds for a message: its folded text, then its conversation's id as one
+/// more word, so that a search within a conversation is an intersection inside the index
+/// rather than a walk through every match of the query (ids are letters and digits, which
+/// both databases keep as one word).
+pub fn indexed_body(conv: &str, text: &str) -> String {
+    format!("{} {}", fold(text), conv.to_lowercase())
+}
+
 /// Indexes new messages, in one statement.
 pub(super) async fn index<'a, C: ConnectionTrait>(
     db: &C,
@@ -47,7 +55,7 @@ pub(super) async fn index<'a, C: ConnectionTrait>(
         .filter_map(|m| {
             searchable(&m.content).map(|t| Row {
                 m: m.id.as_str(),
-                b: fold(t),
+                b: indexed_body(m.conv.as_str(), t),
             })
         })
         .collect();
@@ -58,9 +66,17 @@ pub(super) async fn index<'a, C: ConnectionTrait>(
 }
 
 /// A message's text changed: search its new text.
-pub(super) async fn reindex<C: ConnectionTrait>(db: &C, msg: &str, text: &str) -> Result<()> {
+pub(super) async fn reindex<C: ConnectionTrait>(
+    db: &C,
+    conv: &str,
+    msg: &str,
+    text: &str,
+) -> Result<()> {
     message_search::Entity::update_many()
-        .col_expr(message_search::Column::Body, Expr::value(fold(text)))
+        .col_expr(
+            message_search::Column::Body,
+            Expr::value(indexed_body(conv, text)),
+        )
         .filter(message_search::Column::MsgId.eq(msg))
         .exec(db)
         .await?;
@@ -120,28 +136,41 @@ impl Store {
         // Each finds the matching index rows newest first (highest row first), so a page
         // stops after its `limit` rows that the caller can see.
         let (tables, matches, key, term, and): (&str, &str, &str, Term, &str) = match backend {
+            // The matches come from the GIN index first (OFFSET 0 keeps the planner from
+            // walking every row newest first instead, testing each against the query).
             DbBackend::Postgres => (
-                "message_search s",
-                "to_tsvector('simple', s.body) @@ to_tsquery('simple', $1)",
+                "(SELECT id, msg_id FROM message_search \
+                   WHERE doc @@ to_tsquery('simple', $1) OFFSET 0) s \
+                 JOIN messages m ON m.id = s.msg_id \
+                 JOIN members mb ON mb.conv_id = m.conv_id AND mb.user_id = $2",
+                "TRUE",
                 "s.id",
                 |w, prefix| format!("{w}{}", if prefix { ":*" } else { "" }),
                 " & ",
             ),
             // FTS5 walks its matches by rowid (the index row) when ordered and bounded by it.
+            // CROSS JOIN keeps it the outer loop: SQLite's planner would otherwise run the
+            // full-text query once per message of the caller's conversations.
             _ => (
-                "message_search_fts f JOIN message_search s ON s.id = f.rowid",
+                "message_search_fts f CROSS JOIN message_search s ON s.id = f.rowid \
+                 CROSS JOIN messages m ON m.id = s.msg_id \
+                 CROSS JOIN members mb ON mb.conv_id = m.conv_id AND mb.user_id = $2",
                 "message_search_fts MATCH $1",
                 "f.rowid",
                 |w, prefix| format!("\"{w}\"{}", if prefix { "*" } else { "" }),
                 " ",
             ),
         };
-        let q = words
+        let mut q: Vec<String> = words
             .iter()
             .enumerate()
             .map(|(i, w)| term(w, i == last))
-            .collect::<Vec<_>>()
-            .join(and);
+            .collect();
+        // Within a conversation: its id is a word of each of its messages.
+        if let Some(conv) = conv.filter(|c| c.as_str().bytes().all(|b| b.is_ascii_alphanumeric())) {
+            q.push(term(&conv.as_str().to_lowercase(), false));
+        }
+        let q = q.join(and);
         let mut values: Vec<sea_orm::Value> = vec![q.into(), user.as_str().into()];
         let mut extra = String::new();
         if let Some(conv) = conv {
@@ -155,8 +184,6 @@ impl Store {
         values.push(((limit + 1) as i64).into());
         let sql = format!(
             "SELECT s.id AS search_row, m.* FROM {tables} \
-             JOIN messages m ON m.id = s.msg_id \
-             JOIN members mb ON mb.conv_id = m.conv_id AND mb.user_id = $2 \
              WHERE {matches} AND m.deleted_at IS NULL{extra} \
              AND NOT EXISTS (SELECT 1 FROM hidden_messages h \
                  WHERE h.user_id = $2 AND h.msg_id = m.id) \

@@ -181,7 +181,8 @@ async fn main() -> anyhow::Result<()> {
                 content.into(),
                 (1_700_000_000_000i64 + i as i64).into(),
             ]);
-            index.values_panic([id.into(), fold(&text).into()]);
+            let body = backend::store::search::indexed_body(&conv(i / per_conv), &text);
+            index.values_panic([id.into(), body.into()]);
         }
         db.execute(&msgs).await?;
         db.execute(&index).await?;

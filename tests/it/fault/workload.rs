@@ -103,7 +103,9 @@ impl Dev {
             let Event::Update(u) = ev else { continue };
             self.position = self.position.max(u.useq);
             if let UpdateBody::Message { msg } = u.body {
-                if self.seen.insert(msg.id.clone()) {
+                if msg.content.kind() == "system" {
+                    // The group's `created` line is the server's, not the workload's.
+                } else if self.seen.insert(msg.id.clone()) {
                     self.order.entry(msg.conv).or_default().push(msg.seq);
                 } else {
                     self.repeats += 1;

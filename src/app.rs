@@ -177,7 +177,11 @@ impl App {
         };
         let mut publisher = Publisher::new(edge, store.clone());
         if let Some(url) = &s.push_webhook {
-            let config = PushConfig::new(url.clone(), s.push_webhook_token.clone());
+            let config = PushConfig::new(
+                url.clone(),
+                s.push_format.into(),
+                s.push_webhook_token.clone(),
+            );
             publisher = publisher.with_push(Pusher::start(store.clone(), config));
         }
         let engine_config = EngineConfig {
@@ -269,7 +273,7 @@ impl App {
         tasks.spawn(backend::revocations::watch(state.clone(), shutdown.clone()));
         let router = backend::http::router(state, metrics.is_none());
         if let Some(listener) = metrics {
-            let (limits, stop) = (s.http_limits, shutdown.clone());
+            let (limits, stop) = (s.http_limits(), shutdown.clone());
             tasks.spawn(async move {
                 let only_metrics = backend::http::metrics_router();
                 if let Err(e) =
@@ -282,10 +286,10 @@ impl App {
         tracing::info!(
             role = s.role.name(), http = %addrs.http, mqtt = %addrs.mqtt, mqtt_ws = %addrs.mqtt_ws,
             engine = %upstream,
-            database = %redact_url(&s.database_url), "courier is serving"
+            database = %redact_url(&s.database_url()), "courier is serving"
         );
         tracing::info!("web chat: http://{}/", addrs.http);
-        backend::http::serve::serve(http, router, s.http_limits, shutdown.clone()).await?;
+        backend::http::serve::serve(http, router, s.http_limits(), shutdown.clone()).await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())
@@ -306,14 +310,14 @@ pub(crate) fn broker_address(s: &Settings) -> anyhow::Result<(String, u16)> {
 
 /// The database, created (SQLite) and migrated.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    if settings.database_url.starts_with("sqlite:") {
+    if settings.database_url().starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     }
-    let db = db::open(&settings.database_url).await.with_context(|| {
+    let db = db::open(&settings.database_url()).await.with_context(|| {
         format!(
             "cannot open database {}",
-            redact_url(&settings.database_url)
+            redact_url(&settings.database_url())
         )
     })?;
     let shared = match &settings.redis_url {
@@ -328,7 +332,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         None => Shared::memory(settings.limits, settings.role == Role::All),
     };
     let mut store = Store::new(db);
-    if let Some(read) = db::connect_reader(&settings.database_url).await? {
+    if let Some(read) = db::connect_reader(&settings.database_url()).await? {
         store = store.with_reader(read);
     }
     Ok(store
@@ -339,16 +343,15 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// The media object store: S3/MinIO when configured (its bucket created if missing), else
 /// files under the data dir.
 pub(crate) async fn open_objects(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
-    let Some(s3) = &settings.s3 else {
+    let Some(s3) = settings.s3() else {
         return Ok(Arc::new(LocalStore::new(settings.data_dir.join("objects"))));
     };
     anyhow::ensure!(
         !s3.access_key.is_empty() && !s3.secret_key.is_empty(),
         "--s3-endpoint needs --s3-access-key and --s3-secret-key"
     );
-    let store = S3Store::connect(s3)
-        .await
-        .with_context(|| format!("cannot use S3 bucket {} at {}", s3.bucket, s3.endpoint))?;
+    let what = format!("cannot use S3 bucket {} at {}", s3.bucket, s3.endpoint);
+    let store = S3Store::connect(&s3).await.context(what)?;
     Ok(Arc::new(store))
 }
 

@@ -5,9 +5,8 @@
 //! client (`cli/`), talking to a server over its public protocol.
 
 use clap::{Parser, Subcommand};
-use courier::settings::{Role, ServeArgs, Settings};
+use courier::settings::{Role, Settings};
 use courier::App;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -18,11 +17,8 @@ use tokio_util::sync::CancellationToken;
     about = "Self-hosted messaging server: MQTT for devices, HTTP for accounts and media"
 )]
 struct Cli {
-    /// TOML settings file (keys as the flags, snake_case)
-    #[arg(long, env = "COURIER_CONFIG", global = true)]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    serve: ServeArgs,
+    serve: Settings,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -33,6 +29,9 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit
     Migrate,
+    /// Print the effective settings as a TOML file (secrets redacted), each with where its
+    /// value came from: default, file, env or flag
+    Config,
     /// Host media processing jobs read from stdin, each in a forked child (the media worker starts these)
     #[command(hide = true)]
     MediaJob,
@@ -74,7 +73,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let loaded = match courier::settings::load::<Cli>(std::env::args_os().collect()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (cli, settings) = (loaded.command, loaded.settings);
+    if matches!(cli.command, Some(Command::Config)) {
+        print!("{}", courier::settings::render(&loaded.effective));
+        return ExitCode::SUCCESS;
+    }
     if matches!(cli.command, Some(Command::MediaJob)) {
         return media_worker::isolate::host_main();
     }
@@ -88,7 +98,7 @@ fn main() -> ExitCode {
         Some(Command::Device { cmd }) => runtime.block_on(courier::cli::device(cmd)),
         Some(Command::Conv { cmd }) => runtime.block_on(courier::cli::conv(cmd)),
         Some(Command::Chat(args)) => runtime.block_on(courier::cli::chat::run(args)),
-        _ => runtime.block_on(run(cli)),
+        _ => runtime.block_on(run(cli, settings)),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,9 +109,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let migrate_only = matches!(cli.command, Some(Command::Migrate));
-    let settings = Settings::load(cli.serve, cli.config.as_deref())?;
     // The code is this command's whole output: no log lines on stdout.
     if let Some(Command::Invite { uses, valid_for }) = cli.command {
         let store = courier::app::open_store(&settings).await?;
@@ -119,10 +128,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     courier::telemetry::init(settings.log_format);
     if migrate_only {
-        if settings.database_url.starts_with("sqlite:") {
+        if settings.database_url().starts_with("sqlite:") {
             std::fs::create_dir_all(&settings.data_dir)?;
         }
-        backend::db::open(&settings.database_url).await?;
+        backend::db::open(&settings.database_url()).await?;
         println!("migrations applied");
         return Ok(());
     }

@@ -43,7 +43,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     tracing::info!(
         jobs = settings.media_jobs.max(1), broker = %broker,
-        database = %redact_url(&settings.database_url), "courier media worker is running"
+        database = %redact_url(&settings.database_url()), "courier media worker is running"
     );
     while tasks.join_next().await.is_some() {}
     Ok(())

@@ -1,7 +1,8 @@
 //! Push notifications for users who are away. When a new message reaches a user with no
 //! connected device, a content-free notice (user, device, push token, conversation, unread
 //! count, badge, whether it mentions them) is POSTed to the configured webhook for each of their devices with a push
-//! token; the receiver relays it to FCM/APNs/Web Push. The notice carries no message text, so
+//! token, in Courier's own format or as a gorush `/api/push` request ([`PushFormat`]); the
+//! receiver relays it to FCM/APNs/Web Push. The notice carries no message text, so
 //! nothing private leaves through the push provider. A muted conversation sends notices only
 //! while an unread message there mentions the user, and the badge leaves muted ones out.
 //!
@@ -19,10 +20,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
+/// What the webhook speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PushFormat {
+    /// Courier's own notice: one [`PushNotice`] per POST, for a relay of your own.
+    #[default]
+    Courier,
+    /// gorush's `POST /api/push` (`{"notifications":[…]}`): gorush hands each one to FCM,
+    /// APNs or Huawei Push Kit by the device's provider.
+    Gorush,
+}
+
 #[derive(Clone, Debug)]
 pub struct PushConfig {
     /// The webhook URL (http:// or https://).
     pub url: String,
+    pub format: PushFormat,
     /// Sent as `Authorization: Bearer …` when set.
     pub token: Option<String>,
     /// Tries per notice, the first included.
@@ -32,9 +45,10 @@ pub struct PushConfig {
 }
 
 impl PushConfig {
-    pub fn new(url: String, token: Option<String>) -> Self {
+    pub fn new(url: String, format: PushFormat, token: Option<String>) -> Self {
         Self {
             url,
+            format,
             token,
             attempts: 6,
             first_backoff: Duration::from_millis(250),
@@ -111,11 +125,15 @@ async fn run(
             }
         };
         for notice in notices {
+            let Some(body) = body(config.format, &notice) else {
+                tracing::debug!(provider = %notice.provider, "push: gorush has no such provider; notice skipped");
+                continue;
+            };
             let permit = slots.clone().acquire_owned().await.expect("open semaphore");
             let (http, config) = (http.clone(), config.clone());
             let (sent, failed) = (p.sent.clone(), p.failed.clone());
             tokio::spawn(async move {
-                let ok = post(&http, &config, &notice).await;
+                let ok = post(&http, &config, &notice, &body).await;
                 if ok { sent } else { failed }.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::push_notice(if ok { "sent" } else { "failed" });
                 drop(permit);
@@ -158,11 +176,62 @@ async fn notices(
         .collect())
 }
 
+/// The request body for `notice`; `None` when gorush cannot reach the device's provider
+/// (Web Push, or a provider of the app's own).
+fn body(format: PushFormat, notice: &PushNotice) -> Option<serde_json::Value> {
+    match format {
+        PushFormat::Courier => serde_json::to_value(notice).ok(),
+        PushFormat::Gorush => gorush(notice),
+    }
+}
+
+/// One gorush notification. It stays content-free: no title or text, only what the app
+/// needs to fetch and show the message itself (`data`), the badge, and a collapse key per
+/// conversation so a newer notice replaces an older one on the device. On iOS it is a
+/// background notice with `mutable-content`, for the app's notification service extension.
+fn gorush(n: &PushNotice) -> Option<serde_json::Value> {
+    let platform = match n.provider.to_ascii_lowercase().as_str() {
+        "apns" | "ios" => 1,
+        "fcm" | "android" => 2,
+        "hms" | "huawei" => 3,
+        _ => return None,
+    };
+    let mut note = serde_json::json!({
+        "tokens": [n.token],
+        "platform": platform,
+        "badge": n.badge,
+        "priority": "high",
+        "data": {
+            "user": n.user,
+            "device": n.device,
+            "conv": n.conv,
+            "unread": n.unread,
+            "badge": n.badge,
+            "mentioned": n.mentioned,
+            "ts": n.ts,
+        },
+    });
+    let fields = note.as_object_mut().expect("an object");
+    if platform == 1 {
+        fields.insert("content_available".into(), true.into());
+        fields.insert("mutable_content".into(), true.into());
+        fields.insert("collapse_id".into(), n.conv.as_str().into());
+    } else {
+        fields.insert("collapse_key".into(), n.conv.as_str().into());
+    }
+    Some(serde_json::json!({ "notifications": [note] }))
+}
+
 /// POSTs with retries; true once the receiver answered 2xx.
-async fn post(http: &reqwest::Client, config: &PushConfig, notice: &PushNotice) -> bool {
+async fn post(
+    http: &reqwest::Client,
+    config: &PushConfig,
+    notice: &PushNotice,
+    body: &serde_json::Value,
+) -> bool {
     let mut wait = config.first_backoff;
     for attempt in 1..=config.attempts {
-        let mut req = http.post(&config.url).json(notice);
+        let mut req = http.post(&config.url).json(body);
         if let Some(t) = &config.token {
             req = req.bearer_auth(t);
         }

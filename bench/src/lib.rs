@@ -25,12 +25,7 @@ impl Server {
         settings.data_dir = dir.path().to_path_buf();
         // The benchmark's simulated devices send far faster than people do.
         settings.limits = Default::default();
-        settings.database_url = database_url.unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("bench.db").display()
-            )
-        });
+        settings.database_url = database_url;
         let app = courier::App::bind(settings).await?;
         let addrs = app.addrs();
         let shutdown = CancellationToken::new();

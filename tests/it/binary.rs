@@ -58,10 +58,78 @@ fn config_file_sets_what_flags_leave_unset() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown field"),
+        String::from_utf8_lossy(&out.stderr).contains("`htp` is not a setting"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `courier config`: every setting once, its effective value (secrets redacted) and where it
+/// came from; the output loads back as a config file.
+#[test]
+fn config_prints_effective_settings_and_their_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("courier.toml");
+    std::fs::write(
+        &config,
+        "http = \"127.0.0.1:9000\"\nmqtt = \"127.0.0.1:9001\"\nedit_window = \"15m\"\n\
+         broker_hook_secret = \"file-secret-0123456789\"\nrate = [\"sync=7/1m\"]\n",
+    )
+    .unwrap();
+    let out = succeed(
+        courier()
+            .env("COURIER_CONFIG", &config)
+            .env("COURIER_MQTT", "127.0.0.1:9002")
+            .env("COURIER_REDIS_URL", "redis://:hunter22@127.0.0.1:6379/0")
+            .args([
+                "config",
+                "--mqtt-ws",
+                "127.0.0.1:9003",
+                "--rate",
+                "send=off",
+            ]),
+    );
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")) || l.starts_with(&format!("# {key} ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+            .to_owned()
+    };
+    let file = format!("# file {}", config.display());
+    assert!(line("http").contains("\"127.0.0.1:9000\"") && line("http").ends_with(&file));
+    assert!(line("mqtt").contains("9002") && line("mqtt").ends_with("# env COURIER_MQTT"));
+    assert!(line("mqtt_ws").contains("9003") && line("mqtt_ws").ends_with("# flag --mqtt-ws"));
+    assert!(line("edit_window").contains("\"15m\""));
+    assert!(line("max_upload_size").starts_with("max_upload_size = 104857600"));
+    assert!(line("max_upload_size").ends_with("# default"));
+    assert!(line("rate").contains("[\"sync=7/1m\", \"send=off\"]"));
+    assert!(line("broker_hook_secret").contains("<redacted>"));
+    assert!(line("push_webhook").starts_with("# push_webhook (unset)"));
+    assert!(line("redis_url").contains("redis://:***@127.0.0.1:6379/0"));
+    assert!(
+        !out.contains("hunter22") && !out.contains("file-secret"),
+        "{out}"
+    );
+    // Each setting exactly once.
+    let keys: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim_start_matches("# ").split([' ', '=']).next().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+    assert_eq!(keys.len(), unique.len(), "{out}");
+
+    // The output is a config file: with the secret filled back in, it gives the same settings.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, out.replace("<redacted>", "file-secret-0123456789")).unwrap();
+    let reloaded = succeed(courier().env("COURIER_CONFIG", &again).arg("config"));
+    let values = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(" # ").next().unwrap().trim().to_owned())
+            .filter(|l| !l.starts_with("broker_hook_secret") && !l.starts_with("redis_url"))
+            .collect()
+    };
+    assert_eq!(values(&out), values(&reloaded));
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! with `courier serve`'s own parser into settings its role accepts, everything a service
 //! refers to exists, and EMQX calls hooks Courier serves with the fields they read.
 
-use clap::{Args, FromArgMatches};
-use courier::settings::{Role, ServeArgs, Settings};
+use clap::Args;
+use courier::settings::{Role, Settings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -73,7 +73,7 @@ fn strings(y: &Yaml) -> Vec<String> {
 
 /// `courier serve`'s own argument parser.
 fn serve_command() -> clap::Command {
-    ServeArgs::augment_args(clap::Command::new("courier").no_binary_name(true))
+    Settings::augment_args(clap::Command::new("courier").no_binary_name(true))
 }
 
 /// A Courier service's command and environment as `courier serve` would read them.
@@ -107,8 +107,7 @@ fn settings_of(name: &str, service: &Yaml) -> Settings {
     let matches = cmd
         .try_get_matches_from(&args)
         .unwrap_or_else(|e| panic!("{name}: {args:?}: {e}"));
-    let parsed = ServeArgs::from_arg_matches(&matches).unwrap();
-    Settings::load(parsed, None).unwrap()
+    Settings::from_matches(&matches, &[])
 }
 
 #[test]
@@ -176,7 +175,7 @@ fn compose_file_matches_the_code() {
             s.redis_url.is_some() || s.role == Role::MediaWorker,
             "{name}: Redis"
         );
-        assert!(s.s3.is_some(), "{name}: objects in MinIO");
+        assert!(s.s3().is_some(), "{name}: objects in MinIO");
         roles.insert(name, s);
     }
     let count = |r: Role| roles.values().filter(|s| s.role == r).count();

@@ -171,7 +171,7 @@ async fn a_deleted_account_is_gone_but_its_messages_stay(db: Db) {
     // An operator deletes carol: her connection closes within a couple of seconds.
     let out = courier()
         .args(["admin", "delete-user", "carol"])
-        .env("COURIER_DATABASE_URL", &app.settings.database_url)
+        .env("COURIER_DATABASE_URL", app.settings.database_url())
         .output()
         .unwrap();
     assert!(

@@ -523,7 +523,11 @@ async fn one_ack_set_answers_each_ack_alone(db: Db) {
         ack(&phone, 3),
         ack(&carol, 4),
     ];
-    let store = backend::Store::new(backend::db::open(&app.settings.database_url).await.unwrap());
+    let store = backend::Store::new(
+        backend::db::open(&app.settings.database_url())
+            .await
+            .unwrap(),
+    );
     let txn = store.db.begin().await.unwrap();
     let answers = backend::Store::ack_set(&txn, &acks.iter().collect::<Vec<_>>())
         .await

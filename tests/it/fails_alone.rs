@@ -96,7 +96,7 @@ async fn a_nul_is_refused_before_any_batch(db: Db) {
 async fn a_write_the_database_refuses_fails_alone(db: Db) {
     let app = spawn_app(db).await;
     let (mut a, mut b, conv) = app.raw_alice_and_bob().await;
-    let admin = sea_orm::Database::connect(&app.settings.database_url)
+    let admin = sea_orm::Database::connect(&app.settings.database_url())
         .await
         .unwrap();
     let refuse: &[&str] = match db {

@@ -145,7 +145,6 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.mqtt = "127.0.0.1:0".parse().unwrap();
     s.mqtt_ws = "127.0.0.1:0".parse().unwrap();
     s.data_dir = dir.to_path_buf();
-    s.database_url = format!("sqlite://{}?mode=rwc", dir.join("courier.db").display());
     s.connect_timeout = Duration::from_secs(2);
     // Media jobs run in child processes of the real binary, as under `courier serve`.
     s.media_job_program = Some(env!("CARGO_BIN_EXE_courier").into());
@@ -174,7 +173,7 @@ pub async fn spawn_app_with(setup: impl Into<Setup>, tweak: impl FnOnce(&mut Set
     let mut pg_database = None;
     if let Db::Postgres = setup.db {
         let (url, name) = fresh_postgres().await;
-        settings.database_url = url;
+        settings.database_url = Some(url);
         pg_database = Some(name);
     }
     let mut s3 = None;
@@ -184,7 +183,7 @@ pub async fn spawn_app_with(setup: impl Into<Setup>, tweak: impl FnOnce(&mut Set
             let endpoint = crate::s3_endpoint::S3Endpoint::start().await;
             let config = crate::s3_endpoint::config(&endpoint);
             let bucket = endpoint.bucket_dir(&config.bucket);
-            settings.s3 = Some(config);
+            settings.set_s3(config);
             s3 = Some(endpoint);
             bucket
         }

@@ -292,7 +292,7 @@ async fn listing_works_for_a_user_in_ten_thousand_conversations(db: Db) {
     app.users(&["alice", "bob"]).await;
     let alice = app.session("alice", "phone").await;
     let bob = app.session("bob", "phone").await;
-    let conn = sea_orm::Database::connect(&app.settings.database_url)
+    let conn = sea_orm::Database::connect(&app.settings.database_url())
         .await
         .unwrap();
     let text = serde_json::to_string(&Content::Text {

@@ -55,10 +55,7 @@ async fn mqtt_still_works(app: &TestApp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn silent_and_dripping_connections_are_closed() {
-    let app = spawn_app_with(Db::Sqlite, |s| {
-        s.http_limits.idle_timeout = Duration::from_secs(1)
-    })
-    .await;
+    let app = spawn_app_with(Db::Sqlite, |s| s.http_idle_timeout = Duration::from_secs(1)).await;
     app.users(&["alice", "bob"]).await;
     let mut silent = connect_from(1, app.addrs.http).await;
     let mut dripping = connect_from(1, app.addrs.http).await;
@@ -119,7 +116,7 @@ async fn silent_and_dripping_connections_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_address_holds_a_bounded_share_and_the_total_is_capped() {
     let total = PER_ADDRESS + 20;
-    let app = spawn_app_with(Db::Sqlite, |s| s.http_limits.max_connections = total).await;
+    let app = spawn_app_with(Db::Sqlite, |s| s.http_max_connections = total).await;
     app.users(&["alice", "bob"]).await;
     let mut held = Vec::new();
     for _ in 0..PER_ADDRESS {

@@ -178,7 +178,7 @@ async fn a_media_worker_process_runs_the_servers_jobs() {
         courier()
             .arg("serve")
             .args(["--role", "media-worker"])
-            .args(["--database-url", &s.database_url])
+            .args(["--database-url", &s.database_url()])
             .arg("--data-dir")
             .arg(&s.data_dir)
             .args(["--service-secret", secret])

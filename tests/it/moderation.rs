@@ -31,7 +31,7 @@ fn admin(app: &TestApp, args: &[&str]) -> String {
     let out = courier()
         .arg("admin")
         .args(args)
-        .env("COURIER_DATABASE_URL", &app.settings.database_url)
+        .env("COURIER_DATABASE_URL", app.settings.database_url())
         .env("COURIER_DATA_DIR", &app.settings.data_dir)
         .output()
         .unwrap();
@@ -152,7 +152,7 @@ async fn reports_keep_what_the_reporter_saw(db: Db) {
     );
     let again = courier()
         .args(["admin", "resolve", &r.id])
-        .env("COURIER_DATABASE_URL", &app.settings.database_url)
+        .env("COURIER_DATABASE_URL", app.settings.database_url())
         .output()
         .unwrap();
     assert!(!again.status.success(), "resolving twice");
@@ -217,7 +217,7 @@ async fn a_suspended_account_is_closed_and_refused_until_unsuspended(db: Db) {
     // Unknown names are an operator's error.
     let out = courier()
         .args(["admin", "suspend", "nobody"])
-        .env("COURIER_DATABASE_URL", &app.settings.database_url)
+        .env("COURIER_DATABASE_URL", app.settings.database_url())
         .output()
         .unwrap();
     assert!(!out.status.success());

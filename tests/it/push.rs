@@ -9,7 +9,10 @@ use courier_client::protocol::ErrorCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-crate::on_both_databases!(away_users_get_content_free_notices);
+crate::on_both_databases!(
+    away_users_get_content_free_notices,
+    gorush_gets_its_own_request_shape
+);
 
 #[derive(Default)]
 pub struct Receiver {
@@ -17,13 +20,18 @@ pub struct Receiver {
     calls: Mutex<Vec<(Option<String>, String)>>,
 }
 
-/// A webhook receiver on port 0 that fails the first request with 503.
+/// A webhook receiver on port 0 at `/push` that fails the first request with 503.
 pub async fn receiver() -> (String, Arc<Receiver>) {
+    receiver_at("/push").await
+}
+
+/// [`receiver`] at `path`.
+pub async fn receiver_at(path: &str) -> (String, Arc<Receiver>) {
     let state = Arc::new(Receiver::default());
     let s = state.clone();
     let log = state.clone();
     let app = axum::Router::new().route(
-        "/push",
+        path,
         // GET: every notice received so far, as a JSON array (for the browser test).
         axum::routing::get(move || {
             let bodies: Vec<serde_json::Value> = log
@@ -55,7 +63,7 @@ pub async fn receiver() -> (String, Arc<Receiver>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/push"), state)
+    (format!("http://{addr}{path}"), state)
 }
 
 pub fn notices(r: &Receiver) -> Vec<(Option<String>, String)> {
@@ -186,4 +194,86 @@ async fn away_users_get_content_free_notices(db: Db) {
     alice.client.send_text(&conv, "gone again").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(notices(&rx).len(), before);
+}
+
+/// `--push-format gorush`: each notice is a gorush `POST /api/push` with one notification,
+/// its platform from the device's provider (APNs 1, FCM 2, Huawei 3), content-free, and
+/// collapsing per conversation. Devices of a provider gorush does not serve (Web Push) are
+/// skipped.
+async fn gorush_gets_its_own_request_shape(db: Db) {
+    let (url, rx) = receiver_at("/api/push").await;
+    let app = spawn_app_with(db, |s| {
+        s.push_webhook = Some(url);
+        s.push_format = courier::settings::PushFormat::Gorush;
+    })
+    .await;
+    app.users(&["alice", "bob"]).await;
+    let alice = app.tcp_device("alice", "phone").await;
+    let api = &app.api;
+    let mut bobs = Vec::new();
+    for (name, provider) in [
+        ("phone", "fcm"),
+        ("tablet", "apns"),
+        ("pad", "hms"),
+        ("laptop", "webpush"),
+    ] {
+        let bob = app.session("bob", name).await;
+        api.set_push_token(
+            &bob.token,
+            bob.device.as_str(),
+            provider,
+            &format!("tok-{name}"),
+        )
+        .await
+        .unwrap();
+        bobs.push(bob);
+    }
+    let conv = api
+        .create_direct(alice.token(), &bobs[0].user)
+        .await
+        .unwrap()
+        .id;
+    alice.client.send_text(&conv, "secret words").await.unwrap();
+
+    // One notice per device gorush serves; the first POST (503) is retried.
+    until("three notices", || notices(&rx).len() >= 4).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let calls = notices(&rx);
+    let mut seen = std::collections::BTreeMap::new();
+    for (auth, body) in &calls {
+        assert_eq!(auth, &None, "no token configured");
+        assert!(!body.contains("secret words"), "{body}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let list = v["notifications"].as_array().expect("notifications");
+        assert_eq!(list.len(), 1, "{body}");
+        let n = &list[0];
+        let token = n["tokens"][0].as_str().unwrap().to_owned();
+        let bob = &bobs[["tok-phone", "tok-tablet", "tok-pad"]
+            .iter()
+            .position(|t| *t == token)
+            .unwrap_or_else(|| panic!("no notice for {token}"))];
+        let data = serde_json::json!({
+            "user": bob.user, "device": bob.device, "conv": conv,
+            "unread": 1, "badge": 1, "mentioned": false, "ts": n["data"]["ts"],
+        });
+        assert!(n["data"]["ts"].as_i64().unwrap() > 0);
+        let expected = match token.as_str() {
+            "tok-tablet" => serde_json::json!({
+                "tokens": [token], "platform": 1, "badge": 1, "priority": "high", "data": data,
+                "content_available": true, "mutable_content": true, "collapse_id": conv,
+            }),
+            platform => serde_json::json!({
+                "tokens": [token], "platform": if platform == "tok-phone" { 2 } else { 3 },
+                "badge": 1, "priority": "high", "data": data, "collapse_key": conv,
+            }),
+        };
+        assert_eq!(n, &expected);
+        seen.insert(token, ());
+    }
+    assert_eq!(
+        seen.len(),
+        3,
+        "fcm, apns and hms; webpush skipped: {calls:?}"
+    );
+    assert!(calls.len() <= 4, "one each, one retried: {}", calls.len());
 }

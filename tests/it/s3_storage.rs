@@ -20,10 +20,10 @@ async fn downloads_redirect_to_short_lived_signed_urls() {
         objects: Objects::S3,
     };
     let app = spawn_app_with(setup, |s| {
-        let s3 = s.s3.as_mut().expect("S3 set up");
+        let endpoint = s.s3_endpoint.as_ref().expect("S3 set up");
         // Clients reach the endpoint under another name than Courier does.
-        s3.public_endpoint = Some(s3.endpoint.replace("127.0.0.1", "localhost"));
-        s3.url_ttl = Duration::from_secs(2);
+        s.s3_public_endpoint = Some(endpoint.replace("127.0.0.1", "localhost"));
+        s.s3_url_ttl = Duration::from_secs(2);
     })
     .await;
     app.users(&["alice", "bob"]).await;
@@ -124,7 +124,7 @@ async fn a_bucket_that_cannot_be_used_stops_the_start() {
         let mut settings = test_settings(dir.path());
         let mut config = s3_endpoint::config(&s3);
         tweak(&mut config);
-        settings.s3 = Some(config);
+        settings.set_s3(config);
         async move {
             App::bind(settings)
                 .await
@@ -146,7 +146,7 @@ async fn a_bucket_that_cannot_be_used_stops_the_start() {
     let mut settings = test_settings(dir.path());
     let mut config = s3_endpoint::config(&s3);
     config.endpoint = format!("http://127.0.0.1:{port}");
-    settings.s3 = Some(config);
+    settings.set_s3(config);
     let down = App::bind(settings)
         .await
         .err()
@@ -157,7 +157,7 @@ async fn a_bucket_that_cannot_be_used_stops_the_start() {
     // With good settings the bucket is made on first start.
     assert!(!s3.bucket_dir("courier-media").exists());
     let mut settings = test_settings(dir.path());
-    settings.s3 = Some(s3_endpoint::config(&s3));
+    settings.set_s3(s3_endpoint::config(&s3));
     App::bind(settings).await.expect("starts");
     assert!(s3.bucket_dir("courier-media").is_dir());
 }

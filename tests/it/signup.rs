@@ -27,7 +27,7 @@ async fn invites_are_needed_spent_once_and_expire(db: Db) {
     );
 
     // A code for two sign-ups, made by the CLI against the server's database.
-    let url = app.settings.database_url.clone();
+    let url = app.settings.database_url();
     let out = tokio::task::spawn_blocking(move || {
         succeed(courier().args(["invite", "--uses", "2", "--database-url", &url]))
     })
@@ -54,7 +54,11 @@ async fn invites_are_needed_spent_once_and_expire(db: Db) {
     app.session("ann", "phone").await;
 
     // An expired code makes nobody.
-    let store = backend::Store::new(backend::db::open(&app.settings.database_url).await.unwrap());
+    let store = backend::Store::new(
+        backend::db::open(&app.settings.database_url())
+            .await
+            .unwrap(),
+    );
     let (brief, _) = store
         .create_invite(5, Duration::from_millis(1))
         .await
@@ -67,7 +71,7 @@ async fn invites_are_needed_spent_once_and_expire(db: Db) {
     // Nor does a valid one on a closed server.
     let closed = spawn_app_with(db, |s| s.signup = SignupMode::Closed).await;
     let store = backend::Store::new(
-        backend::db::open(&closed.settings.database_url)
+        backend::db::open(&closed.settings.database_url())
             .await
             .unwrap(),
     );

@@ -18,6 +18,7 @@ use backend::push::{PushConfig, Pusher};
 use backend::shared::{Limit, Shared};
 use backend::{db, Engine, EngineConfig, Store};
 use broker::pace::Pacing;
+use broker::tls::Tls;
 use broker::{Broker, BrokerConfig};
 use media_worker::{BlobStore, LocalStore, S3Store};
 use std::net::SocketAddr;
@@ -34,8 +35,11 @@ pub struct App {
     http: Option<TcpListener>,
     /// `/metrics` on a listener of its own (`--metrics-listen`), by the roles that serve HTTP.
     metrics: Option<TcpListener>,
-    /// Bound by the roles that run the broker (`all`, `broker`).
-    mqtt: Option<(TcpListener, TcpListener)>,
+    /// Bound by the roles that run the broker (`all`, `broker`): MQTT, MQTT over WebSocket,
+    /// and with TLS on, MQTT over TLS.
+    mqtt: Option<(TcpListener, TcpListener, Option<TcpListener>)>,
+    /// The certificate of every listener, with `--tls-cert`/`--tls-key`.
+    tls: Option<Arc<Tls>>,
     objects: Arc<dyn BlobStore>,
 }
 
@@ -44,6 +48,8 @@ pub struct Addrs {
     pub http: SocketAddr,
     pub mqtt: SocketAddr,
     pub mqtt_ws: SocketAddr,
+    /// MQTT over TLS, with TLS on.
+    pub mqtts: Option<SocketAddr>,
     /// Where `/metrics` is served when not on `http`.
     pub metrics: Option<SocketAddr>,
 }
@@ -70,6 +76,10 @@ impl App {
         if role != Role::All {
             settings.check_split_role()?;
         }
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
+            _ => None,
+        };
         let http = match role.serves_http() {
             true => Some(bind(settings.http, "HTTP", "--http").await?),
             false => None,
@@ -82,6 +92,10 @@ impl App {
             true => Some((
                 bind(settings.mqtt, "MQTT", "--mqtt").await?,
                 bind(settings.mqtt_ws, "MQTT WebSocket", "--mqtt-ws").await?,
+                match tls {
+                    Some(_) => Some(bind(settings.mqtts, "MQTT over TLS", "--mqtts").await?),
+                    None => None,
+                },
             )),
             false => None,
         };
@@ -94,6 +108,7 @@ impl App {
             http,
             metrics,
             mqtt,
+            tls,
         })
     }
 
@@ -104,8 +119,12 @@ impl App {
         let local = |l: &TcpListener| l.local_addr().expect("bound");
         Addrs {
             http: self.http.as_ref().map_or(s.http, local),
-            mqtt: self.mqtt.as_ref().map_or(s.mqtt, |(t, _)| local(t)),
-            mqtt_ws: self.mqtt.as_ref().map_or(s.mqtt_ws, |(_, w)| local(w)),
+            mqtt: self.mqtt.as_ref().map_or(s.mqtt, |(t, _, _)| local(t)),
+            mqtt_ws: self.mqtt.as_ref().map_or(s.mqtt_ws, |(_, w, _)| local(w)),
+            mqtts: match &self.mqtt {
+                Some((_, _, tls)) => tls.as_ref().map(local),
+                None => self.tls.as_ref().map(|_| s.mqtts),
+            },
             metrics: self.metrics.as_ref().map(local),
         }
     }
@@ -120,14 +139,19 @@ impl App {
             metrics,
             mqtt,
             objects,
+            tls,
         } = self;
+        if let Some(tls) = &tls {
+            tokio::spawn(tls.clone().watch(Duration::from_secs(5), shutdown.clone()));
+        }
+        let acceptor = |alpn: &[&[u8]]| tls.as_ref().map(|t| t.acceptor(alpn));
         let secret = s
             .service_secret
             .clone()
             .unwrap_or_else(backend::util::new_token);
         let mut tasks = tokio::task::JoinSet::new();
         let broker = match mqtt {
-            Some((tcp, ws)) => {
+            Some((tcp, ws, mqtts)) => {
                 let auth = Arc::new(DeviceAuthenticator::new(store.clone(), secret.clone()));
                 let broker_config = BrokerConfig {
                     max_packet_size: s.max_packet_size,
@@ -141,15 +165,24 @@ impl App {
                 let broker = Broker::start(broker_config, auth, shutdown.clone());
                 // This process's broker has just started: nobody is connected.
                 store.reset_presence(backend::util::now_ms()).await?;
-                Some((broker, tcp, ws))
+                Some((broker, tcp, ws, mqtts))
             }
             None => None,
         };
-        let serve = |tasks: &mut tokio::task::JoinSet<()>, (broker, tcp, ws): (Broker, _, _)| {
-            let b = broker.clone();
-            tasks.spawn(async move { b.serve_tcp(tcp).await });
-            tasks.spawn(async move { broker.serve_ws(ws).await });
-        };
+        // Plain MQTT stays on --mqtt (for the backends and the local network); with TLS on,
+        // the WebSocket listener speaks wss:// and --mqtts MQTT over TLS.
+        let serve =
+            |tasks: &mut tokio::task::JoinSet<()>,
+             (broker, tcp, ws, mqtts): (Broker, _, _, Option<TcpListener>)| {
+                let b = broker.clone();
+                tasks.spawn(async move { b.serve_tcp(tcp, None).await });
+                if let Some(listener) = mqtts {
+                    let (b, tls) = (broker.clone(), acceptor(&[]));
+                    tasks.spawn(async move { b.serve_tcp(listener, tls).await });
+                }
+                let tls = acceptor(&[b"http/1.1"]);
+                tasks.spawn(async move { broker.serve_ws(ws, tls).await });
+            };
         let Some(http) = http else {
             // `--role broker`: requests go to the backends that subscribe as services.
             if let Some(edge) = broker {
@@ -164,7 +197,7 @@ impl App {
         // another one (which cannot tell who is connected: everything is published and the
         // broker drops what nobody subscribed to).
         let (edge, mqtt): (Arc<dyn Edge>, _) = match &broker {
-            Some((b, _, _)) => (Arc::new(b.clone()), None),
+            Some((b, _, _, _)) => (Arc::new(b.clone()), None),
             None => {
                 let (host, port) = broker_address(&s)?;
                 let opts = backend::mqtt_options(&host, port, &secret);
@@ -196,7 +229,7 @@ impl App {
             shutdown.clone(),
         ));
         backend::metrics::handle();
-        let connections = broker.as_ref().map(|(b, _, _)| {
+        let connections = broker.as_ref().map(|(b, _, _, _)| {
             let b = b.clone();
             Box::new(move || b.connection_count()) as Box<dyn Fn() -> usize + Send + Sync>
         });
@@ -215,7 +248,7 @@ impl App {
                 remote
             }
             None => {
-                let (b, _, _) = broker.as_ref().expect("all-in-one runs a broker");
+                let (b, _, _, _) = broker.as_ref().expect("all-in-one runs a broker");
                 b.attach_engine(Arc::new(Lanes::new(engine)));
                 engine_ready.store(true, std::sync::atomic::Ordering::Relaxed);
                 "in process".to_owned()
@@ -253,6 +286,7 @@ impl App {
                 public_host: s.public_host.clone(),
                 tcp: addrs.mqtt.port(),
                 ws: addrs.mqtt_ws.port(),
+                tls: addrs.mqtts.map(|a| a.port()),
             },
             engine_ready,
             media: media.clone(),
@@ -277,7 +311,7 @@ impl App {
             tasks.spawn(async move {
                 let only_metrics = backend::http::metrics_router();
                 if let Err(e) =
-                    backend::http::serve::serve(listener, only_metrics, limits, stop).await
+                    backend::http::serve::serve(listener, only_metrics, limits, None, stop).await
                 {
                     tracing::error!(error = %e, "the metrics listener failed");
                 }
@@ -288,8 +322,10 @@ impl App {
             engine = %upstream,
             database = %redact_url(&s.database_url()), "courier is serving"
         );
-        tracing::info!("web chat: http://{}/", addrs.http);
-        backend::http::serve::serve(http, router, s.http_limits(), shutdown.clone()).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("web chat: {scheme}://{}/", addrs.http);
+        let tls = acceptor(&[b"http/1.1"]);
+        backend::http::serve::serve(http, router, s.http_limits(), tls, shutdown.clone()).await?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         Ok(())

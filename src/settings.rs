@@ -52,6 +52,22 @@ pub struct Settings {
         default_value = "0.0.0.0:8083"
     )]
     pub mqtt_ws: SocketAddr,
+    /// MQTT over TLS address (with --tls-cert and --tls-key)
+    #[arg(
+        long,
+        env = "COURIER_MQTTS",
+        global = true,
+        default_value = "0.0.0.0:8883"
+    )]
+    pub mqtts: SocketAddr,
+    /// TLS certificate chain (PEM, leaf first). With --tls-key it turns on TLS everywhere:
+    /// MQTT over TLS on --mqtts, WebSocket over TLS (wss://) on --mqtt-ws and HTTPS on --http.
+    /// The files are re-read on SIGHUP and when they change, without dropping connections
+    #[arg(long, env = "COURIER_TLS_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert
+    #[arg(long, env = "COURIER_TLS_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Directory for the SQLite database and other local state
     #[arg(
         long,

@@ -23,7 +23,9 @@ pub mod hub;
 mod listener;
 pub mod outbox;
 pub mod pace;
+pub mod tls;
 mod transport;
+pub use transport::Socket;
 pub mod upstream;
 
 pub use acl::Identity;
@@ -38,6 +40,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+pub use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use upstream::Services;
 
@@ -122,14 +125,21 @@ impl Broker {
         let _ = self.shared.local.set(engine);
     }
 
-    /// Serves MQTT over TCP on `listener` until shutdown.
-    pub async fn serve_tcp(&self, listener: TcpListener) {
-        listener::accept_loop(listener, listener::Kind::Tcp, self.shared.clone()).await
+    /// Serves MQTT over TCP on `listener` until shutdown; with `tls`, over TLS.
+    pub async fn serve_tcp(&self, listener: TcpListener, tls: Option<TlsAcceptor>) {
+        listener::accept_loop(listener, listener::Kind::Tcp, tls, self.shared.clone()).await
     }
 
-    /// Serves MQTT over WebSocket (path `/mqtt`) on `listener` until shutdown.
-    pub async fn serve_ws(&self, listener: TcpListener) {
-        listener::accept_loop(listener, listener::Kind::WebSocket, self.shared.clone()).await
+    /// Serves MQTT over WebSocket (path `/mqtt`) on `listener` until shutdown; with `tls`,
+    /// over TLS (`wss://`).
+    pub async fn serve_ws(&self, listener: TcpListener, tls: Option<TlsAcceptor>) {
+        listener::accept_loop(
+            listener,
+            listener::Kind::WebSocket,
+            tls,
+            self.shared.clone(),
+        )
+        .await
     }
 
     /// Queues `payload` for `device` of `user` on `stream`, if it is connected and subscribed.

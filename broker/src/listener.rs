@@ -1,16 +1,17 @@
 //! Accept loops. Every accepted socket gets its own task at once, so a slow or idle client
-//! (one that never finishes its WebSocket handshake or never sends CONNECT) holds only its
-//! own task until its timeout, never the loop.
+//! (one that never finishes its TLS or WebSocket handshake, or never sends CONNECT) holds only
+//! its own task until its timeout, never the loop.
 
 use crate::connection;
-use crate::transport::Transport;
+use crate::transport::{Socket, Transport};
 use crate::Shared;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 #[derive(Clone, Copy)]
@@ -19,7 +20,14 @@ pub enum Kind {
     WebSocket,
 }
 
-pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>) {
+/// Accepts on `listener` until shutdown; with `tls`, every connection starts with a TLS
+/// handshake (MQTT over TLS, or WebSocket over TLS).
+pub async fn accept_loop(
+    listener: TcpListener,
+    kind: Kind,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -40,24 +48,35 @@ pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>)
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        let (shared, tls) = (shared.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let io = match kind {
-                Kind::Tcp => Transport::Tcp(stream),
-                Kind::WebSocket => {
-                    let max = shared.config.max_packet_size;
-                    match timeout(shared.config.connect_timeout, upgrade(stream, max)).await {
-                        Ok(Ok(ws)) => ws,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "WebSocket handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(%peer, "WebSocket handshake timed out");
-                            return;
-                        }
+            let handshakes = async {
+                let socket = match tls {
+                    None => Socket::Plain(stream),
+                    Some(tls) => Socket::Tls(Box::new(
+                        tls.accept(stream)
+                            .await
+                            .map_err(async_tungstenite::tungstenite::Error::Io)?,
+                    )),
+                };
+                match (kind, socket) {
+                    (Kind::Tcp, Socket::Plain(s)) => Ok(Transport::Tcp(s)),
+                    (Kind::Tcp, Socket::Tls(s)) => Ok(Transport::tls(*s)),
+                    (Kind::WebSocket, socket) => {
+                        upgrade(socket, shared.config.max_packet_size).await
                     }
+                }
+            };
+            let io = match timeout(shared.config.connect_timeout, handshakes).await {
+                Ok(Ok(io)) => io,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS or WebSocket handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS or WebSocket handshake timed out");
+                    return;
                 }
             };
             connection::serve(io, peer, shared).await;
@@ -69,7 +88,7 @@ pub async fn accept_loop(listener: TcpListener, kind: Kind, shared: Arc<Shared>)
 /// A frame or message larger than an MQTT packet may be (plus its own header) closes the
 /// connection before it is buffered: tungstenite would otherwise take up to 64 MiB.
 async fn upgrade(
-    stream: TcpStream,
+    stream: Socket,
     max_packet: usize,
 ) -> Result<Transport, async_tungstenite::tungstenite::Error> {
     // The handshake callback's error type is tungstenite's, large or not.

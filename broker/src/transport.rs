@@ -1,9 +1,11 @@
-//! The byte pipe under one MQTT connection: a TCP stream, or binary WebSocket frames.
+//! The byte pipe under one MQTT connection: a TCP stream, a TLS stream, or binary WebSocket
+//! frames (over TCP or TLS).
 //!
 //! A connection reads and writes at the same time (a device that stops reading must not stop
 //! its own requests from being read, nor a kick from being noticed), so the transport splits
 //! into a [`Reader`] and a [`Writer`] that can be awaited together. Both are cancel-safe.
 //! Over TCP an idle connection holds no buffer: it waits for readiness and only then reads.
+//! TLS keeps its record buffers (rustls's) for as long as the connection lives.
 
 use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::tungstenite::{protocol::CloseFrame, Message};
@@ -13,13 +15,71 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, StreamExt};
 use std::io;
 use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
-type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
+/// What a WebSocket runs over: TCP, or TLS over TCP (`wss://`).
+pub enum Socket {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_flush(cx),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+type Ws = WebSocketStream<TokioAdapter<Socket>>;
+type Tls = TlsStream<TcpStream>;
 
 pub enum Transport {
     Tcp(TcpStream),
+    Tls(Box<TlsHalves>),
     Ws(Box<WsHalves>),
+}
+
+pub struct TlsHalves {
+    rx: ReadHalf<Tls>,
+    tx: WriteHalf<Tls>,
+    /// Bytes were handed to TLS and not yet flushed.
+    unflushed: bool,
 }
 
 pub struct WsHalves {
@@ -39,9 +99,22 @@ impl Transport {
         }))
     }
 
+    pub fn tls(tls: Tls) -> Self {
+        let (rx, tx) = tokio::io::split(tls);
+        Transport::Tls(Box::new(TlsHalves {
+            rx,
+            tx,
+            unflushed: false,
+        }))
+    }
+
     pub fn halves(&mut self) -> (Reader<'_>, Writer<'_>) {
         match self {
             Transport::Tcp(s) => (Reader::Tcp(s), Writer::Tcp(s)),
+            Transport::Tls(t) => {
+                let TlsHalves { rx, tx, unflushed } = &mut **t;
+                (Reader::Tls(rx), Writer::Tls(tx, unflushed))
+            }
             Transport::Ws(ws) => {
                 let WsHalves { rx, tx, unflushed } = &mut **ws;
                 (Reader::Ws(rx), Writer::Ws(tx, unflushed))
@@ -66,8 +139,11 @@ impl Transport {
     pub async fn close(&mut self) {
         match self {
             Transport::Tcp(s) => {
-                use tokio::io::AsyncWriteExt;
                 let _ = s.shutdown().await;
+            }
+            Transport::Tls(t) => {
+                // close_notify, then the TCP shutdown.
+                let _ = t.tx.shutdown().await;
             }
             Transport::Ws(ws) => {
                 use futures_util::SinkExt;
@@ -80,6 +156,7 @@ impl Transport {
 
 pub enum Reader<'a> {
     Tcp(&'a TcpStream),
+    Tls(&'a mut ReadHalf<Tls>),
     Ws(&'a mut SplitStream<Ws>),
 }
 
@@ -94,6 +171,12 @@ impl Reader<'_> {
                     other => return other,
                 }
             },
+            Reader::Tls(rx) => {
+                let mut chunk = [0u8; 16 * 1024];
+                let n = rx.read(&mut chunk).await?;
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
             Reader::Ws(rx) => loop {
                 match rx.next().await {
                     None | Some(Ok(Message::Close(_))) => return Ok(0),
@@ -126,6 +209,7 @@ fn read_ready(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
 
 pub enum Writer<'a> {
     Tcp(&'a TcpStream),
+    Tls(&'a mut WriteHalf<Tls>, &'a mut bool),
     Ws(&'a mut SplitSink<Ws, Message>, &'a mut bool),
 }
 
@@ -134,6 +218,7 @@ impl Writer<'_> {
     pub fn pending(&self, buf: &BytesMut) -> bool {
         match self {
             Writer::Tcp(_) => !buf.is_empty(),
+            Writer::Tls(_, unflushed) => !buf.is_empty() || **unflushed,
             Writer::Ws(_, unflushed) => !buf.is_empty() || **unflushed,
         }
     }
@@ -157,6 +242,19 @@ impl Writer<'_> {
                     Err(e) => return Err(e),
                 }
             },
+            Writer::Tls(tx, unflushed) => {
+                if !buf.is_empty() {
+                    let n = tx.write(buf).await?;
+                    buf.advance(n);
+                    **unflushed = true;
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                }
+                tx.flush().await?;
+                **unflushed = false;
+                Ok(())
+            }
             Writer::Ws(tx, unflushed) => {
                 std::future::poll_fn(|cx| {
                     let mut tx = Pin::new(&mut **tx);

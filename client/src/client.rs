@@ -31,10 +31,69 @@ pub enum Transport {
         host: String,
         port: u16,
     },
-    /// `ws://host:port/mqtt`
+    /// MQTT over TLS.
+    Tls {
+        host: String,
+        port: u16,
+    },
+    /// `ws://host:port/mqtt`, or `wss://` for WebSocket over TLS.
     Ws {
         url: String,
     },
+}
+
+impl Transport {
+    fn host_port(addr: &str, default: u16) -> (String, u16) {
+        let (host, port) = addr.rsplit_once(':').unwrap_or((addr, ""));
+        (
+            host.trim_matches(['[', ']']).to_owned(),
+            port.parse().unwrap_or(default),
+        )
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Transport::Tcp { .. } => false,
+            Transport::Tls { .. } => true,
+            Transport::Ws { url } => url.starts_with("wss://"),
+        }
+    }
+}
+
+/// TLS for [`Transport::Tls`] and `wss://`: the roots a server's certificate must chain to.
+/// The default trusts the Mozilla root set (webpki-roots); [`tls_with_root_ca`] trusts a
+/// private CA instead.
+pub fn default_tls() -> Arc<rustls::ClientConfig> {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    tls_with_roots(roots)
+}
+
+/// TLS that trusts only the CA certificates in `pem` (a private or test CA).
+pub fn tls_with_root_ca(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| ClientError::Tls(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Tls("no CA certificate in the PEM".into()));
+    }
+    Ok(tls_with_roots(roots))
+}
+
+fn tls_with_roots(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +114,8 @@ pub struct ClientOptions {
     /// `{"online":false}` as the Last Will and before a clean disconnect (what a broker without
     /// Courier's presence events, such as Mosquitto, needs for presence). Default true.
     pub announce_presence: bool,
+    /// The TLS settings for [`Transport::Tls`] and `wss://` (default: [`default_tls`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientOptions {
@@ -70,17 +131,26 @@ impl ClientOptions {
             request_timeout: Duration::from_secs(15),
             ordered_from: None,
             announce_presence: true,
+            tls: None,
         }
     }
 
     /// MQTT over TCP at the address the log-in answer gave.
     pub fn tcp(s: &Session) -> Self {
-        let (host, port) = s.mqtt.tcp.rsplit_once(':').unwrap_or((&s.mqtt.tcp, "1883"));
-        let transport = Transport::Tcp {
-            host: host.trim_matches(['[', ']']).to_owned(),
-            port: port.parse().unwrap_or(1883),
-        };
-        Self::from_session(s, transport)
+        let (host, port) = Transport::host_port(&s.mqtt.tcp, 1883);
+        Self::from_session(s, Transport::Tcp { host, port })
+    }
+
+    /// MQTT over TLS at the address the log-in answer gave; `None` when the server has no TLS.
+    pub fn tls(s: &Session) -> Option<Self> {
+        let (host, port) = Transport::host_port(s.mqtt.tls.as_deref()?, 8883);
+        Some(Self::from_session(s, Transport::Tls { host, port }))
+    }
+
+    /// Trusts `tls` (e.g. [`tls_with_root_ca`]) for TLS connections.
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// MQTT over WebSocket at the URL the log-in answer gave.

@@ -25,7 +25,9 @@ mod mqtt;
 mod ordered;
 
 pub use api::Api;
-pub use client::{text_req, Client, ClientOptions, Event, MqttVersion, Transport};
+pub use client::{
+    default_tls, text_req, tls_with_root_ca, Client, ClientOptions, Event, MqttVersion, Transport,
+};
 pub use protocol;
 
 use protocol::ErrorBody;
@@ -44,6 +46,8 @@ pub enum ClientError {
     Http(String),
     #[error("unexpected answer: {0}")]
     Decode(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {

@@ -111,6 +111,22 @@ pub const OFFLINE: &[u8] = br#"{"online":false}"#;
 const MAX_INCOMING: usize = 4 << 20;
 
 /// Requests are small: send them at once instead of waiting on Nagle's algorithm.
+/// rumqttc's transport for `opts`, with its TLS settings.
+fn transport(opts: &ClientOptions) -> rumqttc::Transport {
+    let tls = || {
+        let config = opts.tls.clone().unwrap_or_else(crate::client::default_tls);
+        rumqttc::TlsConfiguration::Rustls(config)
+    };
+    match &opts.transport {
+        Transport::Tcp { .. } => rumqttc::Transport::Tcp,
+        Transport::Tls { .. } => rumqttc::Transport::tls_with_config(tls()),
+        Transport::Ws { url } if url.starts_with("wss://") => {
+            rumqttc::Transport::wss_with_config(tls())
+        }
+        Transport::Ws { .. } => rumqttc::Transport::Ws,
+    }
+}
+
 fn no_delay() -> rumqttc::NetworkOptions {
     let mut n = rumqttc::NetworkOptions::new();
     n.set_tcp_nodelay(true);
@@ -172,10 +188,11 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
     let will = opts
         .announce_presence
         .then(|| (presence_topic(opts), OFFLINE.to_vec()));
-    let (host, port, ws) = match &opts.transport {
-        Transport::Tcp { host, port } => (host.clone(), *port, false),
-        Transport::Ws { url } => (url.clone(), 0, true),
+    let (host, port) = match &opts.transport {
+        Transport::Tcp { host, port } | Transport::Tls { host, port } => (host.clone(), *port),
+        Transport::Ws { url } => (url.clone(), 0),
     };
+    let transport = transport(opts);
     match opts.version {
         MqttVersion::V311 => {
             let mut o = rumqttc::MqttOptions::new(id.clone(), host, port);
@@ -191,9 +208,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                     false,
                 ));
             }
-            if ws {
-                o.set_transport(rumqttc::Transport::Ws);
-            }
+            o.set_transport(transport);
             let (client, mut el) = rumqttc::AsyncClient::new(o, 1024);
             el.set_network_options(no_delay());
             tokio::spawn(async move {
@@ -250,9 +265,7 @@ pub fn start(opts: &ClientOptions) -> (Handle, mpsc::UnboundedReceiver<Incoming>
                     None,
                 ));
             }
-            if ws {
-                o.set_transport(rumqttc::Transport::Ws);
-            }
+            o.set_transport(transport);
             o.set_network_options(no_delay());
             let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 1024);
             tokio::spawn(async move {

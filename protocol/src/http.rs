@@ -134,8 +134,12 @@ pub struct DeviceInfo {
 pub struct MqttEndpoints {
     /// `host:port` of the MQTT TCP listener.
     pub tcp: String,
-    /// `ws://host:port/mqtt` of the MQTT WebSocket listener.
+    /// `ws://host:port/mqtt` of the MQTT WebSocket listener (`wss://` when the server has TLS
+    /// on).
     pub ws: String,
+    /// `host:port` of the MQTT-over-TLS listener, when the server has TLS on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

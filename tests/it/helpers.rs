@@ -198,8 +198,20 @@ pub async fn spawn_app_with(setup: impl Into<Setup>, tweak: impl FnOnce(&mut Set
             panic!("server failed: {e:#}");
         }
     });
-    let api = Api::new(format!("http://{}", addrs.http));
-    wait_for_backend(&addrs).await;
+    // With TLS on, the test's CA sits next to the certificate as `ca.pem` (see tls.rs).
+    let (base, http) = match &settings.tls_cert {
+        None => (format!("http://{}", addrs.http), reqwest::Client::new()),
+        Some(cert) => {
+            let ca = std::fs::read(cert.with_file_name("ca.pem")).expect("the test CA");
+            let client = reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .build()
+                .unwrap();
+            (format!("https://localhost:{}", addrs.http.port()), client)
+        }
+    };
+    let api = Api::new(&base).with_http(http.clone());
+    wait_for_backend(&base, &http).await;
     TestApp {
         addrs,
         api,
@@ -213,10 +225,10 @@ pub async fn spawn_app_with(setup: impl Into<Setup>, tweak: impl FnOnce(&mut Set
 }
 
 /// The HTTP API answers before the backend's MQTT session is up; wait for `/readyz`.
-async fn wait_for_backend(addrs: &Addrs) {
-    let url = format!("http://{}/readyz", addrs.http);
+async fn wait_for_backend(base: &str, http: &reqwest::Client) {
+    let url = format!("{base}/readyz");
     for _ in 0..500 {
-        if let Ok(r) = reqwest::get(&url).await {
+        if let Ok(r) = http.get(&url).send().await {
             if r.status().is_success() {
                 return;
             }

@@ -51,5 +51,6 @@ mod server;
 mod sessions;
 mod signup;
 mod storage;
+mod tls;
 mod uploads;
 mod web;

@@ -36,7 +36,10 @@ pub struct MqttPorts {
     /// Host to advertise; `None` means the host the client used for HTTP.
     pub public_host: Option<String>,
     pub tcp: u16,
+    /// The WebSocket port; `wss://` when `tls` is set.
     pub ws: u16,
+    /// The MQTT-over-TLS port, when the broker speaks TLS.
+    pub tls: Option<u16>,
 }
 
 #[derive(Clone)]

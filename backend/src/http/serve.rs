@@ -12,12 +12,14 @@
 //!   dripping upload), else reading it fails and the connection closes. Time the server
 //!   itself takes (hashing a password, a slow query) never counts against the client.
 //!
-//! Each request carries its peer address as axum's `ConnectInfo<SocketAddr>`.
+//! Each request carries its peer address as axum's `ConnectInfo<SocketAddr>`. With TLS, the
+//! handshake must finish within [`HEADER_TIMEOUT`] too.
 
 use crate::shared::address_key;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
+use broker::{Socket, TlsAcceptor};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
@@ -29,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +67,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -91,11 +94,25 @@ pub async fn serve(
             tracing::debug!(%peer, "too many HTTP connections from one address");
             continue;
         };
-        let router = router.clone();
-        let stop = stop.clone();
+        let (router, stop, tls) = (router.clone(), stop.clone(), tls.clone());
         connections.spawn(async move {
             let _held = (slot, from);
-            connection(stream, peer, router, limits.idle_timeout, stop).await;
+            let _ = stream.set_nodelay(true);
+            let socket = match tls {
+                None => Socket::Plain(stream),
+                Some(tls) => match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(s)) => Socket::Tls(Box::new(s)),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            connection(socket, peer, router, limits.idle_timeout, stop).await;
         });
     }
     connections.close();
@@ -138,13 +155,12 @@ impl Drop for Address {
 }
 
 async fn connection(
-    stream: TcpStream,
+    stream: Socket,
     peer: SocketAddr,
     router: Router,
     idle: Duration,
     stop: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
     let moved = Arc::new(AtomicU64::new(0));
     let busy = Arc::new(AtomicUsize::new(0));
     let io = TokioIo::new(Counted {
@@ -288,7 +304,7 @@ impl http_body::Body for Paced {
 
 /// A socket that counts the bytes it moves, both ways.
 struct Counted {
-    inner: TcpStream,
+    inner: Socket,
     moved: Arc<AtomicU64>,
 }
 

@@ -86,9 +86,15 @@ fn endpoints(state: &AppState, headers: &HeaderMap) -> MqttEndpoints {
             _ => authority.to_owned(),
         }
     });
+    let ws = if state.mqtt.tls.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
     MqttEndpoints {
         tcp: format!("{host}:{}", state.mqtt.tcp),
-        ws: format!("ws://{host}:{}/mqtt", state.mqtt.ws),
+        ws: format!("{ws}://{host}:{}/mqtt", state.mqtt.ws),
+        tls: state.mqtt.tls.map(|port| format!("{host}:{port}")),
     }
 }
 

@@ -22,6 +22,7 @@ mod m20261205_000016_add_account_deletion;
 mod m20261205_000017_index_uploads_by_owner;
 mod m20261206_000018_add_conversation_settings;
 mod m20261206_000019_create_message_search;
+mod m20261207_000020_add_shared_upload_state;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000017_index_uploads_by_owner::Migration),
             Box::new(m20261206_000018_add_conversation_settings::Migration),
             Box::new(m20261206_000019_create_message_search::Migration),
+            Box::new(m20261207_000020_add_shared_upload_state::Migration),
         ]
     }
 }

@@ -449,3 +449,148 @@ async fn without_redis_push_notices_follow_the_database_presence() {
     let notice: serde_json::Value = serde_json::from_str(&notices(&pushed)[0].1).unwrap();
     assert_eq!(notice["user"], bob.user.as_str());
 }
+
+/// A resumable upload needs no stickiness: its PATCHes alternate between two backends (on
+/// PostgreSQL, with the in-process S3 endpoint), one backend is SIGKILLed in the middle of a
+/// PATCH, and the upload finishes on the other, whole (same SHA-256).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resumable_upload_moves_between_backends_and_survives_one_dying() {
+    use reqwest::{Method, StatusCode};
+    use sha2::{Digest, Sha256};
+    crate::helpers::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, _pg) = fresh_postgres().await;
+    let mosquitto = Mosquitto::start().await;
+    let s3 = crate::s3_endpoint::S3Endpoint::start().await;
+    let c = crate::s3_endpoint::config(&s3);
+    let more: Vec<String> = [
+        "--s3-endpoint",
+        &c.endpoint,
+        "--s3-bucket",
+        &c.bucket,
+        "--s3-access-key",
+        &c.access_key,
+        "--s3-secret-key",
+        &c.secret_key,
+        "--rate",
+        &Limits::all_off_setting(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let a = Server::backend_with(dir.path(), "a", &database_url, &mosquitto.ports, &more).await;
+    let mut b = Server::backend_with(dir.path(), "b", &database_url, &mosquitto.ports, &more).await;
+    let api_a = Api::new(format!("http://{}", a.http));
+    api_a.sign_up("alice", PASSWORD).await.unwrap();
+    let token = api_a
+        .log_in("alice", PASSWORD, "phone", "test")
+        .await
+        .unwrap()
+        .token;
+    let http = reqwest::Client::new();
+    let tus = |server: &str, method: Method, path: &str| {
+        http.request(method, format!("http://{server}/v1{path}"))
+            .bearer_auth(&token)
+            .header("tus-resumable", "1.0.0")
+    };
+    let content: Vec<u8> = (0..120_000)
+        .flat_map(|i| format!("line {i:08} of a long log\n").into_bytes())
+        .collect();
+    let sha = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
+    let r = tus(&a.http, Method::POST, "/uploads")
+        .header("upload-length", content.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let path = r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/v1")
+        .to_owned();
+    let offset_at = |server: String| {
+        let req = tus(&server, Method::HEAD, &path);
+        async move {
+            let r = req.send().await.unwrap();
+            r.headers()["upload-offset"]
+                .to_str()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        }
+    };
+    // A PATCH of `content[from..to]` to `server`, retried while another holds the upload.
+    let patch = |server: String, from: usize, to: usize| {
+        let (tus, content, path) = (&tus, &content, &path);
+        async move {
+            for _ in 0..200 {
+                let r = tus(&server, Method::PATCH, path)
+                    .header("upload-offset", from.to_string())
+                    .header("content-type", "application/offset+octet-stream")
+                    .body(content[from..to].to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() != StatusCode::LOCKED {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the upload stayed locked");
+        }
+    };
+    let mb = 1 << 20;
+
+    // Alternating: b, then a; each sees what the other stored.
+    let r = patch(b.http.clone(), 0, mb).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(offset_at(a.http.clone()).await, mb);
+    let r = patch(a.http.clone(), mb, 2 * mb).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(offset_at(b.http.clone()).await, 2 * mb);
+
+    // A PATCH to b sends half of its bytes and stalls; b is SIGKILLed meanwhile.
+    let first = bytes::Bytes::copy_from_slice(&content[2 * mb..2 * mb + mb / 2]);
+    let stalled = futures_util::stream::unfold(0, move |step| {
+        let first = first.clone();
+        async move {
+            match step {
+                0 => Some((Ok::<_, std::io::Error>(first), 1)),
+                _ => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    None
+                }
+            }
+        }
+    });
+    let hanging = tokio::spawn(
+        tus(&b.http, Method::PATCH, &path)
+            .header("upload-offset", (2 * mb).to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(reqwest::Body::wrap_stream(stalled))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.kill_and_restart().await;
+    assert!(hanging.await.unwrap().is_err(), "the PATCH died with b");
+
+    // The dead PATCH recorded nothing; a resumes where the upload stood (once b's lease on it
+    // has run out) and completes it.
+    assert_eq!(offset_at(a.http.clone()).await, 2 * mb);
+    let r = patch(a.http.clone(), 2 * mb, content.len()).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let file = r.headers()["courier-file-id"].to_str().unwrap().to_owned();
+    // The completing PATCH's answer again, from the other backend.
+    let again = patch(b.http.clone(), content.len(), content.len()).await;
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+    assert_eq!(again.headers()["courier-file-id"], file.as_str());
+
+    // The file, from the restarted b: every byte.
+    let got = http
+        .get(format!("http://{}/v1/media/{file}", b.http))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(sha(&got.bytes().await.unwrap()), sha(&content));
+}

@@ -256,9 +256,49 @@ async fn uploads_expire(db: Db) {
     assert_eq!(
         std::fs::read_dir(tus_spool).unwrap().count(),
         0,
-        "its bytes are gone"
+        "nothing left in the spool"
     );
+    // Its stored pieces, and the finished one's, are collected from the object store.
+    for _ in 0..100 {
+        if app.stored_objects("uploads") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.stored_objects("uploads"), 0, "its bytes are gone");
     // A finished upload's record expires too; its file, sent in no message, is collected.
     assert_eq!(offset(&app, &done, &a).await.0, StatusCode::NOT_FOUND);
     assert_eq!(app.stored_blobs(), 0);
+}
+
+/// A client that sends an upload a byte at a time cannot make it a million objects: past
+/// `MAX_PARTS` pieces its PATCHes are refused, and the upload can still be dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_is_stored_in_a_bounded_number_of_pieces() {
+    use backend::http::uploads::MAX_PARTS;
+    let app = crate::helpers::spawn_app(Db::Sqlite).await;
+    app.users(&["alice"]).await;
+    let a = app.session("alice", "phone").await.token;
+    let path = create(&app, &a, MAX_PARTS + 10, "drip.txt").await;
+    for at in 0..MAX_PARTS {
+        let r = patch(&app, &path, &a, at as u64)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "piece {at}");
+    }
+    let r = patch(&app, &path, &a, MAX_PARTS as u64)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        offset(&app, &path, &a).await,
+        (StatusCode::OK, Some(MAX_PARTS as u64))
+    );
+    assert_eq!(app.stored_objects("uploads"), MAX_PARTS);
+    let r = tus(&app, Method::DELETE, &path, &a).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }

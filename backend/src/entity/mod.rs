@@ -16,5 +16,6 @@ pub mod messages;
 pub mod reactions;
 pub mod reports;
 pub mod updates;
+pub mod upload_parts;
 pub mod uploads;
 pub mod users;

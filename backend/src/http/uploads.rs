@@ -12,13 +12,19 @@
 //! - `DELETE /v1/uploads/{id}`: drops the upload.
 //! - `GET /v1/uploads/{id}`: `{"offset","length","file"?}` (Courier's own, for any client).
 //!
-//! The bytes so far live in a spool file named after the upload; its length is the offset.
-//! One PATCH at a time per upload (another one meanwhile gets 423).
+//! Any backend can continue an upload another one started (no stickiness): each PATCH's bytes
+//! are spooled locally while they arrive, then stored as one piece in the object store and
+//! recorded with the new offset in the database (`store::uploads`). The PATCH that completes
+//! the upload puts the pieces together. One PATCH at a time per upload, across processes: a
+//! PATCH holds a lease on the upload, renewed while it runs (another PATCH meanwhile gets
+//! 423); a backend that dies mid-PATCH keeps the bytes it had recorded, and its lease runs out
+//! within [`LEASE`].
 
 use super::media::{clean_name, hex, info_of, ingest, io, Complete};
 use super::{AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
+use crate::store::uploads::part_key;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -29,9 +35,8 @@ use futures_util::StreamExt;
 use media_worker::sniff::SNIFF_BYTES;
 use protocol::ErrorCode;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -40,28 +45,72 @@ const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
 const FILE_ID: HeaderName = HeaderName::from_static("courier-file-id");
 
-/// Uploads with a PATCH in progress in this process.
-static BUSY: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+/// How long a PATCH holds its upload unless renewed; it renews every third of it, so an upload
+/// whose backend died is free again within this long.
+pub const LEASE: Duration = Duration::from_secs(15);
+/// Pieces an upload may be stored in (one per PATCH that brought bytes); a PATCH past it is
+/// refused, so a client cannot make an upload of a million one-byte objects.
+pub const MAX_PARTS: usize = 1000;
 
-struct Busy(String);
+/// A PATCH's (or a deletion's) hold on an upload: renewed in the background while it lives,
+/// given back when dropped.
+struct Hold {
+    state: AppState,
+    id: String,
+    holder: String,
+    renew: tokio::task::JoinHandle<()>,
+}
 
-impl Busy {
-    fn take(id: &str) -> Option<Self> {
-        BUSY.lock()
-            .expect("busy lock")
-            .insert(id.to_owned())
-            .then(|| Self(id.to_owned()))
+impl Hold {
+    /// The upload, unless another request holds it.
+    async fn take(state: &AppState, id: &str) -> Result<Option<Self>> {
+        let holder = crate::util::new_token()[..32].to_owned();
+        if !state.store.lock_upload(id, &holder, LEASE).await? {
+            return Ok(None);
+        }
+        let renew = {
+            let (store, id, holder) = (state.store.clone(), id.to_owned(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE / 3).await;
+                    if !matches!(store.lock_upload(&id, &holder, LEASE).await, Ok(true)) {
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(Some(Self {
+            state: state.clone(),
+            id: id.to_owned(),
+            holder,
+            renew,
+        }))
+    }
+
+    /// A spool file of this hold's own.
+    fn spool(&self, what: &str) -> PathBuf {
+        self.state
+            .media
+            .spool
+            .join("tus")
+            .join(format!("{}.{}.{what}", self.id, self.holder))
     }
 }
 
-impl Drop for Busy {
+impl Drop for Hold {
     fn drop(&mut self) {
-        BUSY.lock().expect("busy lock").remove(&self.0);
+        self.renew.abort();
+        let (store, id, holder) = (
+            self.state.store.clone(),
+            self.id.clone(),
+            std::mem::take(&mut self.holder),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = store.unlock_upload(&id, &holder).await {
+                tracing::debug!(error = %e, "upload lease not given back; it runs out");
+            }
+        });
     }
-}
-
-fn spool(state: &AppState, id: &str) -> PathBuf {
-    state.media.spool.join("tus").join(id)
 }
 
 /// A tus answer: the status, `Tus-Resumable` and the given headers.
@@ -176,23 +225,10 @@ pub async fn create(
         .store
         .create_upload(&me.user, length, name, keep_metadata, &state.media.quota)
         .await?;
-    let path = spool(&state, &upload.id);
-    tokio::fs::create_dir_all(path.parent().expect("spool dir"))
-        .await
-        .map_err(io)?;
-    tokio::fs::File::create(&path).await.map_err(io)?;
     Ok(tus(
         StatusCode::CREATED,
         &[(header::LOCATION, format!("/v1/uploads/{}", upload.id))],
     ))
-}
-
-/// Bytes held for an upload (0 once it completed and the spool file is gone).
-async fn held(state: &AppState, id: &str) -> u64 {
-    tokio::fs::metadata(spool(state, id))
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0)
 }
 
 pub async fn head(
@@ -206,8 +242,8 @@ pub async fn head(
     }
     let upload = state.store.upload_of(&me.user, &id).await?;
     let offset = match &upload.file_id {
-        Some(_) => upload.length as u64,
-        None => held(&state, &id).await,
+        Some(_) => upload.length,
+        None => upload.received,
     };
     let mut out = vec![
         (UPLOAD_OFFSET, offset.to_string()),
@@ -231,7 +267,7 @@ pub async fn status(
             upload.length as u64,
             Some(info_of(&state, &me.user, f).await?),
         ),
-        None => (held(&state, &id).await, None),
+        None => (upload.received as u64, None),
     };
     Ok(Json(serde_json::json!({
         "offset": offset,
@@ -257,79 +293,85 @@ pub async fn patch(
     if !is_tus_body {
         return Ok(tus(StatusCode::UNSUPPORTED_MEDIA_TYPE, &[]));
     }
-    let upload = state.store.upload_of(&me.user, &id).await?;
-    let Some(_busy) = Busy::take(&id) else {
+    if let Some(done) = finished(&state, &me.user, &id, &headers).await? {
+        return Ok(done);
+    }
+    let Some(hold) = Hold::take(&state, &id).await? else {
         return Ok(tus(StatusCode::LOCKED, &[]));
     };
     let _slot = state.media.slots.take(&me.user).await;
-    let length = upload.length as u64;
-    let offset = if upload.file_id.is_some() {
-        length
-    } else {
-        held(&state, &id).await
-    };
+    // Read again under the hold: another backend may have moved the upload on, or finished it.
+    if let Some(done) = finished(&state, &me.user, &id, &headers).await? {
+        return Ok(done);
+    }
+    let upload = state.store.upload_of(&me.user, &id).await?;
+    let (length, offset) = (upload.length as u64, upload.received as u64);
     if number(&headers, &UPLOAD_OFFSET) != Some(offset) {
         return Ok(tus(
             StatusCode::CONFLICT,
             &[(UPLOAD_OFFSET, offset.to_string())],
         ));
     }
-    let path = spool(&state, &id);
-    let mut out = tokio::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
+    if state.store.upload_parts(&id).await?.len() >= MAX_PARTS {
+        return Err(Error::client(
+            ErrorCode::BadRequest,
+            format!("an upload is stored in at most {MAX_PARTS} pieces; send bigger PATCHes or start again"),
+        ));
+    }
+
+    // This PATCH's bytes, spooled here while they arrive.
+    let piece = hold.spool("piece");
+    tokio::fs::create_dir_all(piece.parent().expect("spool dir"))
         .await
         .map_err(io)?;
-    let mut written = offset;
-    let mut stream = body.into_data_stream();
-    let mut broken = false;
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            // The connection broke: keep what arrived; the client resumes from HEAD.
-            broken = true;
-            break;
-        };
-        if written + chunk.len() as u64 > length {
-            out.flush().await.map_err(io)?;
-            return Err(Error::client(
-                ErrorCode::BadRequest,
-                "the body goes past Upload-Length",
-            ));
-        }
-        out.write_all(&chunk).await.map_err(io)?;
-        written += chunk.len() as u64;
+    let received = receive(body, &piece, length - offset).await;
+    let stored = match &received {
+        Ok((0, _)) => Ok(true),
+        Ok((n, _)) => store_piece(&hold, &piece, offset, *n).await,
+        Err(_) => Ok(true),
+    };
+    let _ = tokio::fs::remove_file(&piece).await;
+    let (n, whole) = received?;
+    if !stored? {
+        // The lease ran out and another request took the upload meanwhile.
+        return Ok(tus(StatusCode::LOCKED, &[]));
     }
-    out.flush().await.map_err(io)?;
-    out.sync_data().await.map_err(io)?;
-    drop(out);
-    if broken || written < length {
+    let written = offset + n;
+    if !whole || written < length {
         return Ok(tus(
             StatusCode::NO_CONTENT,
             &[(UPLOAD_OFFSET, written.to_string())],
         ));
     }
-    // Complete: hash, type, store, record.
-    let (sha256, head) = digest(&path).await?;
-    let complete = Complete {
-        path: &path,
-        head: &head,
-        sha256,
-        size: length,
-        name: upload.name,
-        keep_metadata: upload.keep_metadata,
-        upload: Some(&id),
+    // Complete: put the pieces together, hash, type, store, record.
+    let path = hold.spool("whole");
+    let assembled = assemble(&state, &id, length, &path).await;
+    let file = match assembled {
+        Ok(()) => {
+            let (sha256, head) = digest(&path).await?;
+            let complete = Complete {
+                path: &path,
+                head: &head,
+                sha256,
+                size: length,
+                name: upload.name,
+                keep_metadata: upload.keep_metadata,
+                upload: Some(&id),
+            };
+            ingest(&state, &me.user, complete).await
+        }
+        Err(e) => Err(e),
     };
-    let file = match ingest(&state, &me.user, complete).await {
+    let _ = tokio::fs::remove_file(&path).await;
+    let file = match file {
         Ok(f) => f,
         Err(e) => {
             // A refused file (e.g. an unaccepted type) ends the upload.
-            let _ = tokio::fs::remove_file(&path).await;
             state.store.delete_upload(&id).await?;
             return Err(e);
         }
     };
     state.store.finish_upload(&id, &file.id).await?;
-    let _ = tokio::fs::remove_file(&path).await;
     Ok(tus(
         StatusCode::NO_CONTENT,
         &[
@@ -337,6 +379,113 @@ pub async fn patch(
             (FILE_ID, file.id.to_string()),
         ],
     ))
+}
+
+/// The answer for an upload that is already complete: its file again, for a client whose
+/// completing PATCH lost its answer (or 409 with the final offset for any other offset).
+async fn finished(
+    state: &AppState,
+    me: &protocol::UserId,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Response>> {
+    let upload = state.store.upload_of(me, id).await?;
+    let Some(file) = upload.file_id else {
+        return Ok(None);
+    };
+    let offset = upload.length.to_string();
+    if number(headers, &UPLOAD_OFFSET) != Some(upload.length as u64) {
+        return Ok(Some(tus(StatusCode::CONFLICT, &[(UPLOAD_OFFSET, offset)])));
+    }
+    Ok(Some(tus(
+        StatusCode::NO_CONTENT,
+        &[(UPLOAD_OFFSET, offset), (FILE_ID, file)],
+    )))
+}
+
+/// Spools `body` into a new file at `path`: the bytes that arrived (all of them, or those
+/// before a broken connection), and whether the body ended normally. A body longer than
+/// `room` is refused; the bytes before the chunk that went past are kept.
+async fn receive(body: Body, path: &std::path::Path, room: u64) -> Result<(u64, bool)> {
+    let mut out = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut written = 0u64;
+    let mut stream = body.into_data_stream();
+    let mut outcome = Ok(true);
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            // The connection broke: keep what arrived; the client resumes from HEAD.
+            outcome = Ok(false);
+            break;
+        };
+        if written + chunk.len() as u64 > room {
+            outcome = Err(Error::client(
+                ErrorCode::BadRequest,
+                "the body goes past Upload-Length",
+            ));
+            break;
+        }
+        out.write_all(&chunk).await.map_err(io)?;
+        written += chunk.len() as u64;
+    }
+    out.flush().await.map_err(io)?;
+    out.sync_data().await.map_err(io)?;
+    outcome.map(|whole| (written, whole))
+}
+
+/// Stores the spooled piece of `size` bytes at `start` in the object store and records it;
+/// false if the hold was lost meanwhile.
+async fn store_piece(hold: &Hold, path: &std::path::Path, start: u64, size: u64) -> Result<bool> {
+    let key = part_key(&hold.id, start);
+    hold.state
+        .media
+        .store
+        .put_file(&key, path, "application/octet-stream")
+        .await
+        .map_err(|e| Error::Internal(format!("storing an upload piece: {e}")))?;
+    hold.state
+        .store
+        .add_upload_part(&hold.id, &hold.holder, start, size)
+        .await
+}
+
+/// Writes upload `id`'s pieces, in order, into a new file at `path`; they must cover exactly
+/// `length` bytes.
+async fn assemble(state: &AppState, id: &str, length: u64, path: &std::path::Path) -> Result<()> {
+    let mut out = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut at = 0u64;
+    for (start, size) in state.store.upload_parts(id).await? {
+        if start != at {
+            return Err(Error::Internal(format!(
+                "upload {id} has a gap at byte {at}"
+            )));
+        }
+        let object = state
+            .media
+            .store
+            .read(&part_key(id, start), None)
+            .await
+            .map_err(|e| Error::Internal(format!("reading an upload piece: {e}")))?;
+        let mut body = object.body;
+        let mut got = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(io)?;
+            got += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        if got != size {
+            return Err(Error::Internal(format!(
+                "upload {id}: the piece at {start} holds {got} bytes, not {size}"
+            )));
+        }
+        at += size;
+    }
+    out.flush().await.map_err(io)?;
+    if at != length {
+        return Err(Error::Internal(format!(
+            "upload {id}: {at} of {length} bytes stored"
+        )));
+    }
+    Ok(())
 }
 
 /// SHA-256 (hex) and the first bytes of a spooled file.
@@ -373,12 +522,14 @@ pub async fn terminate(
         return Ok(r);
     }
     state.store.upload_of(&me.user, &id).await?;
-    let _ = tokio::fs::remove_file(spool(&state, &id)).await;
+    let Some(_hold) = Hold::take(&state, &id).await? else {
+        return Ok(tus(StatusCode::LOCKED, &[]));
+    };
     state.store.delete_upload(&id).await?;
     Ok(tus(StatusCode::NO_CONTENT, &[]))
 }
 
-/// Drops uploads older than `expiry`: unfinished ones with their spooled bytes, and the
+/// Drops uploads older than `expiry`: unfinished ones with their stored pieces, and the
 /// records of finished ones; returns how many went.
 pub async fn expire(state: &AppState, expiry: std::time::Duration) -> Result<usize> {
     let cutoff = crate::util::now_ms() - expiry.as_millis() as i64;
@@ -391,10 +542,9 @@ pub async fn expire(state: &AppState, expiry: std::time::Duration) -> Result<usi
         let mut dropped = 0;
         for id in stale {
             // One still receiving bytes is left for the next round.
-            let Some(_busy) = Busy::take(&id) else {
+            let Some(_hold) = Hold::take(state, &id).await? else {
                 continue;
             };
-            let _ = tokio::fs::remove_file(spool(state, &id)).await;
             state.store.delete_upload(&id).await?;
             dropped += 1;
         }

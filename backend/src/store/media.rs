@@ -6,7 +6,7 @@ use super::conversations::membership;
 use super::gc::{usage_in, Usage};
 use super::jobs::JOB_SHARE_MS;
 use super::Store;
-use crate::entity::{blobs, files, media_jobs, message_files, uploads};
+use crate::entity::{blobs, files, media_jobs, message_files};
 use crate::error::{is_foreign_key_violation, Error, Result};
 use crate::util::{new_id, now_ms};
 use media_worker::{Detected, MediaClass};
@@ -245,82 +245,4 @@ pub async fn shared_with<C: ConnectionTrait>(db: &C, user: &UserId, id: &str) ->
         }
     }
     Ok(false)
-}
-
-impl Store {
-    /// Registers a resumable upload of `length` bytes (`keep_metadata`: store it as uploaded,
-    /// not stripped).
-    pub async fn create_upload(
-        &self,
-        owner: &UserId,
-        length: u64,
-        name: Option<String>,
-        keep_metadata: bool,
-        quota: &Usage,
-    ) -> Result<uploads::Model> {
-        let _turn = self.background_turn().await;
-        let txn = self.db.begin().await?;
-        // As for a file: the owner's uploads take turns, and the reservation must fit.
-        super::take_turns_as(&txn, owner.as_str()).await?;
-        let used = usage_in(&txn, owner, None).await?;
-        if !used.fits(quota, length) {
-            return Err(used.refusal(quota));
-        }
-        let row = uploads::Model {
-            id: new_id('t'),
-            owner_id: owner.to_string(),
-            length: length as i64,
-            name,
-            file_id: None,
-            created_at: now_ms(),
-            keep_metadata,
-        };
-        uploads::Entity::insert(uploads::ActiveModel::from(row.clone()))
-            .exec_without_returning(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(row)
-    }
-
-    /// One of `owner`'s uploads; `not_found` for anyone else's.
-    pub async fn upload_of(&self, owner: &UserId, id: &str) -> Result<uploads::Model> {
-        uploads::Entity::find_by_id(id)
-            .one(&self.read)
-            .await?
-            .filter(|u| u.owner_id == owner.as_str())
-            .ok_or_else(|| Error::client(ErrorCode::NotFound, "no such upload"))
-    }
-
-    pub async fn finish_upload(&self, id: &str, file: &FileId) -> Result<()> {
-        let _turn = self.background_turn().await;
-        uploads::Entity::update_many()
-            .col_expr(
-                uploads::Column::FileId,
-                sea_orm::sea_query::Expr::value(file.to_string()),
-            )
-            .filter(uploads::Column::Id.eq(id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
-    }
-
-    /// Uploads created before `cutoff` (Unix ms), at most `limit`: unfinished ones, and the
-    /// records of finished ones (their files stay, while a message carries them).
-    pub async fn stale_uploads(&self, cutoff: i64, limit: u64) -> Result<Vec<String>> {
-        use sea_orm::{QueryOrder, QuerySelect};
-        Ok(uploads::Entity::find()
-            .select_only()
-            .column(uploads::Column::Id)
-            .filter(uploads::Column::CreatedAt.lt(cutoff))
-            .order_by_asc(uploads::Column::CreatedAt)
-            .limit(limit)
-            .into_tuple()
-            .all(&self.db)
-            .await?)
-    }
-
-    pub async fn delete_upload(&self, id: &str) -> Result<()> {
-        uploads::Entity::delete_by_id(id).exec(&self.db).await?;
-        Ok(())
-    }
 }

@@ -35,6 +35,7 @@ pub mod search;
 pub mod settings;
 pub mod token_cache;
 pub mod trim;
+pub mod uploads;
 
 use crate::shared::{Limits, Shared};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};

@@ -1,5 +1,6 @@
-//! Builds the web app into the binary: the page's own files (`web/app/`) and the browser
-//! builds of the npm libraries it loads (`web/package-lock.json`: MQTT.js, tus-js-client),
+//! Builds the web app into the binary: the page's own files (`web/app/`), the JS SDK it is
+//! built on (`sdk/js/courier.js`, served as `courier.js`) and the browser builds of the npm
+//! libraries it loads (`web/package-lock.json`: MQTT.js, tus-js-client),
 //! installed with `npm ci` into this build's output directory. The page never loads anything
 //! from elsewhere at run time.
 
@@ -19,6 +20,8 @@ fn main() {
     let web = manifest.join("../web");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed={}", web.join("app").display());
+    let sdk = manifest.join("../sdk/js/courier.js");
+    println!("cargo:rerun-if-changed={}", sdk.display());
     println!(
         "cargo:rerun-if-changed={}",
         web.join("package.json").display()
@@ -35,6 +38,7 @@ fn main() {
         .filter(|p| p.is_file())
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
         .collect();
+    files.push(("courier.js".into(), sdk));
     for (name, inside) in VENDORED {
         files.push((name.to_string(), modules.join(inside)));
     }

@@ -12,6 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 #[derive(Clone)]
+/// The HTTP API of one server (docs/protocol.md, "HTTP API"): accounts, devices,
+/// conversations, history, media. Calls marked 🔒 in the protocol take the device `token`.
+/// Refusals come back as [`ClientError::Server`] with the server's code.
 pub struct Api {
     base: String,
     http: reqwest::Client,
@@ -67,6 +70,7 @@ impl Api {
         self.req(method, path, token)
     }
 
+    /// Registers a user (`POST /v1/users`); its id.
     pub async fn sign_up(&self, username: &str, password: &str) -> Result<UserId, ClientError> {
         self.sign_up_invited(username, password, None).await
     }
@@ -89,6 +93,8 @@ impl Api {
         Ok(r.user)
     }
 
+    /// Logs in as a new device (`POST /v1/sessions`): the session to keep (one device per
+    /// install; a user has at most 10, the one seen longest ago is revoked past that).
     pub async fn log_in(
         &self,
         username: &str,
@@ -157,6 +163,7 @@ impl Api {
         self.change_settings(token, &change).await
     }
 
+    /// The caller's active devices.
     pub async fn devices(
         &self,
         token: &str,
@@ -165,6 +172,8 @@ impl Api {
             .await
     }
 
+    /// Signs `device` (one of the caller's) out: its token stops working and it is
+    /// disconnected.
     pub async fn revoke_device(&self, token: &str, device: &str) -> Result<(), ClientError> {
         self.no_content(self.req(Method::DELETE, &format!("/devices/{device}"), Some(token)))
             .await
@@ -343,6 +352,7 @@ impl Api {
             .await
     }
 
+    /// The direct conversation with `other`, made if it does not exist yet.
     pub async fn create_direct(
         &self,
         token: &str,
@@ -356,6 +366,8 @@ impl Api {
         self.post(token, "/conversations", &body).await
     }
 
+    /// A new group `title` with the caller (its admin) and `members`, who must allow being
+    /// added (their `group_adds` setting).
     pub async fn create_group(
         &self,
         token: &str,
@@ -491,6 +503,8 @@ impl Api {
         self.call(self.req(Method::GET, &path, Some(token))).await
     }
 
+    /// A page of `conv`'s messages, newest first: `limit` of them before seq `before` (the
+    /// newest when `None`), with `next_before` for the next page.
     pub async fn history(
         &self,
         token: &str,

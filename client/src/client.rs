@@ -20,24 +20,34 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The MQTT version the client speaks.
 pub enum MqttVersion {
+    /// MQTT 3.1.1.
     V311,
+    /// MQTT 5.
     V5,
 }
 
 #[derive(Clone, Debug)]
+/// How the client reaches the broker.
 pub enum Transport {
+    /// MQTT over TCP.
     Tcp {
+        /// Host name or address.
         host: String,
+        /// Port (1883 by default).
         port: u16,
     },
     /// MQTT over TLS.
     Tls {
+        /// Host name the certificate is checked against.
         host: String,
+        /// Port (8883 by default).
         port: u16,
     },
     /// `ws://host:port/mqtt`, or `wss://` for WebSocket over TLS.
     Ws {
+        /// The WebSocket URL.
         url: String,
     },
 }
@@ -97,15 +107,24 @@ fn tls_with_roots(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
 }
 
 #[derive(Clone, Debug)]
+/// How to connect: the device's identity, the transport and the session's behaviour. Start
+/// from [`ClientOptions::tcp`], [`ClientOptions::tls`] or [`ClientOptions::ws`].
 pub struct ClientOptions {
+    /// The user the session belongs to.
     pub user: UserId,
+    /// The device: its MQTT client id and user name.
     pub device: DeviceId,
+    /// The device token: its MQTT password.
     pub token: String,
+    /// Where and how to connect.
     pub transport: Transport,
+    /// MQTT 3.1.1 (default) or 5.
     pub version: MqttVersion,
     /// false keeps the broker session (MQTT persistent session) across reconnects.
     pub clean_session: bool,
+    /// MQTT keep-alive (default 30 s).
     pub keep_alive: Duration,
+    /// How long a request waits for its answer (default 15 s).
     pub request_timeout: Duration,
     /// `Some(n)`: deliver every update after useq `n` exactly once and in order, syncing on
     /// connect and on gaps (see `ordered.rs`). `None`: pushes as they arrive.
@@ -163,6 +182,7 @@ impl ClientOptions {
         )
     }
 
+    /// Speak MQTT 5.
     pub fn v5(mut self) -> Self {
         self.version = MqttVersion::V5;
         self
@@ -195,9 +215,17 @@ pub enum Event {
     /// Ordered mode only: the server trimmed the log past this device's position (the device
     /// was away longer than the retention period). Updates up to `floor` are gone: reload the
     /// conversation list and history over HTTP. Delivery resumes after `floor`.
-    CursorExpired { floor: i64 },
+    CursorExpired {
+        /// The oldest useq the server still holds.
+        floor: i64,
+    },
     /// A publish on a topic that is not this device's (never happens with Courier's ACL).
-    Foreign { topic: String, payload: Vec<u8> },
+    Foreign {
+        /// Where it came from.
+        topic: String,
+        /// What it carried.
+        payload: Vec<u8>,
+    },
 }
 
 type Pending = Mutex<HashMap<String, oneshot::Sender<Response>>>;
@@ -216,6 +244,9 @@ struct Inner {
     presence: Option<String>,
 }
 
+/// A connected device: requests (send, read, edit, …) over MQTT with answers matched by id,
+/// and the device's stream as [`Event`]s from [`Client::connect`]. Cheap to clone; the
+/// connection lives while a clone does, or until [`Client::disconnect`].
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -423,6 +454,7 @@ impl Client {
         Ok((Self { inner }, events))
     }
 
+    /// The user this device belongs to.
     pub fn user(&self) -> &UserId {
         &self.inner.user
     }
@@ -431,6 +463,7 @@ impl Client {
         WeakClient(Arc::downgrade(&self.inner))
     }
 
+    /// This device.
     pub fn device(&self) -> &DeviceId {
         &self.inner.device
     }
@@ -605,6 +638,7 @@ impl Client {
             .map_err(ClientError::Mqtt)
     }
 
+    /// Says the device is going away (presence) and disconnects for good.
     pub async fn disconnect(&self) {
         if let Some(t) = &self.inner.presence {
             let _ = self
@@ -635,6 +669,8 @@ fn instance_tag() -> String {
     String::from_utf8(out).expect("ascii")
 }
 
+/// A text message for `conv` with the idempotency key `cmid` (a retry with the same `cmid` is
+/// stored once).
 pub fn text_req(conv: &ConvId, cmid: &str, text: &str) -> SendReq {
     serde_json::from_value(json!({ "conv": conv, "cmid": cmid, "kind": "text", "text": text }))
         .expect("valid send request")

@@ -18,6 +18,15 @@
 //! with [`Client::ack`]. With [`ClientOptions::ordered_from`] the client hands over every update
 //! after a given useq exactly once and in order, syncing by itself after reconnects and gaps;
 //! without it, pushes come as they arrive and [`Client::sync`] is the app's to call.
+//!
+//! TLS: [`ClientOptions::tls`] (MQTT over TLS) and `wss://` URLs with [`ClientOptions::ws`],
+//! trusting the Mozilla roots or, with [`ClientOptions::with_tls`] and [`tls_with_root_ca`], a
+//! CA of your own.
+//!
+//! Examples, one per flow (`cargo run -p courier-client --example NAME -- …`): `send`,
+//! `receive_in_order`, `upload_photo`, `reconnect`.
+
+#![deny(missing_docs)]
 
 mod api;
 mod client;
@@ -32,20 +41,29 @@ pub use protocol;
 
 use protocol::ErrorBody;
 
+/// What went wrong with a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The server refused the request, with one of its error codes (docs/protocol.md).
     #[error("server refused: {} ({})", .0.code, .0.message)]
     Server(ErrorBody),
+    /// No answer within [`ClientOptions::request_timeout`]; the request may still have been
+    /// carried out (a send retried with the same `cmid` is stored once).
     #[error("no answer within the request timeout")]
     Timeout,
+    /// The MQTT connection failed or is gone.
     #[error("MQTT: {0}")]
     Mqtt(String),
+    /// The broker refused the connection (a revoked or wrong token).
     #[error("connection refused: {0}")]
     Refused(String),
+    /// An HTTP call failed before the server answered.
     #[error("HTTP: {0}")]
     Http(String),
+    /// The server's answer did not have the expected shape.
     #[error("unexpected answer: {0}")]
     Decode(String),
+    /// TLS settings that cannot be used (a bad CA file).
     #[error("TLS: {0}")]
     Tls(String),
 }

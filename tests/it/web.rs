@@ -1,10 +1,12 @@
 //! The web chat at `/`: its files as the server serves them, and the whole app driven in
 //! headless Chromium by `web/tests/chat.test.mjs` (Playwright) against a real server — two
-//! people sign up, talk, watch the ticks, send a photo, scroll back and lose the network.
+//! people sign up, talk, watch the ticks, send a photo, scroll back and lose the network. And
+//! the JS SDK package (`sdk/js`): its tests in Node against a real server, in a runtime with
+//! browser globals and in one without (as React Native is), and its generated types.
 //!
-//! Needs Node.js, `npm ci` in `web/` (done here when `playwright-core` is missing) and
-//! Chromium at `/usr/bin/chromium` (or `CHROMIUM`); `.ci/run` installs both. A missing one
-//! fails the test.
+//! Needs Node.js, `npm ci` in `web/` and `sdk/js/` (done here when their packages are
+//! missing) and Chromium at `/usr/bin/chromium` (or `CHROMIUM`); `.ci/run` installs both. A
+//! missing one fails the test.
 
 use crate::helpers::{spawn_app, Db};
 use std::path::{Path, PathBuf};
@@ -15,19 +17,25 @@ fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
 }
 
-/// `npm ci` in web/ once, when its test dependencies are missing.
+fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/js")
+}
+
+/// `npm ci` in web/ and sdk/js/ once, when their test dependencies are missing.
 fn node_modules() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if web_dir().join("node_modules/playwright-core").is_dir() {
-            return;
+        for (dir, marker) in [(web_dir(), "playwright-core"), (sdk_dir(), "typescript")] {
+            if dir.join("node_modules").join(marker).is_dir() {
+                continue;
+            }
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm (Node.js) is needed for the web tests: apt install npm");
+            assert!(status.success(), "npm ci in {} failed", dir.display());
         }
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-            .current_dir(web_dir())
-            .status()
-            .expect("npm (Node.js) is needed for the browser tests: apt install npm");
-        assert!(status.success(), "npm ci in web/ failed");
     });
 }
 
@@ -93,12 +101,17 @@ async fn the_page_and_its_libraries_are_served_from_the_binary() {
     }
 }
 
-/// Runs one of web/tests/ with node against the app: its output, or a panic with it.
-async fn node(script: &str, app: &crate::helpers::TestApp, env: &[(&str, &Path)]) -> String {
+/// Runs `script` (under `dir`) with node against the app: its output, or a panic with it.
+async fn node(
+    dir: &Path,
+    script: &str,
+    app: &crate::helpers::TestApp,
+    env: &[(&str, &Path)],
+) -> String {
     node_modules();
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(script)
-        .current_dir(web_dir())
+        .current_dir(dir)
         .env("COURIER_URL", format!("http://{}", app.addrs.http))
         .kill_on_drop(true);
     for (k, v) in env {
@@ -112,7 +125,8 @@ async fn node(script: &str, app: &crate::helpers::TestApp, env: &[(&str, &Path)]
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "web/{script} failed:\n{stdout}\n{stderr}"
+        "{}/{script} failed:\n{stdout}\n{stderr}",
+        dir.display()
     );
     format!("{stdout}{stderr}")
 }
@@ -125,9 +139,46 @@ async fn the_js_sdk_keeps_order_and_sends_each_message_once() {
     let photo = dir.path().join("camera.jpg");
     let plain = crate::media_jobs::jpeg(64, 48);
     std::fs::write(&photo, media_worker::fixtures::camera_jpeg(&plain, 6)).unwrap();
-    let out = node("tests/sdk.test.mjs", &app, &[("COURIER_IMAGE", &photo)]).await;
+    let out = node(
+        &sdk_dir(),
+        "test/sdk.test.mjs",
+        &app,
+        &[("COURIER_IMAGE", &photo)],
+    )
+    .await;
     assert!(out.contains("sdk: all checks passed"), "{out}");
     println!("{out}");
+}
+
+/// The SDK where there is no DOM (React Native, a worker, bare Node): no `window`,
+/// `localStorage`, `EventTarget` or `CustomEvent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_js_sdk_runs_without_browser_globals() {
+    let app = spawn_app(Db::Sqlite).await;
+    let out = node(&sdk_dir(), "test/runtime.test.mjs", &app, &[]).await;
+    assert!(out.contains("runtime: all checks passed"), "{out}");
+}
+
+/// sdk/js/types/courier.d.ts is what TypeScript makes of the SDK's JSDoc today
+/// (`npm run types` in sdk/js rewrites it).
+#[test]
+fn the_js_sdk_types_are_generated_from_its_source() {
+    node_modules();
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new("node")
+        .arg("node_modules/typescript/bin/tsc")
+        .args(["-p", "tsconfig.json", "--outDir"])
+        .arg(out.path())
+        .current_dir(sdk_dir())
+        .status()
+        .expect("node (Node.js) is needed for the SDK's types");
+    assert!(status.success(), "tsc failed on sdk/js/courier.js");
+    let made = std::fs::read_to_string(out.path().join("courier.d.ts")).unwrap();
+    let kept = std::fs::read_to_string(sdk_dir().join("types/courier.d.ts")).unwrap();
+    assert!(
+        made == kept,
+        "sdk/js/types/courier.d.ts is out of date: run `npm run types` in sdk/js"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,6 +197,7 @@ async fn two_people_chat_in_headless_chromium() {
     let artifacts = web_dir().join("test-results");
     let _ = std::fs::remove_dir_all(&artifacts);
     let out = node(
+        &web_dir(),
         "tests/chat.test.mjs",
         &app,
         &[

@@ -1,4 +1,4 @@
-// The JS SDK (app/courier.js) in Node against a real server, over MQTT-over-WebSocket, with
+// The JS SDK (sdk/js/courier.js) in Node against a real server, over MQTT-over-WebSocket, with
 // the network's bad days made on purpose: an answer lost with its connection, pushes out of
 // order and lost, messages queued while disconnected, a reload mid-stream, a refused send.
 // Each message must arrive once and every update in order.
@@ -11,7 +11,7 @@ import * as tus from "tus-js-client";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { Api, Client, memoryStorage as memory } from "../app/courier.js";
+import { Api, Client, memoryStorage as memory } from "../courier.js";
 
 const url = process.env.COURIER_URL;
 if (!url) {

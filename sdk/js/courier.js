@@ -1,9 +1,10 @@
 // Courier's JavaScript SDK: the HTTP API and the MQTT-over-WebSocket stream of a Courier server,
-// for browsers (and any runtime with fetch and an MQTT.js client). The web app at `/` is built on
-// it; docs/web.md describes it and docs/protocol.md is the contract it speaks.
+// for browsers, Node (18+) and React Native — any runtime with fetch and an MQTT.js client,
+// which the app passes in. The web app at `/` is built on it; sdk/js/README.md and docs/web.md
+// describe it and docs/protocol.md is the contract it speaks.
 //
-//   import mqtt from "./mqtt.esm.js";
-//   import { Api, Client } from "./courier.js";
+//   import mqtt from "mqtt";                                // or the browser build, mqtt.esm.js
+//   import { Api, Client } from "@courier-chat/sdk";
 //   const api = new Api();                                  // same origin as the page
 //   const session = await api.logIn("alice", "secret-password", "Firefox on Linux");
 //   const client = new Client(session, { mqtt, api });
@@ -20,6 +21,73 @@
 // each once and in `useq` order across reconnects and page reloads: the client keeps its
 // cursor in `storage`, syncs after connecting and when a push leaves a gap, and acks what it
 // handed over.
+
+// React Native has no EventTarget or CustomEvent: a small stand-in where they are missing.
+const EventBase =
+  globalThis.EventTarget ??
+  class {
+    #listeners = new Map();
+    addEventListener(type, f) {
+      if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
+      this.#listeners.get(type).add(f);
+    }
+    removeEventListener(type, f) {
+      this.#listeners.get(type)?.delete(f);
+    }
+    dispatchEvent(event) {
+      for (const f of [...(this.#listeners.get(event.type) ?? [])]) f.call(this, event);
+      return true;
+    }
+  };
+
+/** An event of `type` carrying `detail` (a CustomEvent where the runtime has them). */
+function event(type, detail) {
+  return typeof CustomEvent === "function" ? new CustomEvent(type, { detail }) : { type, detail };
+}
+
+/**
+ * What a log-in answers (docs/protocol.md, `POST /v1/sessions`); keep it: one device per install.
+ * @typedef {object} Session
+ * @property {string} user the user's id
+ * @property {string} device the device's id (also its MQTT client id and user name)
+ * @property {string} token the device's token (its MQTT password, and the HTTP bearer)
+ * @property {{ tcp: string, ws: string, tls?: string }} mqtt where to connect: `ws` is
+ *   `ws://…/mqtt` or, with TLS on, `wss://…/mqtt`
+ * @property {string} [username]
+ */
+
+/**
+ * A message's content as sent (docs/protocol.md, "send"): `{ kind: "text", text }`,
+ * `{ kind: "image", attachments: [{ file }] }`, …
+ * @typedef {{ kind: string, text?: string, caption?: string, attachments?: { file: string }[],
+ *   mentions?: string[], reply_to?: string, [field: string]: any }} Content
+ */
+
+/**
+ * The server's answer to a send.
+ * @typedef {{ msg: string, conv: string, seq: number, ts: number, cmid: string }} SendResult
+ */
+
+/**
+ * A message in the outbox: `state` is `sending` until the server answers (`sent`) or refuses
+ * it for good (`failed`); `done` settles then.
+ * @typedef {{ cmid: string, conv: string, content: Content, created: number,
+ *   state: "sending" | "sent" | "failed", done: Promise<SendResult> }} OutboxEntry
+ */
+
+/**
+ * An update on the device's `in` stream (docs/protocol.md, "Updates"): its `type`
+ * (`message`, `receipt`, `edit`, `delete`, `reaction`, `member`, `settings`, …), its `useq`,
+ * and the fields of its type.
+ * @typedef {{ type: string, useq: number, [field: string]: any }} Update
+ */
+
+/**
+ * Where the client keeps its cursor and outbox: `localStorage`, `memoryStorage()`, or any
+ * object with these synchronous methods.
+ * @typedef {{ getItem(key: string): string | null, setItem(key: string, value: string): void,
+ *   removeItem(key: string): void }} KeyValueStorage
+ */
 
 /** An error the server answered with (`code` as in docs/protocol.md), or a local one:
  * `timeout` (no answer in time), `disconnected` (not connected), `network` (HTTP failed). */
@@ -55,6 +123,14 @@ export class Api {
     this.token = token;
   }
 
+  /**
+   * Any route: `method` and `path` (`/v1/…`), with `body` as JSON. Resolves to the answer's
+   * JSON (`null` for 204); rejects with a CourierError carrying the server's code.
+   * @param {string} method
+   * @param {string} path
+   * @param {object} [body]
+   * @returns {Promise<any>}
+   */
   async request(method, path, body) {
     const headers = {};
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
@@ -89,13 +165,24 @@ export class Api {
     return json;
   }
 
-  /** Registers a user: `{ user }`. */
+  /**
+   * Registers a user: `{ user }`.
+   * @param {string} username
+   * @param {string} password
+   * @returns {Promise<{ user: string }>}
+   */
   signUp(username, password) {
     return this.request("POST", "/v1/users", { username, password });
   }
 
-  /** Logs in as a new device: `{ user, device, token, mqtt: { tcp, ws } }`. Also keeps the
-   * token for this Api's later calls. */
+  /**
+   * Logs in as a new device. Also keeps the token for this Api's later calls.
+   * @param {string} username
+   * @param {string} password
+   * @param {string} [deviceName] shown in the user's device list
+   * @param {string} [platform] `web`, `ios`, `android`, …
+   * @returns {Promise<Session>}
+   */
   async logIn(username, password, deviceName = "web", platform = "web") {
     const s = await this.request("POST", "/v1/sessions", {
       username,
@@ -353,10 +440,10 @@ export const memoryStorage = () => {
  *   (`cursor_expired`): reload conversations and history; updates continue after `floor`.
  * - `unauthorized`: the server refused the device's token (revoked): log in again.
  */
-export class Client extends EventTarget {
+export class Client extends EventBase {
   /**
-   * @param {{ user: string, device: string, token: string, mqtt: { ws: string } }} session
-   * @param {{ mqtt: object, api?: Api, storage?: Storage, wsUrl?: string,
+   * @param {Session} session
+   * @param {{ mqtt: { connect: Function }, api?: Api, storage?: KeyValueStorage, wsUrl?: string,
    *           requestTimeout?: number, watchNetwork?: boolean }} options
    *   `mqtt` is MQTT.js (`mqtt.esm.js`); `wsUrl` overrides the session's WebSocket address;
    *   `watchNetwork` (default true in browsers) drops the connection at once when the browser
@@ -370,7 +457,8 @@ export class Client extends EventTarget {
     this.storage = options.storage || (typeof localStorage !== "undefined" ? localStorage : memoryStorage());
     this.wsUrl = options.wsUrl || session.mqtt.ws;
     this.requestTimeout = options.requestTimeout || 10000;
-    this.watchNetwork = options.watchNetwork ?? typeof window !== "undefined";
+    this.watchNetwork =
+      options.watchNetwork ?? (typeof window !== "undefined" && typeof window.addEventListener === "function");
     const base = `u/${session.user}/d/${session.device}`;
     this.topics = { req: `${base}/req/`, in: `${base}/in`, rsp: `${base}/rsp`, eph: `${base}/eph`, presence: `${base}/presence` };
     this.key = `courier:${session.device}:`;
@@ -408,7 +496,7 @@ export class Client extends EventTarget {
     this.mqtt.on("error", (e) => {
       // CONNACK 4 (bad user name or password) / 5 (not authorised): the token is dead.
       if (e && (e.code === 4 || e.code === 5 || e.code === 134 || e.code === 135)) {
-        this.dispatchEvent(new CustomEvent("unauthorized"));
+        this.dispatchEvent(event("unauthorized"));
         this.close();
       }
     });
@@ -440,43 +528,76 @@ export class Client extends EventTarget {
    * Returns the outbox entry: `{ cmid, conv, content, state, done }`, where `done` resolves to
    * the server's answer (`{ msg, conv, seq, ts, cmid }`) or rejects with a CourierError the
    * server will keep giving (e.g. `not_member`, `invalid_message`).
+   * @param {string} conv
+   * @param {Content} content
+   * @returns {OutboxEntry}
    */
   send(conv, content) {
     const entry = { cmid: newId("c"), conv, content, created: Date.now(), state: "sending" };
     this.outbox.push(entry);
     this.#saveOutbox();
     this.#track(entry);
-    this.dispatchEvent(new CustomEvent("outbox", { detail: { entry } }));
+    this.dispatchEvent(event("outbox", { entry }));
     if (this.connected) this.#transmit(entry);
     return entry;
   }
 
-  /** Marks `conv` read up to `seq` (blue ticks for the senders). */
+  /**
+   * Marks `conv` read up to `seq` (blue ticks for the senders).
+   * @param {string} conv
+   * @param {number} seq
+   * @returns {Promise<any>}
+   */
   read(conv, seq) {
     return this.request("read", { conv, seq });
   }
 
-  /** Says the user started (`on`) or stopped typing in `conv`. Fire and forget. */
+  /**
+   * Says the user started (`on`) or stopped typing in `conv`. Fire and forget.
+   * @param {string} conv
+   * @param {boolean} on
+   */
   typing(conv, on) {
     if (this.connected) this.mqtt.publish(this.topics.req + "typing", JSON.stringify({ conv, on }), { qos: 0 });
   }
 
-  /** Edits one of the user's text messages. */
+  /**
+   * Edits one of the user's text messages.
+   * @param {string} msg
+   * @param {string} text
+   * @returns {Promise<any>}
+   */
   edit(msg, text) {
     return this.request("edit", { msg, text });
   }
 
-  /** Deletes a message `for` `"me"` or `"everyone"`. */
+  /**
+   * Deletes a message for `"me"` or `"everyone"`.
+   * @param {string} msg
+   * @param {"me" | "everyone"} [forWhom]
+   * @returns {Promise<any>}
+   */
   delete(msg, forWhom = "me") {
     return this.request("delete", { msg, for: forWhom });
   }
 
-  /** Adds (`on`) or removes a reaction. */
+  /**
+   * Adds (`on`) or removes a reaction.
+   * @param {string} msg
+   * @param {string} emoji
+   * @param {boolean} [on]
+   * @returns {Promise<any>}
+   */
   react(msg, emoji, on = true) {
     return this.request("react", { msg, emoji, on });
   }
 
-  /** Any request op (docs/protocol.md "Ops"): resolves to its `result`. */
+  /**
+   * Any request op (docs/protocol.md "Ops"): resolves to its `result`.
+   * @param {string} op
+   * @param {object} body
+   * @returns {Promise<any>}
+   */
   request(op, body) {
     if (!this.connected) return Promise.reject(new CourierError("disconnected", "not connected"));
     const id = newId("r");
@@ -530,13 +651,13 @@ export class Client extends EventTarget {
     entry.result = result;
     this.outbox = this.outbox.filter((e) => e !== entry);
     this.#saveOutbox();
-    this.dispatchEvent(new CustomEvent("outbox", { detail: { entry } }));
+    this.dispatchEvent(event("outbox", { entry }));
   }
 
   #setConnected(up) {
     if (this.connected === up) return;
     this.connected = up;
-    this.dispatchEvent(new CustomEvent("status", { detail: { connected: up } }));
+    this.dispatchEvent(event("status", { connected: up }));
   }
 
   #onConnect() {
@@ -586,7 +707,7 @@ export class Client extends EventTarget {
       }
     } else if (topic === this.topics.eph) {
       if (body.type === "typing" || body.type === "presence") {
-        this.dispatchEvent(new CustomEvent(body.type, { detail: body }));
+        this.dispatchEvent(event(body.type, body));
       }
     }
   }
@@ -603,7 +724,7 @@ export class Client extends EventTarget {
       this.cursor += 1;
       moved = true;
       try {
-        this.dispatchEvent(new CustomEvent("update", { detail: u }));
+        this.dispatchEvent(event("update", u));
       } catch (e) {
         console.error("update handler", e);
       }
@@ -642,7 +763,7 @@ export class Client extends EventTarget {
               this.cursor = e.details.floor;
               this.held.clear();
               this.storage.setItem(this.key + "cursor", String(this.cursor));
-              this.dispatchEvent(new CustomEvent("reset", { detail: { floor: this.cursor } }));
+              this.dispatchEvent(event("reset", { floor: this.cursor }));
               continue;
             }
             return; // disconnected or timed out: the next connect syncs again

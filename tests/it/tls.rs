@@ -50,7 +50,8 @@ impl TestCa {
     }
 }
 
-async fn tls_app(dir: &Path) -> TestApp {
+/// A server with TLS on, from `cert.pem` and `key.pem` in `dir`.
+pub async fn tls_app(dir: &Path) -> TestApp {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     spawn_app_with(Db::Sqlite, |s| {
         s.tls_cert = Some(cert);

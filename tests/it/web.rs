@@ -109,10 +109,14 @@ async fn node(
     env: &[(&str, &Path)],
 ) -> String {
     node_modules();
+    let url = match app.settings.tls_cert {
+        Some(_) => format!("https://localhost:{}", app.addrs.http.port()),
+        None => format!("http://{}", app.addrs.http),
+    };
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(script)
         .current_dir(dir)
-        .env("COURIER_URL", format!("http://{}", app.addrs.http))
+        .env("COURIER_URL", url)
         .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
@@ -211,4 +215,46 @@ async fn two_people_chat_in_headless_chromium() {
     .await;
     assert!(out.contains("web chat: all steps passed"), "{out}");
     println!("{out}");
+}
+
+/// The web chat over HTTPS and wss:// with one certificate (`--tls-cert`), in Chromium that
+/// trusts the test CA through an NSS database (certutil), not by ignoring certificate errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_chat_works_over_https_with_a_test_ca() {
+    let browser = chromium();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = crate::tls::TestCa::new("Courier test CA");
+    ca.issue(certs.path());
+    let app = crate::tls::tls_app(certs.path()).await;
+    let home = tempfile::tempdir().unwrap();
+    let nssdb = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    let certutil = |args: &[&str]| {
+        let status = Command::new("certutil")
+            .args(["-d", &db])
+            .args(args)
+            .status()
+            .expect("certutil (apt install libnss3-tools; .ci/run does)");
+        assert!(status.success(), "certutil {args:?}");
+    };
+    certutil(&["-N", "--empty-password"]);
+    let ca_pem = certs.path().join("ca.pem");
+    certutil(&[
+        "-A",
+        "-t",
+        "C,,",
+        "-n",
+        "Courier test CA",
+        "-i",
+        ca_pem.to_str().unwrap(),
+    ]);
+    let out = node(
+        &web_dir(),
+        "tests/https.test.mjs",
+        &app,
+        &[("CHROMIUM", Path::new(&browser)), ("HOME", home.path())],
+    )
+    .await;
+    assert!(out.contains("https: all steps passed"), "{out}");
 }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::fmt;
 
 /// Stable snake_case error codes, shared by MQTT answers and HTTP errors.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -97,6 +98,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
@@ -122,6 +124,7 @@ impl ErrorBody {
 }
 
 /// One answer on `rsp`. `id` echoes the request's id (any JSON value; null when unknown).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub id: Value,

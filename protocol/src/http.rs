@@ -3,6 +3,7 @@
 use crate::ids::{ConvId, DeviceId, FileId, MsgId, UserId};
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SignUp {
     pub username: String,
@@ -12,6 +13,7 @@ pub struct SignUp {
     pub invite: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SignedUp {
     pub user: UserId,
@@ -19,6 +21,7 @@ pub struct SignedUp {
 
 /// A user as others see them (`GET /v1/users?names=…` or `?ids=…`, `GET /v1/me`,
 /// conversation listings, `profile` updates).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Profile {
     pub user: UserId,
@@ -50,6 +53,7 @@ impl Profile {
 }
 
 /// `DELETE /v1/me`: the account's password, to delete it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteAccount {
@@ -60,6 +64,7 @@ pub struct DeleteAccount {
 pub const MAX_DISPLAY_NAME: usize = 64;
 
 /// `PATCH /v1/me`: each field given is set (`null` clears it); absent ones stay.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileChange {
@@ -106,6 +111,7 @@ pub const USER_LOOKUP_LIMIT: usize = 100;
 /// Most active devices a user has: a log-in beyond them revokes the one seen longest ago.
 pub const MAX_DEVICES: u64 = 10;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogIn {
     pub username: String,
@@ -115,6 +121,7 @@ pub struct LogIn {
 }
 
 /// One of the caller's active devices (`GET /v1/devices`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub id: DeviceId,
@@ -130,6 +137,7 @@ pub struct DeviceInfo {
     pub current: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MqttEndpoints {
     /// `host:port` of the MQTT TCP listener.
@@ -142,6 +150,7 @@ pub struct MqttEndpoints {
     pub tls: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Session {
     pub user: UserId,
@@ -150,6 +159,7 @@ pub struct Session {
     pub mqtt: MqttEndpoints,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewConversation {
     pub kind: ConvKind,
@@ -158,6 +168,7 @@ pub struct NewConversation {
     pub title: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConvKind {
@@ -165,6 +176,7 @@ pub enum ConvKind {
     Group,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ConvId,
@@ -213,6 +225,7 @@ pub struct Conversation {
 
 /// A user's own settings for one conversation, on every listing entry and in `settings`
 /// updates.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConvSettings {
     /// Muted until this time (Unix ms), `-1` for always; `null` when not muted. A muted
@@ -241,6 +254,7 @@ impl ConvSettings {
 }
 
 /// `PATCH /v1/conversations/{id}/settings`: any of the fields; `muted_until: null` unmutes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
@@ -260,6 +274,7 @@ pub struct SettingsPatch {
 
 /// `PATCH /v1/conversations/{id}` (group admins): a new `title` and/or `avatar` (an image
 /// file id of the caller's); `null` clears either.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationChange {
@@ -278,12 +293,14 @@ pub struct ConversationChange {
 }
 
 /// `PATCH /v1/conversations/{id}/members/{user}` (group admins).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     pub role: Role,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -301,6 +318,7 @@ impl Role {
 }
 
 /// `GET /v1/conversations?limit=&before=&archived=`: a page of the list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConversationPage {
     pub conversations: Vec<Conversation>,
@@ -310,6 +328,7 @@ pub struct ConversationPage {
 }
 
 /// `GET /v1/search?q=&conv=&before=&limit=`: matching messages, newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchPage {
     pub messages: Vec<crate::update::Message>,
@@ -319,6 +338,7 @@ pub struct SearchPage {
 }
 
 /// One member's watermarks in a conversation, as in a `receipt` update.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberReceipt {
     pub user: UserId,
@@ -331,6 +351,7 @@ pub struct MemberReceipt {
 /// Most members whose presence a conversation summary lists.
 pub const PRESENCE_LIMIT: usize = 50;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Presence {
     pub user: UserId,
@@ -342,6 +363,7 @@ pub struct Presence {
 }
 
 /// `PUT /v1/devices/{id}/push`: where to notify this device while it is away.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PushToken {
     /// `fcm`, `apns`, `webpush` or any name the webhook receiver understands (1..=16 bytes).
@@ -352,6 +374,7 @@ pub struct PushToken {
 
 /// The body POSTed to the push webhook: content-free, so it is safe to relay to any push
 /// provider.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PushNotice {
     pub user: UserId,
@@ -373,6 +396,7 @@ pub struct PushNotice {
 }
 
 /// Who may add a user to a group (`group_adds` in `/v1/me/settings`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupAdds {
@@ -406,12 +430,14 @@ impl GroupAdds {
 }
 
 /// The caller's account settings (`GET /v1/me/settings`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccountSettings {
     pub group_adds: GroupAdds,
 }
 
 /// What the caller stores, against their quota (`GET /v1/me/storage`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageUse {
     /// Bytes in the caller's files and unfinished uploads.
@@ -423,6 +449,7 @@ pub struct StorageUse {
 }
 
 /// `POST /v1/me/password`: the current password and the new one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
@@ -431,6 +458,7 @@ pub struct PasswordChange {
 }
 
 /// `POST /v1/blocks`: the user to block.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockUser {
@@ -438,6 +466,7 @@ pub struct BlockUser {
 }
 
 /// One entry of `GET /v1/blocks` (also `POST /v1/blocks`'s answer).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     pub user: UserId,
@@ -447,6 +476,7 @@ pub struct Block {
 }
 
 /// Why a report is filed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportReason {
@@ -469,6 +499,7 @@ impl ReportReason {
 pub const MAX_REPORT_NOTE: usize = 1000;
 
 /// `POST /v1/reports`: a user, a message (its sender is the user reported), or both.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewReport {
@@ -482,6 +513,7 @@ pub struct NewReport {
 }
 
 /// A filed report (`POST /v1/reports`'s answer).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub id: String,
@@ -493,6 +525,7 @@ pub struct Report {
 }
 
 /// `PATCH /v1/me/settings`: the fields to change; absent ones stay.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
@@ -500,11 +533,13 @@ pub struct SettingsChange {
     pub group_adds: Option<GroupAdds>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AddMembers {
     pub members: Vec<UserId>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistoryPage {
     /// Newest first.
@@ -515,6 +550,7 @@ pub struct HistoryPage {
 }
 
 /// An uploaded file, as `POST /v1/media` answers and `GET /v1/media/{id}/info` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MediaFile {
     pub id: FileId,

@@ -52,6 +52,7 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 /// Longest client message id.
 pub const MAX_CMID_LEN: usize = 64;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SendReq {
     pub conv: ConvId,
@@ -263,6 +264,7 @@ impl SendReq {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SendResult {
     pub msg: MsgId,
@@ -272,22 +274,26 @@ pub struct SendResult {
     pub cmid: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AckReq {
     pub useq: i64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AckResult {
     pub useq: i64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReadReq {
     pub conv: ConvId,
     pub seq: i64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadResult {
     pub conv: ConvId,
@@ -298,6 +304,7 @@ pub struct ReadResult {
 pub const MAX_SYNC_LIMIT: u32 = 500;
 pub const DEFAULT_SYNC_LIMIT: u32 = 100;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SyncReq {
     pub after: i64,
@@ -305,6 +312,7 @@ pub struct SyncReq {
     pub limit: Option<u32>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyncResult {
     pub updates: Vec<Update>,
@@ -314,6 +322,7 @@ pub struct SyncResult {
     pub head: i64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TypingReq {
     pub conv: ConvId,
@@ -321,12 +330,14 @@ pub struct TypingReq {
 }
 
 /// `edit`: replace the text of one of the caller's text messages (within the edit window).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EditReq {
     pub msg: MsgId,
     pub text: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EditResult {
     pub msg: MsgId,
@@ -337,6 +348,7 @@ pub struct EditResult {
 
 /// `delete`: `for` is `me` (hide it from the caller's own devices) or `everyone` (the sender,
 /// within the edit window: the content is erased for every member).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DeleteReq {
     pub msg: MsgId,
@@ -344,6 +356,7 @@ pub struct DeleteReq {
     pub scope: DeleteScope,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeleteResult {
     pub msg: MsgId,
@@ -358,6 +371,7 @@ pub const MAX_EMOJI_BYTES: usize = 32;
 
 /// `react`: add (`on: true`, the default) or remove the caller's reaction `emoji`. A user has
 /// at most one reaction per emoji per message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReactReq {
     pub msg: MsgId,
@@ -386,6 +400,7 @@ impl ReactReq {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReactResult {
     pub msg: MsgId,
@@ -396,6 +411,7 @@ pub struct ReactResult {
 }
 
 /// Events on `eph`: never stored, QoS 0.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Ephemeral {

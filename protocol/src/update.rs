@@ -5,6 +5,7 @@ use crate::envelope::{ErrorBody, ErrorCode};
 use crate::ids::{ConvId, DeviceId, MsgId, UserId};
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Update {
     pub useq: i64,
@@ -13,6 +14,7 @@ pub struct Update {
     pub body: UpdateBody,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UpdateBody {
@@ -103,6 +105,7 @@ impl UpdateBody {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteScope {
@@ -111,12 +114,14 @@ pub enum DeleteScope {
 }
 
 /// The users who reacted to a message with one emoji.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReactionSummary {
     pub emoji: String,
     pub users: Vec<UserId>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberAction {
@@ -132,6 +137,7 @@ pub enum MemberAction {
 }
 
 /// What a `system` message records.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SystemEvent {
@@ -152,6 +158,7 @@ pub enum SystemEvent {
     RoleChanged,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MsgId,
@@ -187,6 +194,7 @@ pub struct Message {
 }
 
 /// What a message carries, by kind.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Content {
@@ -245,6 +253,7 @@ pub enum Content {
 }
 
 /// A file carried by a message. Senders give only `file`; the server fills in the rest.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
     pub file: crate::FileId,
@@ -314,6 +323,7 @@ impl Content {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     pub lat: f64,
@@ -339,6 +349,7 @@ impl Location {
 }
 
 /// A shared contact card: a Courier user, or a name with a phone number.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
     pub name: String,

@@ -38,6 +38,7 @@ mod media_metadata;
 mod media_revocation;
 mod message_changes;
 mod moderation;
+mod openapi;
 mod presence;
 mod profiles;
 mod push;

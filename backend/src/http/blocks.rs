@@ -10,11 +10,13 @@ use axum::Json;
 use protocol::http::{Block, BlockUser};
 use protocol::{ErrorCode, UserId};
 
+#[utoipa::path(get, path = "/blocks", tag = "safety", security(("device_token" = [])), responses((status = 200, body = Vec<protocol::http::Block>), super::openapi::Refusals))]
 pub async fn list(State(state): State<AppState>, Authed(me): Authed) -> Result<Json<Vec<Block>>> {
     Ok(Json(state.store.blocks(&me.user).await?))
 }
 
 /// 201 with the block (200 when it was already there: nothing changes).
+#[utoipa::path(post, path = "/blocks", tag = "safety", security(("device_token" = [])), request_body = protocol::http::BlockUser, responses((status = 201, body = protocol::http::Block), super::openapi::Refusals))]
 pub async fn block(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -31,6 +33,7 @@ pub async fn block(
 }
 
 /// 204, or 404 when the user was not blocked.
+#[utoipa::path(delete, path = "/blocks/{id}", tag = "safety", security(("device_token" = [])), params(("id" = String, Path, description = "the blocked user")), responses((status = 204, description = "unblocked"), super::openapi::Refusals))]
 pub async fn unblock(
     State(state): State<AppState>,
     Authed(me): Authed,

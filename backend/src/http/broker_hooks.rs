@@ -37,7 +37,7 @@ pub struct BrokerHooks {
     pub secret: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AuthRequest {
     #[serde(default)]
     clientid: String,
@@ -51,7 +51,7 @@ pub struct AuthRequest {
     peerhost: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AclRequest {
     #[serde(default)]
     clientid: String,
@@ -64,7 +64,7 @@ pub struct AclRequest {
     acc: Option<u8>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 pub struct Verdict {
     /// EMQX: `allow` or `deny`.
     result: &'static str,
@@ -126,6 +126,7 @@ fn hooks<'a>(
 }
 
 /// `POST /v1/broker/auth`: may this client connect?
+#[utoipa::path(post, path = "/broker/auth", tag = "broker hooks", security(("broker_hook_secret" = [])), request_body = AuthRequest, responses((status = 200, body = Verdict), super::openapi::Refusals))]
 pub async fn authenticate(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -173,6 +174,7 @@ async fn connect(
 }
 
 /// `POST /v1/broker/superuser` (mosquitto-go-auth): only the service identity.
+#[utoipa::path(post, path = "/broker/superuser", tag = "broker hooks", security(("broker_hook_secret" = [])), request_body = AuthRequest, responses((status = 200, body = Verdict), super::openapi::Refusals))]
 pub async fn superuser(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -188,6 +190,7 @@ pub async fn superuser(
 
 /// `POST /v1/broker/acl`: may this (already authenticated) client publish to or subscribe
 /// to `topic`?
+#[utoipa::path(post, path = "/broker/acl", tag = "broker hooks", security(("broker_hook_secret" = [])), request_body = AclRequest, responses((status = 200, body = Verdict), super::openapi::Refusals))]
 pub async fn authorize(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -242,7 +245,7 @@ async fn identity(state: &AppState, clientid: &str, username: &str) -> Result<Op
         }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerneRequest {
     #[serde(default)]
     client_id: String,
@@ -258,17 +261,18 @@ pub struct VerneRequest {
     peer_addr: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerneTopic {
     topic: String,
 }
 
 /// `POST /v1/broker/vernemq`: VerneMQ's `auth_on_register`, `auth_on_publish` and
 /// `auth_on_subscribe` webhooks (and their `_m5` forms).
+#[utoipa::path(post, path = "/broker/vernemq", tag = "broker hooks", security(("broker_hook_secret" = [])), request_body = VerneRequest, responses((status = 200, description = "VerneMQ webhook answer", body = serde_json::Value), super::openapi::Refusals))]
 pub async fn vernemq(
     State(state): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<SecretQuery>,
+    super::error::ApiQuery(q): super::error::ApiQuery<SecretQuery>,
     ApiJson(req): ApiJson<VerneRequest>,
 ) -> Result<Json<serde_json::Value>> {
     let hooks = hooks(&state, &headers, q.secret.as_deref())?;

@@ -1,11 +1,12 @@
 //! `/v1/conversations`: create, list, one, history, members and their roles, the group's
 //! title and picture, and each member's own settings.
 
+use super::error::ApiQuery;
 use super::{ApiJson, AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
 use crate::store::log::Outgoing;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -21,6 +22,7 @@ fn conv_id(id: &str) -> Result<ConvId> {
 }
 
 /// `POST /v1/conversations` → 201 with the new conversation, or 200 with the existing direct one.
+#[utoipa::path(post, path = "/conversations", tag = "conversations", security(("device_token" = [])), request_body = protocol::http::NewConversation, responses((status = 201, body = protocol::http::Conversation), super::openapi::Refusals))]
 pub async fn create(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -51,7 +53,10 @@ async fn deliver(state: &AppState, outs: &[Outgoing]) {
     }
 }
 
-#[derive(Deserialize)]
+/// `limit` 1–100 (default 50); `before` the previous page's `next_before`; `archived`: only
+/// archived ones.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     before: Option<String>,
     limit: Option<u64>,
@@ -60,10 +65,11 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/conversations?limit=&before=&archived=`: pinned first, then by activity.
+#[utoipa::path(get, path = "/conversations", tag = "conversations", security(("device_token" = [])), params(ListQuery), responses((status = 200, body = protocol::http::ConversationPage), super::openapi::Refusals))]
 pub async fn list(
     State(state): State<AppState>,
     Authed(me): Authed,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationPage>> {
     state
         .store
@@ -86,6 +92,7 @@ pub async fn list(
 }
 
 /// `PATCH /v1/conversations/{id}` (group admins): title and picture.
+#[utoipa::path(patch, path = "/conversations/{id}", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "a group the caller administers")), request_body = protocol::http::ConversationChange, responses((status = 200, body = protocol::http::Conversation), super::openapi::Refusals))]
 pub async fn change(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -102,6 +109,7 @@ pub async fn change(
 }
 
 /// `PATCH /v1/conversations/{id}/members/{user} {"role"}` (group admins).
+#[utoipa::path(patch, path = "/conversations/{id}/members/{user}", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "a group the caller administers"), ("user" = String, Path, description = "the member")), request_body = protocol::http::RoleChange, responses((status = 200, body = protocol::http::Conversation), super::openapi::Refusals))]
 pub async fn set_role(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -120,6 +128,7 @@ pub async fn set_role(
 }
 
 /// `PATCH /v1/conversations/{id}/settings`: the caller's own settings.
+#[utoipa::path(patch, path = "/conversations/{id}/settings", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "the conversation")), request_body = protocol::http::SettingsPatch, responses((status = 200, body = protocol::http::Conversation), super::openapi::Refusals))]
 pub async fn settings(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -136,6 +145,7 @@ pub async fn settings(
 }
 
 /// `GET /v1/conversations/{id}/avatar`: the group's picture, for its members.
+#[utoipa::path(get, path = "/conversations/{id}/avatar", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "a group of the caller’s")), responses((status = 200, description = "the group’s picture, 256 px WebP", content_type = "image/webp", body = Vec<u8>), (status = 304, description = "unchanged (If-None-Match)"), super::openapi::Refusals))]
 pub async fn avatar(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -154,6 +164,7 @@ pub async fn avatar(
 }
 
 /// `GET /v1/conversations/{id}`
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "the conversation")), responses((status = 200, body = protocol::http::Conversation), super::openapi::Refusals))]
 pub async fn one(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -169,18 +180,21 @@ pub async fn one(
     ))
 }
 
-#[derive(Deserialize)]
+/// `before` a seq (default: the newest), `limit` 1–100 (default 50).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     before: Option<i64>,
     limit: Option<u64>,
 }
 
 /// `GET /v1/conversations/{id}/messages?before=&limit=`: newest first, keyset by seq.
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "the conversation"), HistoryQuery), responses((status = 200, body = protocol::http::HistoryPage), super::openapi::Refusals))]
 pub async fn history(
     State(state): State<AppState>,
     Authed(me): Authed,
     Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryPage>> {
     state
         .store
@@ -198,6 +212,7 @@ pub async fn history(
 }
 
 /// `POST /v1/conversations/{id}/members` (group admins).
+#[utoipa::path(post, path = "/conversations/{id}/members", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "a group of the caller’s")), request_body = protocol::http::AddMembers, responses((status = 200, body = protocol::http::Conversation), super::openapi::Refusals))]
 pub async fn add_members(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -217,6 +232,7 @@ pub async fn add_members(
 }
 
 /// `DELETE /v1/conversations/{id}/members/{user}` (group admins, or a member leaving).
+#[utoipa::path(delete, path = "/conversations/{id}/members/{user}", tag = "conversations", security(("device_token" = [])), params(("id" = String, Path, description = "a group of the caller’s"), ("user" = String, Path, description = "the member (the caller: leave)")), responses((status = 204, description = "removed (or left)"), super::openapi::Refusals))]
 pub async fn remove_member(
     State(state): State<AppState>,
     Authed(me): Authed,

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use protocol::http::{DeviceInfo, PushToken};
 use protocol::ErrorCode;
 
+#[utoipa::path(get, path = "/devices", tag = "devices", security(("device_token" = [])), responses((status = 200, body = Vec<protocol::http::DeviceInfo>), super::openapi::Refusals))]
 pub async fn list(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -31,6 +32,7 @@ pub async fn list(
 }
 
 /// `DELETE /v1/devices`: signs out every device of the caller's but this one. 204.
+#[utoipa::path(delete, path = "/devices", tag = "devices", security(("device_token" = [])), responses((status = 204, description = "every other device of the caller is signed out"), super::openapi::Refusals))]
 pub async fn revoke_others(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -46,6 +48,7 @@ pub async fn revoke_others(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/devices/{id}", tag = "devices", security(("device_token" = [])), params(("id" = String, Path, description = "one of the caller’s devices")), responses((status = 204, description = "signed out and disconnected"), super::openapi::Refusals))]
 pub async fn revoke(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -64,6 +67,7 @@ pub async fn revoke(
 
 /// `PUT /v1/devices/{id}/push` `{"provider","token"}`: where to notify this device of new
 /// messages while it is away (see `push.rs`). 204.
+#[utoipa::path(put, path = "/devices/{id}/push", tag = "devices", security(("device_token" = [])), params(("id" = String, Path, description = "one of the caller’s devices")), request_body = protocol::http::PushToken, responses((status = 204, description = "push notices for this device go with this token"), super::openapi::Refusals))]
 pub async fn set_push(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -97,6 +101,7 @@ pub async fn set_push(
 }
 
 /// `DELETE /v1/devices/{id}/push`: stop notifying this device. 204.
+#[utoipa::path(delete, path = "/devices/{id}/push", tag = "devices", security(("device_token" = [])), params(("id" = String, Path, description = "one of the caller’s devices")), responses((status = 204, description = "no more push notices for this device"), super::openapi::Refusals))]
 pub async fn clear_push(
     State(state): State<AppState>,
     Authed(me): Authed,

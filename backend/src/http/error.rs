@@ -58,6 +58,25 @@ pub async fn not_found() -> Error {
     Error::client(ErrorCode::NotFound, "no such route")
 }
 
+/// `Query<T>` whose rejections are Courier errors (`bad_request`, as JSON like every other).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(Self(q)),
+            Err(rejection) => {
+                Err(ErrorBody::new(ErrorCode::BadRequest, rejection.body_text()).into())
+            }
+        }
+    }
+}
+
 /// `Json<T>` whose rejections are Courier errors (`bad_json`, `bad_request`, …).
 pub struct ApiJson<T>(pub T);
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 /// Each dependency gets this long to answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process is up", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -32,6 +33,7 @@ async fn check<E: std::fmt::Display>(
     }
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready: each dependency’s state", body = serde_json::Value), (status = 503, description = "not ready", body = serde_json::Value)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (database, objects, redis) = tokio::join!(
         check(state.store.db.ping()),
@@ -62,6 +64,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (code, Json(body))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -5,6 +5,7 @@
 //! type is read from its first bytes. Bytes already stored under the same hash are not written
 //! again: the new file just points at the existing blob.
 
+use super::error::ApiQuery;
 use super::{AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
@@ -12,7 +13,7 @@ use crate::store::gc::Usage;
 use crate::store::media::{content_sha, media_file, Added, NewFile};
 use crate::store::Store;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -55,7 +56,8 @@ impl Media {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The file's name as the user knows it (shown to recipients; never used as a path).
     name: Option<String>,
@@ -91,10 +93,11 @@ pub(super) fn io(e: std::io::Error) -> Error {
     Error::Internal(format!("upload spool: {e}"))
 }
 
+#[utoipa::path(post, path = "/media", tag = "media", security(("device_token" = [])), params(UploadQuery), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file’s bytes; its type is read from them"), responses((status = 201, body = protocol::http::MediaFile), (status = 415, description = "`unsupported_media`", body = super::openapi::ErrorEnvelope), super::openapi::Refusals))]
 pub async fn upload(
     State(state): State<AppState>,
     Authed(me): Authed,
-    Query(q): Query<UploadQuery>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<MediaFile>)> {
@@ -316,6 +319,7 @@ impl<W: std::io::Write> std::io::Write for Hashing<W> {
     }
 }
 
+#[utoipa::path(get, path = "/media/{id}/info", tag = "media", security(("device_token" = [])), params(("id" = String, Path, description = "a file the caller may see")), responses((status = 200, body = protocol::http::MediaFile), super::openapi::Refusals))]
 pub async fn info(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -372,6 +376,7 @@ fn range(headers: &HeaderMap, size: u64) -> std::result::Result<Option<ByteRange
 }
 
 /// `GET /v1/media/{id}/{thumb|preview|poster}`: a derivative, once processing made it.
+#[utoipa::path(get, path = "/media/{id}/{which}", tag = "media", security(("device_token" = [])), params(("id" = String, Path, description = "a file the caller may see"), ("which" = String, Path, description = "`thumb`, `preview`, `poster` or a video rendition")), responses((status = 200, description = "the derivative", content_type = "application/octet-stream", body = Vec<u8>), (status = 302, description = "on S3: a short-lived presigned URL"), (status = 304, description = "unchanged (If-None-Match)"), super::openapi::Refusals))]
 pub async fn derived(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -402,6 +407,7 @@ pub async fn derived(
     serve(&state, &key, mime, None, &etag, &headers).await
 }
 
+#[utoipa::path(get, path = "/media/{id}", tag = "media", security(("device_token" = [])), params(("id" = String, Path, description = "a file the caller may see")), responses((status = 200, description = "the bytes (Range supported: 206)", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "a range of them"), (status = 302, description = "on S3: a short-lived presigned URL"), (status = 304, description = "unchanged (If-None-Match)"), super::openapi::Refusals))]
 pub async fn download(
     State(state): State<AppState>,
     Authed(me): Authed,

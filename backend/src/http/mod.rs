@@ -10,6 +10,7 @@ mod devices;
 mod error;
 mod health;
 pub mod media;
+pub mod openapi;
 mod profiles;
 mod reports;
 mod search;
@@ -22,10 +23,13 @@ mod web;
 use crate::publisher::Publisher;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, head, patch, post, put};
+use axum::routing::get;
 use axum::Router;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Authed;
 pub use error::ApiJson;
@@ -74,95 +78,91 @@ pub fn metrics_router() -> Router {
         .fallback(error::not_found)
 }
 
-/// The public API; `/metrics` too unless it has a listener of its own.
+/// The public API; `/metrics` too unless it has a listener of its own. Each route is
+/// registered with its handler's OpenAPI description (`routes!`), and the document they make
+/// is served at `/v1/openapi.json` ([`openapi`]).
 pub fn router(state: AppState, with_metrics: bool) -> Router {
-    let v1 = Router::new()
-        .route("/users", post(users::sign_up).get(users::lookup))
-        .route("/sessions", post(users::log_in))
+    let (router, api) = api_router(with_metrics).split_for_parts();
+    let api = std::sync::Arc::new(api);
+    router
         .route(
-            "/me/settings",
-            get(users::settings).patch(users::change_settings),
+            "/v1/openapi.json",
+            get(move || {
+                let api = api.clone();
+                async move { axum::Json(api) }
+            }),
         )
-        .route(
-            "/me",
-            get(profiles::me)
-                .patch(profiles::change)
-                .delete(users::delete_account),
-        )
-        .route("/users/{id}/avatar", get(profiles::avatar))
-        .route("/me/storage", get(users::storage))
-        .route("/me/password", post(users::change_password))
-        .route("/blocks", post(blocks::block).get(blocks::list))
-        .route("/blocks/{id}", delete(blocks::unblock))
-        .route("/reports", post(reports::file))
-        .route("/broker/auth", post(broker_hooks::authenticate))
-        .route("/broker/superuser", post(broker_hooks::superuser))
-        .route("/broker/acl", post(broker_hooks::authorize))
-        .route("/broker/vernemq", post(broker_hooks::vernemq))
-        .route(
-            "/devices",
-            get(devices::list).delete(devices::revoke_others),
-        )
-        .route("/devices/{id}", delete(devices::revoke))
-        .route(
-            "/devices/{id}/push",
-            put(devices::set_push).delete(devices::clear_push),
-        )
-        .route(
-            "/conversations",
-            post(conversations::create).get(conversations::list),
-        )
-        .route(
-            "/conversations/{id}",
-            get(conversations::one).patch(conversations::change),
-        )
-        .route(
-            "/conversations/{id}/settings",
-            patch(conversations::settings),
-        )
-        .route("/conversations/{id}/avatar", get(conversations::avatar))
-        .route("/search", get(search::search))
-        .route("/conversations/{id}/messages", get(conversations::history))
-        .route(
-            "/conversations/{id}/members",
-            post(conversations::add_members),
-        )
-        .route(
-            "/conversations/{id}/members/{user}",
-            delete(conversations::remove_member).patch(conversations::set_role),
-        );
-    // Uploads stream to disk under their own limit, not the JSON body limit.
-    let uploads = Router::new()
-        .route("/media", post(media::upload))
-        .route("/uploads", post(uploads::create).options(uploads::options))
-        .route(
-            "/uploads/{id}",
-            head(uploads::head)
-                .patch(uploads::patch)
-                .delete(uploads::terminate)
-                .get(uploads::status),
-        )
-        .layer(axum::middleware::map_response(close_on_error))
-        .layer(DefaultBodyLimit::disable());
-    let v1 = v1
-        .route("/media/{id}", get(media::download))
-        .route("/media/{id}/info", get(media::info))
-        .route("/media/{id}/{which}", get(media::derived))
-        .merge(uploads);
-    let public = Router::new()
-        .nest("/v1", v1)
-        .route("/", get(web::index))
-        .route("/web/{name}", get(web::file))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    let public = match with_metrics {
-        true => public.route("/metrics", get(health::metrics)),
-        false => public,
-    };
-    public
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// The OpenAPI document of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router(true).split_for_parts().1
+}
+
+fn api_router(with_metrics: bool) -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(users::sign_up, users::lookup))
+        .routes(routes!(users::log_in))
+        .routes(routes!(users::settings, users::change_settings))
+        .routes(routes!(
+            profiles::me,
+            profiles::change,
+            users::delete_account
+        ))
+        .routes(routes!(profiles::avatar))
+        .routes(routes!(users::storage))
+        .routes(routes!(users::change_password))
+        .routes(routes!(blocks::block, blocks::list))
+        .routes(routes!(blocks::unblock))
+        .routes(routes!(reports::file))
+        .routes(routes!(broker_hooks::authenticate))
+        .routes(routes!(broker_hooks::superuser))
+        .routes(routes!(broker_hooks::authorize))
+        .routes(routes!(broker_hooks::vernemq))
+        .routes(routes!(devices::list, devices::revoke_others))
+        .routes(routes!(devices::revoke))
+        .routes(routes!(devices::set_push, devices::clear_push))
+        .routes(routes!(conversations::create, conversations::list))
+        .routes(routes!(conversations::one, conversations::change))
+        .routes(routes!(conversations::settings))
+        .routes(routes!(conversations::avatar))
+        .routes(routes!(search::search))
+        .routes(routes!(conversations::history))
+        .routes(routes!(conversations::add_members))
+        .routes(routes!(
+            conversations::remove_member,
+            conversations::set_role
+        ));
+    // Uploads stream to disk under their own limit, not the JSON body limit.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(media::upload))
+        .routes(routes!(uploads::create, uploads::options))
+        .routes(routes!(
+            uploads::head,
+            uploads::patch,
+            uploads::terminate,
+            uploads::status
+        ))
+        .layer(axum::middleware::map_response(close_on_error))
+        .layer(DefaultBodyLimit::disable());
+    let v1 = v1
+        .routes(routes!(media::download))
+        .routes(routes!(media::info))
+        .routes(routes!(media::derived))
+        .merge(uploads);
+    let public = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/v1", v1)
+        .routes(routes!(web::index))
+        .routes(routes!(web::file))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz));
+    match with_metrics {
+        true => public.routes(routes!(health::metrics)),
+        false => public,
+    }
 }
 
 /// An upload refused before its body was read leaves the rest of the body on the connection:

@@ -12,10 +12,12 @@ use axum::Json;
 use protocol::http::{Profile, ProfileChange};
 use protocol::{ErrorCode, UserId};
 
+#[utoipa::path(get, path = "/me", tag = "accounts", security(("device_token" = [])), responses((status = 200, body = protocol::http::Profile), super::openapi::Refusals))]
 pub async fn me(State(state): State<AppState>, Authed(me): Authed) -> Result<Json<Profile>> {
     Ok(Json(state.store.profile(&me.user).await?))
 }
 
+#[utoipa::path(patch, path = "/me", tag = "accounts", security(("device_token" = [])), request_body = protocol::http::ProfileChange, responses((status = 200, body = protocol::http::Profile), super::openapi::Refusals))]
 pub async fn change(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -29,6 +31,7 @@ pub async fn change(
     Ok(Json(profile))
 }
 
+#[utoipa::path(get, path = "/users/{id}/avatar", tag = "accounts", security(("device_token" = [])), params(("id" = String, Path, description = "the user")), responses((status = 200, description = "the avatar, 256 px WebP", content_type = "image/webp", body = Vec<u8>), (status = 304, description = "unchanged (If-None-Match)"), super::openapi::Refusals))]
 pub async fn avatar(
     State(state): State<AppState>,
     Authed(me): Authed,

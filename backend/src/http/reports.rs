@@ -10,6 +10,7 @@ use axum::Json;
 use protocol::http::{NewReport, Report};
 
 /// 201 with the report.
+#[utoipa::path(post, path = "/reports", tag = "safety", security(("device_token" = [])), request_body = protocol::http::NewReport, responses((status = 201, body = protocol::http::Report), super::openapi::Refusals))]
 pub async fn file(
     State(state): State<AppState>,
     Authed(me): Authed,

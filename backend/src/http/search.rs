@@ -1,16 +1,20 @@
 //! `GET /v1/search?q=&conv=&before=&limit=`: the caller's messages that hold the query's
 //! words, newest first (`store::search`).
 
+use super::error::ApiQuery;
 use super::{AppState, Authed};
 use crate::error::{Error, Result};
 use crate::shared::Limit;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use protocol::http::SearchPage;
 use protocol::{ConvId, ErrorCode};
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+/// `q` the words; `conv` one conversation; `before` the previous page's cursor; `limit`
+/// 1–50 (default 20).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     q: String,
     conv: Option<String>,
@@ -18,10 +22,11 @@ pub struct SearchQuery {
     limit: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/search", tag = "conversations", security(("device_token" = [])), params(SearchQuery), responses((status = 200, body = protocol::http::SearchPage), super::openapi::Refusals))]
 pub async fn search(
     State(state): State<AppState>,
     Authed(me): Authed,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<SearchPage>> {
     state.spend(Limit::Search, &me.user).await?;
     let conv = match q.conv.as_deref() {

@@ -174,6 +174,7 @@ fn upload_metadata(headers: &HeaderMap) -> Result<(Option<String>, bool)> {
     Ok((name, keep))
 }
 
+#[utoipa::path(options, path = "/uploads", tag = "uploads", responses((status = 204, description = "Tus-Version, Tus-Extension (creation,termination), Tus-Max-Size")))]
 pub async fn options(State(state): State<AppState>) -> Response {
     tus(
         StatusCode::NO_CONTENT,
@@ -191,6 +192,7 @@ pub async fn options(State(state): State<AppState>) -> Response {
     )
 }
 
+#[utoipa::path(post, path = "/uploads", tag = "uploads", security(("device_token" = [])), params(("Tus-Resumable" = String, Header, description = "1.0.0"), ("Upload-Length" = u64, Header, description = "the file’s size"), ("Upload-Metadata" = Option<String>, Header, description = "`filename`, `keep_metadata`: base64 values")), responses((status = 201, description = "Location: /v1/uploads/{id}"), (status = 412, description = "no Tus-Resumable: 1.0.0"), super::openapi::Refusals))]
 pub async fn create(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -231,6 +233,7 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(head, path = "/uploads/{id}", tag = "uploads", security(("device_token" = [])), params(("id" = String, Path, description = "one of the caller’s uploads"), ("Tus-Resumable" = String, Header, description = "1.0.0")), responses((status = 200, description = "Upload-Offset (where to resume), Upload-Length, Courier-File-Id once complete"), (status = 412, description = "no Tus-Resumable: 1.0.0"), super::openapi::Refusals))]
 pub async fn head(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -256,6 +259,7 @@ pub async fn head(
     Ok(tus(StatusCode::OK, &out))
 }
 
+#[utoipa::path(get, path = "/uploads/{id}", tag = "uploads", security(("device_token" = [])), params(("id" = String, Path, description = "one of the caller’s uploads")), responses((status = 200, description = "`{\"offset\",\"length\",\"file\"}`", body = serde_json::Value), super::openapi::Refusals))]
 pub async fn status(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -276,6 +280,7 @@ pub async fn status(
     })))
 }
 
+#[utoipa::path(patch, path = "/uploads/{id}", tag = "uploads", security(("device_token" = [])), params(("id" = String, Path, description = "one of the caller’s uploads"), ("Tus-Resumable" = String, Header, description = "1.0.0"), ("Upload-Offset" = u64, Header, description = "where these bytes go: the server’s offset")), request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"), responses((status = 204, description = "the new Upload-Offset; Courier-File-Id when complete"), (status = 409, description = "Upload-Offset is not the server’s (which the answer gives)"), (status = 415, description = "another content type, or a refused file type"), (status = 423, description = "another request holds the upload: retry"), (status = 412, description = "no Tus-Resumable: 1.0.0"), super::openapi::Refusals))]
 pub async fn patch(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -512,6 +517,7 @@ async fn digest(path: &std::path::Path) -> Result<(String, Vec<u8>)> {
     .map_err(io)
 }
 
+#[utoipa::path(delete, path = "/uploads/{id}", tag = "uploads", security(("device_token" = [])), params(("id" = String, Path, description = "one of the caller’s uploads"), ("Tus-Resumable" = String, Header, description = "1.0.0")), responses((status = 204, description = "the upload and its bytes are gone"), (status = 412, description = "no Tus-Resumable: 1.0.0"), (status = 423, description = "a PATCH runs"), super::openapi::Refusals))]
 pub async fn terminate(
     State(state): State<AppState>,
     Authed(me): Authed,

@@ -17,6 +17,7 @@ use protocol::http::{
 };
 use std::net::SocketAddr;
 
+#[utoipa::path(post, path = "/users", tag = "accounts", request_body = protocol::http::SignUp, responses((status = 201, body = protocol::http::SignedUp), (status = 409, description = "`username_taken`", body = super::openapi::ErrorEnvelope), super::openapi::Refusals))]
 pub async fn sign_up(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -37,6 +38,7 @@ pub async fn sign_up(
     Ok((StatusCode::CREATED, Json(SignedUp { user })))
 }
 
+#[utoipa::path(post, path = "/sessions", tag = "accounts", request_body = protocol::http::LogIn, responses((status = 200, body = protocol::http::Session), super::openapi::Refusals))]
 pub async fn log_in(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -98,7 +100,9 @@ fn endpoints(state: &AppState, headers: &HeaderMap) -> MqttEndpoints {
     }
 }
 
-#[derive(serde::Deserialize)]
+/// Comma-separated usernames or user ids.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Lookup {
     #[serde(default)]
     names: Option<String>,
@@ -108,10 +112,11 @@ pub struct Lookup {
 
 /// `GET /v1/users?names=alice,bob` or `?ids=u1,u2` (signed in): the profiles of those that
 /// exist, by name.
+#[utoipa::path(get, path = "/users", tag = "accounts", security(("device_token" = [])), params(Lookup), responses((status = 200, body = Vec<protocol::http::Profile>), super::openapi::Refusals))]
 pub async fn lookup(
     State(state): State<AppState>,
     super::Authed(me): super::Authed,
-    axum::extract::Query(q): axum::extract::Query<Lookup>,
+    super::error::ApiQuery(q): super::error::ApiQuery<Lookup>,
 ) -> Result<Json<Vec<Profile>>> {
     state
         .store
@@ -144,6 +149,7 @@ pub async fn lookup(
 }
 
 /// `GET /v1/me/settings`
+#[utoipa::path(get, path = "/me/settings", tag = "accounts", security(("device_token" = [])), responses((status = 200, body = protocol::http::AccountSettings), super::openapi::Refusals))]
 pub async fn settings(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -152,6 +158,7 @@ pub async fn settings(
 }
 
 /// `PATCH /v1/me/settings`: changes the fields given.
+#[utoipa::path(patch, path = "/me/settings", tag = "accounts", security(("device_token" = [])), request_body = protocol::http::SettingsChange, responses((status = 200, body = protocol::http::AccountSettings), super::openapi::Refusals))]
 pub async fn change_settings(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -162,6 +169,7 @@ pub async fn change_settings(
 
 /// `POST /v1/me/password` `{"old","new"}`: changes the password and signs out every other
 /// device; this one keeps working. Guesses of `old` spend the account's log-in bucket. 204.
+#[utoipa::path(post, path = "/me/password", tag = "accounts", security(("device_token" = [])), request_body = protocol::http::PasswordChange, responses((status = 204, description = "changed; every other device is signed out"), super::openapi::Refusals))]
 pub async fn change_password(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -194,6 +202,7 @@ fn signed_off(state: &AppState, user: &protocol::UserId, devices: &[protocol::De
 /// `DELETE /v1/me` `{"password"}`: deletes the caller's account (`store::deletion`): every
 /// device of theirs is signed out and disconnected at once. Guesses spend the account's
 /// log-in bucket. 204.
+#[utoipa::path(delete, path = "/me", tag = "accounts", security(("device_token" = [])), request_body = protocol::http::DeleteAccount, responses((status = 204, description = "the account is gone"), super::openapi::Refusals))]
 pub async fn delete_account(
     State(state): State<AppState>,
     Authed(me): Authed,
@@ -209,6 +218,7 @@ pub async fn delete_account(
 }
 
 /// `GET /v1/me/storage`: what the caller stores, against their quota.
+#[utoipa::path(get, path = "/me/storage", tag = "accounts", security(("device_token" = [])), responses((status = 200, body = protocol::http::StorageUse), super::openapi::Refusals))]
 pub async fn storage(
     State(state): State<AppState>,
     Authed(me): Authed,

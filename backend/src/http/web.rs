@@ -13,10 +13,12 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     worker-src 'self' blob:; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+#[utoipa::path(get, path = "/", tag = "web chat", responses((status = 200, description = "the web chat", content_type = "text/html", body = String)))]
 pub async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
+#[utoipa::path(get, path = "/web/{name}", tag = "web chat", params(("name" = String, Path, description = "one of the page’s files")), responses((status = 200, description = "the file", body = String), (status = 404, description = "no such file", body = super::openapi::ErrorEnvelope)))]
 pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
     serve(&name, &headers)
 }

@@ -19,6 +19,18 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every op.
+    pub const ALL: [Op; 8] = [
+        Self::Send,
+        Self::Ack,
+        Self::Read,
+        Self::Sync,
+        Self::Typing,
+        Self::Edit,
+        Self::Delete,
+        Self::React,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "send" => Self::Send,

@@ -89,6 +89,12 @@ pub enum UpdateBody {
 }
 
 impl UpdateBody {
+    /// Every `type` tag [`UpdateBody::kind`] gives.
+    pub const KINDS: [&'static str; 9] = [
+        "message", "receipt", "member", "edit", "delete", "reaction", "media", "profile",
+        "settings",
+    ];
+
     /// The `type` tag, also the log row's `kind`.
     pub fn kind(&self) -> &'static str {
         match self {

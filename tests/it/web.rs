@@ -25,7 +25,10 @@ fn sdk_dir() -> PathBuf {
 fn node_modules() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        for (dir, marker) in [(web_dir(), "playwright-core"), (sdk_dir(), "typescript")] {
+        for (dir, marker) in [
+            (web_dir(), "playwright-core"),
+            (sdk_dir(), "@asyncapi/parser"),
+        ] {
             if dir.join("node_modules").join(marker).is_dir() {
                 continue;
             }
@@ -161,6 +164,17 @@ async fn the_js_sdk_runs_without_browser_globals() {
     let app = spawn_app(Db::Sqlite).await;
     let out = node(&sdk_dir(), "test/runtime.test.mjs", &app, &[]).await;
     assert!(out.contains("runtime: all checks passed"), "{out}");
+}
+
+/// The AsyncAPI document passes the AsyncAPI parser, and every payload a real session gets
+/// on `rsp`, `in` and `eph` (every op, answered and refused, and the updates they make)
+/// validates against its schema in the document (sdk/js/test/contract.test.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_mqtt_payloads_match_the_asyncapi_document() {
+    let app = spawn_app(Db::Sqlite).await;
+    let out = node(&sdk_dir(), "test/contract.test.mjs", &app, &[]).await;
+    assert!(out.contains("contract: all checks passed"), "{out}");
+    println!("{out}");
 }
 
 /// sdk/js/types/courier.d.ts is what TypeScript makes of the SDK's JSDoc today

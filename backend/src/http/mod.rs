@@ -2,6 +2,7 @@
 //! chat at `/`.
 //! One file per resource; errors become `{"error":{"code","message"}}` in `error.rs`.
 
+pub mod asyncapi;
 mod auth;
 mod blocks;
 pub mod broker_hooks;
@@ -91,6 +92,10 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
                 let api = api.clone();
                 async move { axum::Json(api) }
             }),
+        )
+        .route(
+            "/v1/asyncapi.json",
+            get(|| async { axum::Json(asyncapi::cached().clone()) }),
         )
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
+import { password, until, url } from "./support.mjs";
 
 // Node's own fetch needs EventTarget, so it is hidden only while the SDK loads (the SDK
 // decides then what to build its events on); the rest stay gone.
@@ -15,22 +16,7 @@ assert.equal(typeof EventTarget, "undefined");
 const { Api, Client } = await import("../courier.js");
 globalThis.EventTarget = nodeEventTarget;
 
-const url = process.env.COURIER_URL;
-if (!url) {
-  console.error("COURIER_URL must be set (tests/it/web.rs does)");
-  process.exit(2);
-}
-const password = "correct horse battery";
 const run = Date.now().toString(36);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, check, timeout = 15000) {
-  const end = Date.now() + timeout;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 async function person(who) {
   const api = new Api(url);

@@ -12,23 +12,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Api, Client, memoryStorage as memory } from "../courier.js";
+import { password, sleep, until, url } from "./support.mjs";
 
-const url = process.env.COURIER_URL;
-if (!url) {
-  console.error("COURIER_URL must be set (tests/it/web.rs does)");
-  process.exit(2);
-}
-const password = "correct horse battery";
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, check, timeout = 15000) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 
 /**

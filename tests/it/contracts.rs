@@ -1,6 +1,9 @@
-//! The OpenAPI document at `/v1/openapi.json`: OpenAPI 3.1, made from the router, so every
-//! path it names is served (none falls through to "no such route"), with the wire types'
-//! schemas, the error body and its codes, and the security schemes.
+//! The machine-readable contracts. The OpenAPI document at `/v1/openapi.json`: OpenAPI 3.1,
+//! made from the router, so every path it names is served (none falls through to "no such
+//! route"), with the wire types' schemas, the error body and its codes, and the security
+//! schemes; schemathesis against the real server. The AsyncAPI document at
+//! `/v1/asyncapi.json` (docs/asyncapi.yaml): every op and update type, with the same schemas
+//! (the parser and real payloads check it in sdk/js/test/contract.test.mjs).
 
 use crate::helpers::{spawn_app, Db};
 use reqwest::Method;
@@ -129,7 +132,7 @@ fn docs_openapi_json_is_the_servers_document() {
     let kept = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         kept == made,
-        "docs/openapi.json is out of date: BLESS=1 cargo test -p courier --test it openapi::docs"
+        "docs/openapi.json is out of date: BLESS=1 cargo test -p courier --test it contracts::docs"
     );
 }
 
@@ -194,4 +197,106 @@ async fn schemathesis_finds_no_server_error_or_undocumented_answer() {
         "schemathesis failed:\n{stdout}\n{stderr}"
     );
     println!("{stdout}");
+}
+
+fn yaml(v: &Value) -> yaml_rust2::Yaml {
+    use yaml_rust2::Yaml;
+    match v {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Integer(i),
+            None => Yaml::Real(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(a) => Yaml::Array(a.iter().map(yaml).collect()),
+        Value::Object(o) => Yaml::Hash(
+            o.iter()
+                .map(|(k, v)| (Yaml::String(k.clone()), yaml(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// docs/asyncapi.yaml is the document the server serves (`BLESS=1` rewrites it), and it names
+/// every op (a channel and an operation each) and every update type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_asyncapi_document_covers_every_op_and_update() {
+    use courier_client::protocol::ops::Op;
+    use courier_client::protocol::UpdateBody;
+    let doc = backend::http::asyncapi::document();
+    let app = spawn_app(Db::Sqlite).await;
+    let served: Value = reqwest::get(format!("http://{}/v1/asyncapi.json", app.addrs.http))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served, doc);
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    for op in Op::ALL {
+        let name = op.as_str();
+        assert!(doc["channels"][format!("req_{name}")]["address"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&format!("/req/{name}"))));
+        let qos = if op == Op::Typing { 0 } else { 1 };
+        assert_eq!(
+            doc["operations"][name]["bindings"]["mqtt"]["qos"], qos,
+            "{name}"
+        );
+    }
+    // The update messages come from UpdateBody's schema; they are exactly the kinds the
+    // server writes.
+    let documented: std::collections::BTreeSet<String> = doc["channels"]["in"]["messages"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.trim_start_matches("update_").to_owned())
+        .collect();
+    let known: std::collections::BTreeSet<String> =
+        UpdateBody::KINDS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(documented, known);
+    for kind in ["typing", "presence"] {
+        assert!(doc["channels"]["eph"]["messages"][format!("eph_{kind}")].is_object());
+    }
+    // The schemas are the OpenAPI document's where the types are the same.
+    let openapi = serde_json::to_value(backend::http::openapi()).unwrap();
+    let (ours, theirs) = (
+        &doc["components"]["schemas"],
+        &openapi["components"]["schemas"],
+    );
+    let both: Vec<&String> = ours
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| theirs.get(k.as_str()).is_some())
+        .collect();
+    for name in ["ErrorBody", "ErrorCode", "Content", "Attachment", "Message"] {
+        assert!(
+            both.iter().any(|k| *k == name),
+            "{name} is not in both documents"
+        );
+    }
+    for name in both {
+        assert_eq!(
+            ours[name], theirs[name],
+            "{name} differs between the documents"
+        );
+    }
+
+    let mut text = String::new();
+    yaml_rust2::YamlEmitter::new(&mut text)
+        .dump(&yaml(&doc))
+        .unwrap();
+    text.push('\n');
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/asyncapi.yaml");
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(path, &text).unwrap();
+        return;
+    }
+    let kept = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        kept == text,
+        "docs/asyncapi.yaml is out of date: BLESS=1 cargo test -p courier --test it contracts::the_asyncapi"
+    );
 }

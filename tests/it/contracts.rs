@@ -295,6 +295,16 @@ async fn the_asyncapi_document_covers_every_op_and_update() {
         return;
     }
     let kept = std::fs::read_to_string(path).unwrap_or_default();
+    let served_yaml = reqwest::get(format!("http://{}/v1/asyncapi.yaml", app.addrs.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        served_yaml, kept,
+        "/v1/asyncapi.yaml serves docs/asyncapi.yaml"
+    );
     assert!(
         kept == text,
         "docs/asyncapi.yaml is out of date: BLESS=1 cargo test -p courier --test it contracts::the_asyncapi"

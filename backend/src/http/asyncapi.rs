@@ -94,6 +94,14 @@ fn tagged(schema: &str, tag: &str) -> Value {
     })
 }
 
+/// `GET /v1/asyncapi.yaml`: docs/asyncapi.yaml, which a test keeps equal to [`document`].
+pub async fn yaml() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        include_str!("../../../docs/asyncapi.yaml"),
+    )
+}
+
 /// The document, made once.
 pub fn cached() -> &'static Value {
     static DOC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(document);

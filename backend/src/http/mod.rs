@@ -97,6 +97,7 @@ pub fn router(state: AppState, with_metrics: bool) -> Router {
             "/v1/asyncapi.json",
             get(|| async { axum::Json(asyncapi::cached().clone()) }),
         )
+        .route("/v1/asyncapi.yaml", get(asyncapi::yaml))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)

@@ -23,7 +23,12 @@ async fn main() -> Result<(), ClientError> {
     let server = std::env::var("COURIER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let api = Api::new(server);
     let session = api.log_in(user, password, "upload example", "cli").await?;
-    let file = api.upload(&session.token, bytes, Some(path)).await?;
+    // Recipients see the file's name, not where it was on this machine.
+    let name = std::path::Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("photo");
+    let file = api.upload(&session.token, bytes, Some(name)).await?;
     println!("stored {} as {} ({})", path, file.id, file.mime);
     let peer = api.users(&session.token, &[to], &[]).await?;
     let Some(peer) = peer.first() else {

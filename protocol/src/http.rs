@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SignUp {
+    /// 3–32 letters, digits, `.`, `_` or `-`; case-insensitive.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._-]{3,32}$"))]
     pub username: String,
+    /// 8–256 bytes (the schema says 8–64 characters, which always fit).
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 64))]
     pub password: String,
     /// An invite code; needed when the server takes sign-ups by invitation only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,7 +120,12 @@ pub const MAX_DEVICES: u64 = 10;
 pub struct LogIn {
     pub username: String,
     pub password: String,
+    /// Shown in the user's device list: 1–128 bytes (the schema says 1–32 characters, which
+    /// always fit).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32))]
     pub device_name: String,
+    /// `ios`, `android`, `web`, …: at most 32 bytes.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9 ._-]{0,32}$"))]
     pub platform: String,
 }
 
@@ -367,8 +376,10 @@ pub struct Presence {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PushToken {
     /// `fcm`, `apns`, `webpush` or any name the webhook receiver understands (1..=16 bytes).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,16}$"))]
     pub provider: String,
-    /// The provider's device token (1..=512 bytes).
+    /// The provider's device token (1..=512 bytes, no whitespace).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[!-~]{1,512}$"))]
     pub token: String,
 }
 
@@ -454,6 +465,8 @@ pub struct StorageUse {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub old: String,
+    /// 8–256 bytes (the schema says 8–64 characters, which always fit).
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 64))]
     pub new: String,
 }
 

@@ -87,6 +87,16 @@ impl Hold {
         }))
     }
 
+    /// Gives the upload back now, so the client's next PATCH (which may come as soon as this
+    /// one's answer) finds it free.
+    async fn release(mut self) {
+        self.renew.abort();
+        let holder = std::mem::take(&mut self.holder);
+        if let Err(e) = self.state.store.unlock_upload(&self.id, &holder).await {
+            tracing::debug!(error = %e, "upload lease not given back; it runs out");
+        }
+    }
+
     /// A spool file of this hold's own.
     fn spool(&self, what: &str) -> PathBuf {
         self.state
@@ -98,8 +108,13 @@ impl Hold {
 }
 
 impl Drop for Hold {
+    /// A hold not [released](Hold::release) (an error, a dropped request) is given back in the
+    /// background.
     fn drop(&mut self) {
         self.renew.abort();
+        if self.holder.is_empty() {
+            return;
+        }
         let (store, id, holder) = (
             self.state.store.clone(),
             self.id.clone(),
@@ -343,6 +358,7 @@ pub async fn patch(
     }
     let written = offset + n;
     if !whole || written < length {
+        hold.release().await;
         return Ok(tus(
             StatusCode::NO_CONTENT,
             &[(UPLOAD_OFFSET, written.to_string())],

@@ -13,7 +13,7 @@
 //   CHROMIUM           the browser (default /usr/bin/chromium)
 //   COURIER_PUSH_LOG   GET: the push notices the server's webhook received, as a JSON array
 
-import { chromium } from "playwright-core";
+import { launch, TIMEOUT, until } from "./support.mjs";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -23,45 +23,17 @@ const video = process.env.COURIER_VIDEO;
 const artifacts = process.env.COURIER_ARTIFACTS || "test-results";
 const pushLog = process.env.COURIER_PUSH_LOG;
 const password = "correct horse battery";
-const TIMEOUT = 20000;
 
 if (!url || !image || !video || !pushLog) {
   console.error("COURIER_URL, COURIER_IMAGE, COURIER_VIDEO and COURIER_PUSH_LOG must be set (tests/it/web.rs does)");
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 
 const pages = {};
 let step = "start";
 
-/** Polls `check` (returning truthy when done) until it passes or `what` times out. */
-async function until(what, check, timeout = TIMEOUT) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function person(name) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });

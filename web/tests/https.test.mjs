@@ -7,7 +7,7 @@
 //   CHROMIUM     the browser (default /usr/bin/chromium)
 //   HOME         a home whose .pki/nssdb trusts the test CA
 
-import { chromium } from "playwright-core";
+import { launch, TIMEOUT, until } from "./support.mjs";
 
 const url = process.env.COURIER_URL;
 if (!url || !url.startsWith("https://")) {
@@ -15,28 +15,9 @@ if (!url || !url.startsWith("https://")) {
   process.exit(2);
 }
 const password = "correct horse battery";
-const TIMEOUT = 20000;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 
-async function until(what, check, timeout = TIMEOUT) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const sockets = [];
 async function person(name) {
